@@ -1,0 +1,192 @@
+//! Files handed out by dataset sources, and reading them from a confined directory.
+
+use std::fmt;
+use std::io::Read;
+use std::ops::Range;
+
+use bytes::Bytes;
+use cap_std::fs::{Dir, OpenOptions, OpenOptionsExt};
+
+use crate::error::SourceError;
+use crate::key::RelativeKey;
+
+/// Files at least this large are memory-mapped rather than read; smaller ones
+/// cost less to read than to map and unmap.
+pub(crate) const MMAP_THRESHOLD: u64 = 256 * 1024;
+
+/// What identifies one version of a file's bytes: the base of a strong ETag.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum FileIdentity {
+    /// A file on disk: any change of size, modification time or inode makes a
+    /// new identity (the same rule as the Python servers).
+    Stat {
+        /// Size in bytes.
+        len: u64,
+        /// Modification time, nanoseconds since the epoch.
+        mtime_ns: u128,
+        /// Inode number.
+        ino: u64,
+    },
+    /// Bytes made in memory, named by a digest of their content (hex).
+    Digest(String),
+}
+
+impl FileIdentity {
+    /// The strong ETag for this identity, quotes included.
+    pub fn etag(&self) -> String {
+        match self {
+            Self::Stat { len, mtime_ns, ino } => format!("\"{len:x}-{mtime_ns:x}-{ino:x}\""),
+            Self::Digest(hex) => format!("\"{hex}\""),
+        }
+    }
+}
+
+/// One version of one file of a dataset: its size, its identity and its bytes.
+///
+/// Implementations must be cheap to read from many tasks at once.
+pub trait SourceFile: Send + Sync + fmt::Debug {
+    /// Size in bytes.
+    fn len(&self) -> u64;
+
+    /// Whether the file is empty.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The identity of these bytes, for ETags.
+    fn identity(&self) -> &FileIdentity;
+
+    /// Reads `range` (which must lie within `0..len`).
+    ///
+    /// # Errors
+    /// [`SourceError::RangeOutOfBounds`] for a range outside the file;
+    /// [`SourceError::Io`] when the bytes cannot be read.
+    fn read_range(&self, range: Range<u64>) -> Result<Bytes, SourceError>;
+}
+
+/// A file whose bytes are already addressable: read into memory, generated, or
+/// memory-mapped (a mapping wrapped in [`Bytes`] is sliced without copying).
+#[derive(Clone)]
+pub struct MemoryFile {
+    bytes: Bytes,
+    identity: FileIdentity,
+}
+
+impl MemoryFile {
+    /// Wraps `bytes` with the given identity.
+    pub fn new(bytes: Bytes, identity: FileIdentity) -> Self {
+        Self { bytes, identity }
+    }
+
+    /// All the bytes.
+    pub fn bytes(&self) -> &Bytes {
+        &self.bytes
+    }
+}
+
+impl fmt::Debug for MemoryFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryFile")
+            .field("len", &self.bytes.len())
+            .field("identity", &self.identity)
+            .finish()
+    }
+}
+
+impl SourceFile for MemoryFile {
+    fn len(&self) -> u64 {
+        self.bytes.len() as u64
+    }
+
+    fn identity(&self) -> &FileIdentity {
+        &self.identity
+    }
+
+    fn read_range(&self, range: Range<u64>) -> Result<Bytes, SourceError> {
+        let len = self.bytes.len() as u64;
+        if range.start > range.end || range.end > len {
+            return Err(SourceError::RangeOutOfBounds { range, len });
+        }
+        // Both ends are <= len, which came from a usize.
+        let (start, end) = (range.start as usize, range.end as usize);
+        Ok(self.bytes.slice(start..end))
+    }
+}
+
+/// Opens `key` under `dir` and takes its bytes: read when small, mapped when large.
+///
+/// The open goes through `cap-std`, so `..`, absolute symlinks and symlinks
+/// whose target leaves `dir` fail; anything but a regular file (a directory, a
+/// FIFO, a device) is reported as not found.
+pub(crate) fn open_confined(dir: &Dir, key: &RelativeKey) -> Result<MemoryFile, SourceError> {
+    let mut options = OpenOptions::new();
+    // O_NONBLOCK: opening a FIFO planted in a dataset must not hang a worker.
+    options.read(true).custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY);
+    let file = dir
+        .open_with(key.as_str(), &options)
+        .map_err(|err| SourceError::from_open(key, err))?
+        .into_std();
+    let meta = file.metadata().map_err(|err| SourceError::io(key, err))?;
+    if !meta.is_file() {
+        return Err(SourceError::NotFound { key: key.clone() });
+    }
+    let identity = stat_identity(&meta);
+    let len = meta.len();
+    let bytes = if len >= MMAP_THRESHOLD {
+        map_file(&file, key)?
+    } else {
+        let mut buf = Vec::with_capacity(len as usize);
+        (&file)
+            .take(len)
+            .read_to_end(&mut buf)
+            .map_err(|err| SourceError::io(key, err))?;
+        Bytes::from(buf)
+    };
+    Ok(MemoryFile::new(bytes, identity))
+}
+
+#[allow(unsafe_code)]
+fn map_file(file: &std::fs::File, key: &RelativeKey) -> Result<Bytes, SourceError> {
+    // SAFETY: `Mmap::map` is unsafe because the mapped bytes may change if
+    // another process writes the file. The mapping is read-only and we only
+    // ever treat it as `[u8]`, for which every bit pattern is valid, so a
+    // concurrent write can change the bytes we send but cannot break any
+    // invariant of ours; no `&mut` to the memory exists. Shrinking the file
+    // while it is mapped would fault (SIGBUS) on access to the lost pages,
+    // which ends the process rather than reading invalid memory; dataset
+    // files are written once by the exporter and then only read, and the
+    // identity (size, mtime, inode) changes on any rewrite, so clients never
+    // mix versions.
+    let map = unsafe { memmap2::Mmap::map(file) }.map_err(|err| SourceError::io(key, err))?;
+    Ok(Bytes::from_owner(map))
+}
+
+fn stat_identity(meta: &std::fs::Metadata) -> FileIdentity {
+    use std::os::unix::fs::MetadataExt;
+    let mtime_ns = (meta.mtime().max(0) as u128) * 1_000_000_000 + meta.mtime_nsec().max(0) as u128;
+    FileIdentity::Stat {
+        len: meta.len(),
+        mtime_ns,
+        ino: meta.ino(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_file_ranges_are_checked() {
+        let file = MemoryFile::new(Bytes::from_static(b"0123456789"), FileIdentity::Digest("ab".into()));
+        assert_eq!(&file.read_range(2..5).unwrap()[..], b"234");
+        assert!(file.read_range(5..11).is_err());
+        assert_eq!(file.identity().etag(), "\"ab\"");
+    }
+
+    #[test]
+    fn stat_etag_is_hex_of_size_mtime_and_inode() {
+        let id = FileIdentity::Stat { len: 32104, mtime_ns: 0x18eacc38c8622ab9, ino: 0x98c9eb };
+        assert_eq!(id.etag(), "\"7d68-18eacc38c8622ab9-98c9eb\"");
+    }
+}

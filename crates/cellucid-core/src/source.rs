@@ -1,0 +1,87 @@
+//! The dataset-source seam: what every reader provides to the server.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::error::SourceError;
+use crate::file::SourceFile;
+use crate::key::RelativeKey;
+
+/// The storage format a source reads, as reported by `/_cellucid/health`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SourceFormat {
+    /// A Cellucid export folder or catalog.
+    Export,
+    /// An AnnData HDF5 file.
+    H5ad,
+    /// An AnnData Zarr store (folder or zip).
+    Zarr,
+}
+
+impl SourceFormat {
+    /// The format id used in `/_cellucid/health` and `/_cellucid/info`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Export => "export",
+            Self::H5ad => "h5ad",
+            Self::Zarr => "zarr",
+        }
+    }
+
+    /// The dataset `type` reported for this format (`exported` or `anndata`).
+    pub fn dataset_type(self) -> &'static str {
+        match self {
+            Self::Export => "exported",
+            Self::H5ad | Self::Zarr => "anndata",
+        }
+    }
+}
+
+/// What the viewer's catalog says about one dataset.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DatasetInfo {
+    /// The dataset id, as its identity and catalog give it.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Description, when the dataset has one.
+    pub description: Option<String>,
+    /// Number of cells.
+    pub n_cells: u64,
+    /// Number of genes served.
+    pub n_genes: u64,
+    /// Where the source's own catalog places the dataset (`pbmc68k-f32/`),
+    /// relative to the catalog; `None` when the source has no catalog.
+    pub catalog_path: Option<String>,
+}
+
+/// A provider of one or more datasets: lists them and opens their files.
+///
+/// No method takes a filesystem path: a source may be backed by a folder, a
+/// single file or computed views, and decides itself how keys map to bytes.
+pub trait DatasetSource: Send + Sync + fmt::Debug {
+    /// The storage format.
+    fn format(&self) -> SourceFormat;
+
+    /// The datasets, in the order the source lists them.
+    fn datasets(&self) -> &[DatasetInfo];
+
+    /// Opens the file `key` of dataset `id`.
+    ///
+    /// # Errors
+    /// [`SourceError::UnknownDataset`] for an id this source does not serve,
+    /// [`SourceError::NotFound`] for a key with nothing servable behind it,
+    /// [`SourceError::Io`] when the bytes cannot be read.
+    fn open(&self, id: &str, key: &RelativeKey) -> Result<Arc<dyn SourceFile>, SourceError>;
+
+    /// The source's own `datasets.json`, byte for byte, when it has one (an
+    /// export catalog). The server serves it as is when this source is the
+    /// only one.
+    ///
+    /// # Errors
+    /// [`SourceError::Io`] when the catalog cannot be read.
+    fn catalog(&self) -> Option<Result<Arc<dyn SourceFile>, SourceError>> {
+        None
+    }
+}
