@@ -1,1 +1,26 @@
-fn main() {}
+//! `cellucid`: serve single-cell datasets to the Cellucid web viewer.
+//!
+//! A thin binary: it parses arguments and wires the library crates together.
+
+mod args;
+mod banner;
+mod error;
+mod inputs;
+mod logging;
+mod serve;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    error::install_panic_hook();
+    let cli = args::Cli::parse();
+    let result = match cli.command {
+        args::Command::Serve(args) => serve::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => err.report(),
+    }
+}

@@ -1,1 +1,48 @@
-//! placeholder
+//! The cellucid-rs HTTP server.
+//!
+//! Serves the datasets of a [`Layout`] to both generations of the Cellucid
+//! viewer, safely by default. A request travels, outermost first:
+//!
+//! 1. the connection (`conn`, [`Limits`]): head size and count, header-read
+//!    and idle timeouts, a connection cap;
+//! 2. [`OriginLayer`]: the Host allowlist (421), CORS for allowed origins,
+//!    preflights, `nosniff` and `Referrer-Policy` on every response;
+//! 3. the router (`routes`): `/_cellucid/*`, then `datasets.json` and dataset
+//!    files, then the viewer UI;
+//! 4. a handler and the [`cellucid_core::DatasetSource`] behind the dataset.
+//!
+//! Errors become responses in one place, [`HttpError::into_response`].
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use cellucid_core::{DatasetSource, ExportSource};
+//! use cellucid_http::{Layout, Server, ServerConfig};
+//!
+//! let source: Arc<dyn DatasetSource> = Arc::new(ExportSource::open("exports".as_ref())?);
+//! let layout = Layout::new(vec![source])?;
+//! let server = Server::bind(ServerConfig::new("127.0.0.1:8765".parse()?), layout).await?;
+//! println!("serving on http://{}", server.local_addr());
+//! server.run(async { let _ = tokio::signal::ctrl_c().await; }).await?;
+//! # Ok(()) }
+//! ```
+
+mod body;
+mod conn;
+mod documents;
+mod error;
+mod mount;
+pub mod origin;
+mod path;
+mod range;
+mod response;
+mod routes;
+mod server;
+
+pub use body::Body;
+pub use documents::VERSION;
+pub use error::HttpError;
+pub use mount::{Layout, LayoutError, Mount, RESERVED_NAMES};
+pub use origin::{OriginLayer, OriginPolicy};
+pub use routes::WebUi;
+pub use server::{Limits, Server, ServerConfig, ServerError};

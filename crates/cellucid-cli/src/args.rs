@@ -1,0 +1,99 @@
+//! Command-line arguments: parsing and validation only.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Serve single-cell datasets to the Cellucid web viewer.
+#[derive(Debug, Parser)]
+#[command(
+    name = "cellucid",
+    version,
+    about,
+    long_about = "Serve single-cell datasets to the Cellucid web viewer.\n\n\
+        cellucid-rs serves Cellucid export folders (and, in later builds, AnnData files) \
+        from one local process, safely by default: it binds to 127.0.0.1, answers only \
+        to Host names of this machine, and lets only loopback and cellucid.com pages \
+        read the data from a browser.",
+    after_help = "Run `cellucid serve --help` for the server's options.",
+    propagate_version = true
+)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Serve one or more datasets over HTTP.
+    #[command(
+        long_about = "Serve one or more datasets over HTTP.\n\n\
+            Each PATH is an export folder (with dataset_identity.json) or an export catalog \
+            (with datasets.json); it is recognised by its content, not its name. With no PATH, \
+            the bundled demo datasets are served.\n\n\
+            Several datasets are served under /<id>/ each, with a generated /datasets.json; \
+            a single dataset is also served at /.",
+        after_help = "Examples:\n  \
+            cellucid serve exports/                 # a catalog of exports\n  \
+            cellucid serve exports/pbmc --port 0    # one dataset, a free port\n  \
+            cellucid serve a/ b/ --no-browser       # two exports, one server\n\n\
+            Remote machine? Keep the default loopback bind and tunnel the port:\n  \
+            ssh -L 8765:localhost:8765 user@remote-host"
+    )]
+    Serve(ServeArgs),
+}
+
+/// Flags of `cellucid serve`.
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// Datasets to serve: export folders or export catalogs (default: the bundled demo).
+    #[arg(value_name = "PATH")]
+    pub(crate) paths: Vec<PathBuf>,
+
+    /// Address to bind. Anything but loopback exposes the data to the network.
+    #[arg(long, value_name = "HOST", default_value = "127.0.0.1")]
+    pub(crate) host: String,
+
+    /// Port to bind; 0 lets the system pick a free one (the URL shows it).
+    #[arg(long, short = 'p', value_name = "PORT", default_value_t = 8765)]
+    pub(crate) port: u16,
+
+    /// Do not open a web browser.
+    #[arg(long)]
+    pub(crate) no_browser: bool,
+
+    /// Also answer to this Host name or IP (any port); repeatable. For reverse
+    /// proxies and containers reached by name.
+    #[arg(long = "allowed-host", value_name = "NAME")]
+    pub(crate) allowed_hosts: Vec<String>,
+
+    /// Also let pages from this exact origin read the data in a browser
+    /// (e.g. https://notebook.example.org); repeatable.
+    #[arg(long = "allowed-origin", value_name = "ORIGIN")]
+    pub(crate) allowed_origins: Vec<String>,
+
+    /// Serve data only, without the viewer UI at /.
+    #[arg(long)]
+    pub(crate) no_web_ui: bool,
+
+    /// Print only warnings, errors and the URL.
+    #[arg(long, short = 'q', conflicts_with = "verbose")]
+    pub(crate) quiet: bool,
+
+    /// Also log every request.
+    #[arg(long, short = 'v')]
+    pub(crate) verbose: bool,
+
+    /// Log line format on stderr.
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = LogFormat::Text)]
+    pub(crate) log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}

@@ -1,0 +1,78 @@
+//! The startup block and the non-loopback warning, written to stderr.
+
+use std::fmt::Write as _;
+use std::net::{IpAddr, SocketAddr};
+
+use cellucid_http::{Layout, WebUi};
+
+/// The URL a person on this machine opens: the loopback address for a
+/// wildcard bind, IPv6 in brackets.
+pub(crate) fn local_url(addr: SocketAddr) -> String {
+    let ip = match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::from([127, 0, 0, 1]),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    match ip {
+        IpAddr::V6(ip) => format!("http://[{ip}]:{}", addr.port()),
+        IpAddr::V4(ip) => format!("http://{ip}:{}", addr.port()),
+    }
+}
+
+/// The startup block: version, datasets, URL, UI state, how to stop.
+pub(crate) fn startup(layout: &Layout, url: &str, web_ui: WebUi) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "cellucid-rs {}", cellucid_http::VERSION);
+    let mounts = layout.mounts();
+    let _ = writeln!(
+        out,
+        "Serving {} dataset{}:",
+        mounts.len(),
+        if mounts.len() == 1 { "" } else { "s" }
+    );
+    let id_width = mounts.iter().map(|m| m.info.id.len()).max().unwrap_or(0);
+    for mount in mounts {
+        let _ = writeln!(
+            out,
+            "  {:<id_width$}  {} cells × {} genes  {}{}   {}",
+            mount.info.id,
+            mount.info.n_cells,
+            mount.info.n_genes,
+            url,
+            mount.advertised_path,
+            mount.info.name,
+        );
+    }
+    let _ = writeln!(out, "Open      {url}/");
+    let _ = writeln!(out, "Health    {url}/_cellucid/health");
+    let ui = match web_ui {
+        WebUi::Disabled => "off (--no-web-ui): data routes only",
+        _ => "not available in this build: data routes only",
+    };
+    let _ = writeln!(out, "Viewer UI {ui}");
+    let _ = writeln!(
+        out,
+        "Browsers: pages from loopback and cellucid.com may read the data (CORS). CORS is not access control."
+    );
+    let _ = write!(out, "Press Ctrl-C to stop.");
+    out
+}
+
+/// The loud warning for a bind other programs on the network can reach.
+pub(crate) fn exposure_warning(addr: SocketAddr) -> String {
+    let port = addr.port();
+    let bar = "!".repeat(72);
+    format!(
+        "{bar}\n\
+         WARNING: listening on {addr}, which other machines can reach.\n\
+         Anyone who can connect to this port can download everything served here:\n\
+         embeddings, cell metadata (obs fields), gene expression, and (with a viewer\n\
+         channel) session uploads. There is no authentication. CORS does not protect\n\
+         you: it only limits what web pages in a browser may read; curl or a script\n\
+         can fetch the data directly.\n\
+         Safer: keep the default --host 127.0.0.1 and tunnel the port over SSH:\n    \
+         ssh -L {port}:localhost:{port} user@this-host\n\
+         then open http://127.0.0.1:{port}/ on your own machine.\n\
+         {bar}"
+    )
+}

@@ -1,0 +1,132 @@
+//! `cellucid serve`: wiring the inputs, the layout and the server together.
+
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+
+use cellucid_core::OpenError;
+use cellucid_http::{Layout, Server, ServerConfig, ServerError, WebUi};
+
+use crate::args::ServeArgs;
+use crate::banner;
+use crate::error::CliError;
+use crate::inputs;
+
+/// Runs the server until Ctrl-C or SIGTERM.
+pub(crate) fn run(args: ServeArgs) -> Result<(), CliError> {
+    crate::logging::init(args.log_format, args.quiet, args.verbose);
+    let paths = if args.paths.is_empty() {
+        let demo = inputs::demo_path();
+        if !demo.is_dir() {
+            return Err(CliError::operator(format!(
+                "no PATH given and the bundled demo datasets are not in this installation ({}); pass a dataset PATH",
+                demo.display()
+            )));
+        }
+        vec![demo]
+    } else {
+        args.paths.clone()
+    };
+    let sources = inputs::open_all(&paths).map_err(|err| match err {
+        OpenError::InvalidManifest { .. } => CliError::operator(err.to_string()),
+        _ => CliError::usage(err.to_string()),
+    })?;
+    let layout = Layout::new(sources).map_err(|err| CliError::usage(err.to_string()))?;
+    let ip = resolve_host(&args.host)?;
+    let web_ui = if args.no_web_ui { WebUi::Disabled } else { WebUi::NotAvailable };
+    let mut config = ServerConfig::new(SocketAddr::new(ip, args.port));
+    config.host_label.clone_from(&args.host);
+    config.allowed_hosts.clone_from(&args.allowed_hosts);
+    config.allowed_origins.clone_from(&args.allowed_origins);
+    config.web_ui = web_ui;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|err| CliError::operator(format!("cannot start the async runtime: {err}")))?;
+    runtime.block_on(async move {
+        let server = Server::bind(config, layout.clone()).await.map_err(|err| match err {
+            ServerError::Config(_) => CliError::usage(err.to_string()),
+            _ => CliError::operator(err.to_string()),
+        })?;
+        let addr = server.local_addr();
+        let url = banner::local_url(addr);
+        if !addr.ip().is_loopback() {
+            eprintln!("{}", banner::exposure_warning(addr));
+        }
+        if args.quiet {
+            eprintln!("Serving on {url}/");
+        } else {
+            eprintln!("{}", banner::startup(&layout, &url, web_ui));
+        }
+        if !args.no_browser {
+            open_browser(format!("{url}/"));
+        }
+        server
+            .run(shutdown_signal())
+            .await
+            .map_err(|err| CliError::operator(format!("the server failed: {err}")))?;
+        tracing::info!("stopped");
+        Ok(())
+    })
+}
+
+/// An IP literal, `localhost`, or a name this machine resolves.
+fn resolve_host(host: &str) -> Result<IpAddr, CliError> {
+    let literal = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    if let Ok(ip) = literal.parse::<IpAddr>() {
+        return Ok(ip);
+    }
+    if literal.eq_ignore_ascii_case("localhost") {
+        return Ok(IpAddr::from([127, 0, 0, 1]));
+    }
+    (literal, 0)
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .map(|addr| addr.ip())
+        .ok_or_else(|| {
+            CliError::usage(format!(
+                "--host {host:?} is not an IP address or a name this machine resolves (try 127.0.0.1 or ::1)"
+            ))
+        })
+}
+
+/// Opens the viewer in a browser when there is one; never fails the server.
+fn open_browser(url: String) {
+    let has_display = cfg!(not(target_os = "linux"))
+        || std::env::var_os("DISPLAY").is_some()
+        || std::env::var_os("WAYLAND_DISPLAY").is_some();
+    if !has_display {
+        tracing::info!("no graphical display; open {url} in a browser yourself");
+        return;
+    }
+    std::thread::spawn(move || {
+        if let Err(err) = webbrowser::open(&url) {
+            tracing::info!(error = %err, "could not open a browser; open {url} yourself");
+        }
+    });
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    eprintln!("Shutting down: finishing requests in flight…");
+}

@@ -1,0 +1,83 @@
+//! Every error a route can meet, and the one place they become responses.
+
+use cellucid_core::SourceError;
+use http::header::{self, HeaderValue};
+use http::{Response, StatusCode};
+
+use crate::body::Body;
+use crate::response::text;
+
+/// An error answered to the client.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HttpError {
+    /// Nothing is served at this path (also every malformed path).
+    #[error("Not found: {0}")]
+    NotFound(String),
+    /// The method is not one this route answers.
+    #[error("method not allowed")]
+    MethodNotAllowed {
+        /// The value of the `Allow` header.
+        allow: &'static str,
+    },
+    /// `/_cellucid/ws` without a WebSocket upgrade.
+    #[error("The viewer channel is a WebSocket: open it with new WebSocket(...)")]
+    UpgradeRequired,
+    /// The viewer UI cannot be served by this server.
+    #[error("{0}")]
+    UiUnavailable(&'static str),
+    /// A bug or an unexpected failure of the server itself.
+    #[error("internal error: {0}")]
+    Internal(String),
+    /// Reading a dataset failed.
+    #[error(transparent)]
+    Source(#[from] SourceError),
+}
+
+impl HttpError {
+    /// The response for this error. Internal failures are logged here, with
+    /// what happened, and answered with a short 500.
+    pub fn into_response(self) -> Response<Body> {
+        match self {
+            Self::NotFound(path) => text(StatusCode::NOT_FOUND, not_found_body(&path)),
+            Self::MethodNotAllowed { allow } => {
+                let mut response = text(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    format!("Method not allowed; this route answers {allow}"),
+                );
+                response.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
+                response
+            }
+            Self::UpgradeRequired => {
+                let mut response = text(StatusCode::UPGRADE_REQUIRED, self.to_string());
+                response.headers_mut().insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+                response
+            }
+            Self::UiUnavailable(why) => text(StatusCode::SERVICE_UNAVAILABLE, why),
+            Self::Source(SourceError::NotFound { key }) => {
+                text(StatusCode::NOT_FOUND, not_found_body(key.as_str()))
+            }
+            Self::Source(SourceError::UnknownDataset { id }) => {
+                text(StatusCode::NOT_FOUND, not_found_body(&id))
+            }
+            Self::Internal(what) => {
+                tracing::error!(%what, "internal error while answering a request");
+                text(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error")
+            }
+            Self::Source(err) => {
+                tracing::error!(error = %err, "failed to read a dataset file");
+                text(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error")
+            }
+        }
+    }
+}
+
+/// `Not found: <path>`, echoing at most a short, printable path.
+fn not_found_body(path: &str) -> String {
+    const MAX_ECHO: usize = 200;
+    if path.is_empty() || path.len() > MAX_ECHO || path.chars().any(char::is_control) {
+        "Not found".to_owned()
+    } else {
+        format!("Not found: {path}")
+    }
+}

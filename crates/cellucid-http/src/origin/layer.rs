@@ -1,0 +1,210 @@
+//! The tower layer that applies the [`OriginPolicy`](super::OriginPolicy).
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::header::{self, HeaderValue};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use pin_project_lite::pin_project;
+use tower::{Layer, Service};
+
+use super::OriginPolicy;
+use crate::body::Body;
+
+/// The methods a preflight may ask for.
+const ALLOW_METHODS: HeaderValue = HeaderValue::from_static("GET, HEAD, POST, OPTIONS");
+/// The request headers a preflight may ask for.
+const ALLOW_HEADERS: HeaderValue =
+    HeaderValue::from_static("Content-Type, Range, X-Cellucid-Viewer-Token, Authorization");
+/// The response headers an allowed page may read.
+const EXPOSE_HEADERS: HeaderValue =
+    HeaderValue::from_static("Accept-Ranges, Content-Length, Content-Range, ETag");
+/// How long a browser may cache a preflight answer, in seconds.
+const PREFLIGHT_MAX_AGE: HeaderValue = HeaderValue::from_static("600");
+
+/// Why the origin layer answered a request itself instead of passing it on;
+/// found in the response's extensions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OriginRejection {
+    /// The `Host` header does not name this server (421).
+    MisdirectedHost,
+}
+
+/// Wraps a service with the origin policy.
+#[derive(Clone, Debug)]
+pub struct OriginLayer {
+    policy: Arc<OriginPolicy>,
+}
+
+impl OriginLayer {
+    /// A layer applying `policy`.
+    pub fn new(policy: Arc<OriginPolicy>) -> Self {
+        Self { policy }
+    }
+}
+
+impl<S> Layer<S> for OriginLayer {
+    type Service = OriginService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        OriginService {
+            inner,
+            policy: Arc::clone(&self.policy),
+        }
+    }
+}
+
+/// The service made by [`OriginLayer`]: refuses foreign `Host` headers with
+/// 421, answers CORS preflights, and adds the CORS and hardening headers to
+/// every response.
+#[derive(Clone, Debug)]
+pub struct OriginService<S> {
+    inner: S,
+    policy: Arc<OriginPolicy>,
+}
+
+impl<S, B> Service<Request<B>> for OriginService<S>
+where
+    S: Service<Request<B>, Response = Response<Body>, Error = Infallible>,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let allowed_origin = allowed_origin(&self.policy, req.headers());
+        if let Err(refusal) = self.policy.host.check(req.headers().get_all(header::HOST).iter()) {
+            tracing::warn!(
+                ?refusal,
+                host = ?req.headers().get_all(header::HOST).iter().collect::<Vec<_>>(),
+                "refused a request whose Host header does not name this server"
+            );
+            let mut response = misdirected();
+            decorate(response.headers_mut(), allowed_origin.as_ref());
+            return ResponseFuture::Ready {
+                response: Some(response),
+            };
+        }
+        if req.method() == Method::OPTIONS {
+            let mut response = preflight(req.headers(), allowed_origin.as_ref());
+            decorate(response.headers_mut(), allowed_origin.as_ref());
+            return ResponseFuture::Ready {
+                response: Some(response),
+            };
+        }
+        ResponseFuture::Inner {
+            future: self.inner.call(req),
+            allowed_origin,
+        }
+    }
+}
+
+pin_project! {
+    /// The future of [`OriginService`]: the inner response, decorated, or an
+    /// answer the layer gave itself.
+    // pin-project-lite cannot carry doc comments on variant fields.
+    #[allow(missing_docs)]
+    #[project = ResponseFutureProj]
+    pub enum ResponseFuture<F> {
+        /// Waiting for the inner service.
+        Inner {
+            #[pin]
+            future: F,
+            allowed_origin: Option<HeaderValue>,
+        },
+        /// Answered by the layer (421 or a preflight).
+        Ready {
+            response: Option<Response<Body>>,
+        },
+    }
+}
+
+impl<F> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<Body>, Infallible>>,
+{
+    type Output = Result<Response<Body>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            ResponseFutureProj::Inner {
+                future,
+                allowed_origin,
+            } => {
+                let Ok(mut response) = std::task::ready!(future.poll(cx));
+                decorate(response.headers_mut(), allowed_origin.as_ref());
+                Poll::Ready(Ok(response))
+            }
+            ResponseFutureProj::Ready { response } => {
+                Poll::Ready(Ok(response.take().unwrap_or_else(misdirected)))
+            }
+        }
+    }
+}
+
+/// The canonical origin to echo, when the request carries exactly one
+/// allowed `Origin`.
+fn allowed_origin(policy: &OriginPolicy, headers: &HeaderMap) -> Option<HeaderValue> {
+    let mut values = headers.get_all(header::ORIGIN).iter();
+    let value = values.next()?;
+    if values.next().is_some() {
+        return None;
+    }
+    let canonical = policy.cors.allow(value.to_str().ok()?)?;
+    HeaderValue::from_str(&canonical).ok()
+}
+
+fn misdirected() -> Response<Body> {
+    let mut response = Response::new(Body::from("Host header does not name this server"));
+    *response.status_mut() = StatusCode::MISDIRECTED_REQUEST;
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, crate::response::TEXT_PLAIN);
+    headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response.extensions_mut().insert(OriginRejection::MisdirectedHost);
+    response
+}
+
+fn preflight(request: &HeaderMap, allowed_origin: Option<&HeaderValue>) -> Response<Body> {
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    if allowed_origin.is_some() {
+        let headers = response.headers_mut();
+        headers.insert(header::ACCESS_CONTROL_ALLOW_METHODS, ALLOW_METHODS);
+        headers.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, ALLOW_HEADERS);
+        headers.insert(header::ACCESS_CONTROL_MAX_AGE, PREFLIGHT_MAX_AGE);
+        let private_network = request
+            .get("access-control-request-private-network")
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"true"));
+        if private_network {
+            headers.insert(
+                "access-control-allow-private-network",
+                HeaderValue::from_static("true"),
+            );
+        }
+    }
+    response
+}
+
+/// Adds what every response carries: `Vary: Origin`, the CORS headers for an
+/// allowed origin, the hardening headers, and `Cache-Control: no-cache` unless
+/// the route chose otherwise.
+fn decorate(headers: &mut HeaderMap, allowed_origin: Option<&HeaderValue>) {
+    headers.append(header::VARY, HeaderValue::from_static("Origin"));
+    if let Some(origin) = allowed_origin {
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+        headers.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, EXPOSE_HEADERS);
+    }
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers
+        .entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-cache"));
+}

@@ -1,0 +1,156 @@
+//! The router: from a decoded path to a handler, in the precedence of
+//! CONTRACT §2 (`/_cellucid/*`, then `datasets.json` and dataset files, then
+//! the viewer UI).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use cellucid_core::{FileIdentity, MemoryFile, RelativeKey, SourceFile};
+use http::{Method, Request, Response};
+use sha2::{Digest, Sha256};
+
+use crate::body::Body;
+use crate::documents::Documents;
+use crate::error::HttpError;
+use crate::mount::{Layout, Mount};
+use crate::path;
+use crate::response::{self, content_type_for, strip_body_for_head};
+
+/// The methods the GET routes answer (OPTIONS is answered by the origin layer).
+const READ_METHODS: &str = "GET, HEAD, OPTIONS";
+
+/// How the server answers for the viewer UI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WebUi {
+    /// `--no-web-ui`: data only.
+    Disabled,
+    /// This build has no viewer UI to serve.
+    NotAvailable,
+}
+
+/// Everything a request handler reads; shared by all connections.
+#[derive(Debug)]
+pub(crate) struct AppState {
+    layout: Layout,
+    documents: Documents,
+    generated_catalog: MemoryFile,
+    web_ui: WebUi,
+}
+
+impl AppState {
+    pub(crate) fn new(layout: Layout, host: &str, port: u16, web_ui: WebUi) -> Self {
+        let documents = Documents::build(&layout, host, port);
+        let generated_catalog = digest_file(layout.generated_catalog().clone());
+        Self {
+            layout,
+            documents,
+            generated_catalog,
+            web_ui,
+        }
+    }
+}
+
+/// A file of bytes made in memory, named by the start of their SHA-256.
+fn digest_file(bytes: Bytes) -> MemoryFile {
+    let digest = Sha256::digest(&bytes);
+    let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    MemoryFile::new(bytes, FileIdentity::Digest(hex))
+}
+
+/// Answers one request (already past the origin layer).
+pub(crate) async fn handle<B>(state: Arc<AppState>, req: Request<B>) -> Response<Body> {
+    let method = req.method().clone();
+    let mut response = match route(&state, &req).await {
+        Ok(response) => response,
+        Err(err) => err.into_response(),
+    };
+    strip_body_for_head(&mut response, &method);
+    response
+}
+
+async fn route<B>(state: &Arc<AppState>, req: &Request<B>) -> Result<Response<Body>, HttpError> {
+    let method = req.method();
+    if method != Method::GET && method != Method::HEAD {
+        return Err(HttpError::MethodNotAllowed { allow: READ_METHODS });
+    }
+    let decoded = path::decode(req.uri().path()).ok_or_else(|| HttpError::NotFound(String::new()))?;
+    let path = &decoded[1..];
+    let docs = &state.documents;
+    match path {
+        "_cellucid/health" => return Ok(response::json(docs.health.clone())),
+        "_cellucid/info" => return Ok(response::json(docs.info.clone())),
+        "_cellucid/datasets" => return Ok(response::json(docs.datasets.clone())),
+        "_cellucid/protocol" => return Ok(response::json(docs.protocol.clone())),
+        "_cellucid/ws" => return Err(HttpError::UpgradeRequired),
+        "" => return web_ui(state, path),
+        "datasets.json" => return catalog(state, req).await,
+        _ => {}
+    }
+    if path == "_cellucid" || path.starts_with("_cellucid/") {
+        return Err(HttpError::NotFound(path.to_owned()));
+    }
+    match state.layout.resolve(path) {
+        Some((mount, key)) => match dataset_file(mount, key, req).await {
+            Err(HttpError::Source(cellucid_core::SourceError::NotFound { .. })) | Err(HttpError::NotFound(_))
+                if is_ui_path(path) =>
+            {
+                web_ui(state, path)
+            }
+            other => other,
+        },
+        None if is_ui_path(path) => web_ui(state, path),
+        None => Err(HttpError::NotFound(path.to_owned())),
+    }
+}
+
+/// Paths the viewer UI would answer once it is available.
+fn is_ui_path(path: &str) -> bool {
+    path == "index.html"
+}
+
+fn web_ui(state: &AppState, _path: &str) -> Result<Response<Body>, HttpError> {
+    Err(HttpError::UiUnavailable(match state.web_ui {
+        WebUi::Disabled => {
+            "The Cellucid viewer UI is switched off (--no-web-ui); the data routes work: see /_cellucid/datasets"
+        }
+        WebUi::NotAvailable => {
+            "The Cellucid viewer UI is not available in this build of cellucid-rs; the data routes work: see /_cellucid/datasets"
+        }
+    }))
+}
+
+async fn catalog<B>(state: &Arc<AppState>, req: &Request<B>) -> Result<Response<Body>, HttpError> {
+    let file: Arc<dyn SourceFile> = match state.layout.catalog_source() {
+        Some(source) => {
+            let source = Arc::clone(source);
+            blocking(move || {
+                source
+                    .catalog()
+                    .unwrap_or_else(|| Err(cellucid_core::SourceError::UnknownDataset { id: "datasets.json".into() }))
+            })
+            .await?
+        }
+        None => Arc::new(state.generated_catalog.clone()),
+    };
+    Ok(response::file(req.method(), req.headers(), file.as_ref(), content_type_for("datasets.json"))?)
+}
+
+async fn dataset_file<B>(mount: &Mount, key: &str, req: &Request<B>) -> Result<Response<Body>, HttpError> {
+    let key = RelativeKey::parse(key).map_err(|_| HttpError::NotFound(key.to_owned()))?;
+    let source = Arc::clone(&mount.source);
+    let id = mount.info.id.clone();
+    let content_type = content_type_for(key.as_str());
+    let file = blocking(move || source.open(&id, &key)).await?;
+    Ok(response::file(req.method(), req.headers(), file.as_ref(), content_type)?)
+}
+
+/// Runs filesystem work off the async workers.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, cellucid_core::SourceError> + Send + 'static,
+) -> Result<T, HttpError> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(result) => result.map_err(HttpError::from),
+        Err(join) => Err(HttpError::Internal(format!("file task failed: {join}"))),
+    }
+}

@@ -1,0 +1,311 @@
+//! Binding, accepting, serving connections within limits, and graceful shutdown.
+//!
+//! The request path is an onion, outermost first: the connection (limits,
+//! timeouts) → [`OriginLayer`] (Host check, CORS, hardening headers) → the
+//! router → a handler → the dataset source.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+use tower::Layer;
+
+use crate::body::Body;
+use crate::conn::{Activity, TrackedIo};
+use crate::mount::Layout;
+use crate::origin::{ConfigError, OriginLayer, OriginPolicy};
+use crate::routes::{handle, AppState, WebUi};
+
+/// Bounds on what one client can make the server hold.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Limits {
+    /// Largest request line + headers, in bytes (431 beyond).
+    pub max_head_bytes: usize,
+    /// Most request headers (431 beyond).
+    pub max_headers: usize,
+    /// Time a client has to send a request head once it starts (or connects).
+    pub header_read_timeout: Duration,
+    /// Time an idle keep-alive connection is kept open.
+    pub idle_timeout: Duration,
+    /// Most connections served at once; more wait in the listen backlog.
+    pub max_connections: usize,
+    /// How long shutdown waits for requests in flight.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_head_bytes: 64 * 1024,
+            max_headers: 100,
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(120),
+            max_connections: 1024,
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Everything needed to start a server.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ServerConfig {
+    /// Address to bind (`127.0.0.1:8765` by default; port 0 lets the OS pick).
+    pub listen: SocketAddr,
+    /// The host as the user gave it, reported by `/_cellucid/info`.
+    pub host_label: String,
+    /// Extra names accepted in `Host` (`--allowed-host`), on any port.
+    pub allowed_hosts: Vec<String>,
+    /// Extra CORS origins (`--allowed-origin`), exact after canonicalisation.
+    pub allowed_origins: Vec<String>,
+    /// Connection and request limits.
+    pub limits: Limits,
+    /// What `/` answers.
+    pub web_ui: WebUi,
+}
+
+impl ServerConfig {
+    /// A configuration for `listen` with default limits and no extras.
+    pub fn new(listen: SocketAddr) -> Self {
+        Self {
+            listen,
+            host_label: listen.ip().to_string(),
+            allowed_hosts: Vec::new(),
+            allowed_origins: Vec::new(),
+            limits: Limits::default(),
+            web_ui: WebUi::NotAvailable,
+        }
+    }
+}
+
+/// Why a server could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// The port is taken by another program.
+    #[error("port {port} on {ip} is already in use; stop the other server or choose another port with --port (--port 0 picks a free one)")]
+    PortInUse {
+        /// The address asked for.
+        ip: std::net::IpAddr,
+        /// The port asked for.
+        port: u16,
+    },
+    /// The address cannot be bound (not an address of this machine,
+    /// permission denied for a low port, …).
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// An allowed host or origin is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
+/// A bound server, ready to run.
+#[derive(Debug)]
+pub struct Server {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    state: Arc<AppState>,
+    policy: Arc<OriginPolicy>,
+    limits: Limits,
+}
+
+impl Server {
+    /// Binds `config.listen` and prepares to serve `layout`.
+    ///
+    /// # Errors
+    /// [`ServerError::PortInUse`] for a busy port, [`ServerError::Bind`] for
+    /// other bind failures, [`ServerError::Config`] for an invalid allowlist.
+    pub async fn bind(config: ServerConfig, layout: Layout) -> Result<Self, ServerError> {
+        let listener = TcpListener::bind(config.listen).await.map_err(|source| {
+            if source.kind() == io::ErrorKind::AddrInUse {
+                ServerError::PortInUse {
+                    ip: config.listen.ip(),
+                    port: config.listen.port(),
+                }
+            } else {
+                ServerError::Bind {
+                    addr: config.listen,
+                    source,
+                }
+            }
+        })?;
+        let local_addr = listener.local_addr().map_err(|source| ServerError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        let policy = OriginPolicy::new(
+            local_addr.ip(),
+            local_addr.port(),
+            &config.allowed_hosts,
+            &config.allowed_origins,
+        )?;
+        let state = AppState::new(layout, &config.host_label, local_addr.port(), config.web_ui);
+        Ok(Self {
+            listener,
+            local_addr,
+            state: Arc::new(state),
+            policy: Arc::new(policy),
+            limits: config.limits,
+        })
+    }
+
+    /// The address actually bound (with the real port when 0 was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting, lets requests
+    /// in flight finish (up to [`Limits::shutdown_grace`]) and returns.
+    ///
+    /// # Errors
+    /// Only if the listener itself fails irrecoverably.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> io::Result<()> {
+        let Self {
+            listener,
+            state,
+            policy,
+            limits,
+            ..
+        } = self;
+        let limits = Arc::new(limits);
+        let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut connections = JoinSet::new();
+        let origin = OriginLayer::new(policy);
+        let mut builder = http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(None)
+            .max_headers(limits.max_headers)
+            .max_header_size(limits.max_head_bytes)
+            .keep_alive(true);
+        let builder = Arc::new(builder);
+        tokio::pin!(shutdown);
+
+        loop {
+            while connections.try_join_next().is_some() {}
+            let permit = tokio::select! {
+                permit = Arc::clone(&slots).acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => break,
+                },
+                () = &mut shutdown => break,
+            };
+            let (stream, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(err) => {
+                        // Out of file descriptors and the like: back off, keep serving.
+                        tracing::warn!(error = %err, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = &mut shutdown => break,
+            };
+            let _ = stream.set_nodelay(true);
+            let task = Connection {
+                state: Arc::clone(&state),
+                origin: origin.clone(),
+                limits: Arc::clone(&limits),
+                builder: Arc::clone(&builder),
+                stop: stop_rx.clone(),
+            };
+            connections.spawn(async move {
+                task.serve(stream, peer).await;
+                drop(permit);
+            });
+        }
+
+        drop(listener);
+        let _ = stop_tx.send(true);
+        let drained = tokio::time::timeout(limits.shutdown_grace, async {
+            while connections.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                open = connections.len(),
+                "requests still running after the shutdown grace period; closing them"
+            );
+            connections.shutdown().await;
+        }
+        Ok(())
+    }
+}
+
+/// What one connection task needs.
+struct Connection {
+    state: Arc<AppState>,
+    origin: OriginLayer,
+    limits: Arc<Limits>,
+    builder: Arc<http1::Builder>,
+    stop: watch::Receiver<bool>,
+}
+
+impl Connection {
+    async fn serve(mut self, stream: TcpStream, peer: SocketAddr) {
+        let activity = Activity::new();
+        let io = TokioIo::new(TrackedIo::new(stream, Arc::clone(&activity)));
+        let state = self.state;
+        let tracked = Arc::clone(&activity);
+        let router = tower::service_fn(move |req: Request<Incoming>| {
+            let state = Arc::clone(&state);
+            let guard = tracked.request();
+            async move {
+                // The path only: queries may carry tokens and are never logged.
+                let path = req.uri().path().to_owned();
+                let method = req.method().clone();
+                let mut response: Response<Body> = handle(state, req).await;
+                tracing::debug!(%peer, %method, %path, status = response.status().as_u16(), "request");
+                response.body_mut().set_guard(Box::new(guard));
+                Ok::<_, Infallible>(response)
+            }
+        });
+        let service = self.origin.layer(router);
+        let conn = self.builder.serve_connection(io, TowerToHyperService::new(service));
+        tokio::pin!(conn);
+        let limits = &self.limits;
+        let watchdog = activity.watchdog(limits.header_read_timeout, limits.idle_timeout);
+        tokio::pin!(watchdog);
+        let mut stopping = *self.stop.borrow();
+        if stopping {
+            conn.as_mut().graceful_shutdown();
+        }
+        loop {
+            tokio::select! {
+                result = conn.as_mut() => {
+                    if let Err(err) = result {
+                        tracing::debug!(%peer, error = %err, "connection ended with an error");
+                    }
+                    return;
+                }
+                () = &mut watchdog => return,
+                changed = self.stop.changed(), if !stopping => {
+                    stopping = true;
+                    if changed.is_ok() {
+                        conn.as_mut().graceful_shutdown();
+                    }
+                }
+            }
+        }
+    }
+}
