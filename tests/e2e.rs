@@ -1,1 +1,14 @@
-//! e2e
+//! End-to-end tests: the real `cellucid` binary over real loopback sockets,
+//! with a real HTTP client (ureq) and raw sockets where a client would
+//! normalise the request away.
+//!
+//! Fixtures come from `../shared/fixtures` (see its README for licences).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub, missing_docs)]
+
+mod support;
+
+mod cli;
+mod files;
+mod limits;
+mod security;

@@ -1,0 +1,2 @@
+//! files tests
+use crate::support::*;

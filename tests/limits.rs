@@ -1,0 +1,2 @@
+//! limits tests
+use crate::support::*;

@@ -1,0 +1,257 @@
+//! Helpers: fixture paths, a running server process, an HTTP client, raw requests.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The `cellucid` binary under test.
+pub fn cellucid() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cellucid"));
+    // Never let a test open a browser or pick up a user's log settings.
+    cmd.env_remove("DISPLAY").env_remove("WAYLAND_DISPLAY").env_remove("RUST_LOG");
+    cmd
+}
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// `../shared/fixtures/<rel>` from the repository root.
+pub fn fixture(rel: &str) -> PathBuf {
+    repo().join("../shared/fixtures").join(rel)
+}
+
+/// A `cellucid serve` process on a free loopback port; killed on drop.
+pub struct Server {
+    child: Child,
+    pub addr: SocketAddr,
+    pub base: String,
+    stderr: Arc<Mutex<Vec<String>>>,
+}
+
+impl Server {
+    /// Starts `cellucid serve --no-browser --port 0 ARGS...` and waits for its URL.
+    pub fn start(args: &[&str]) -> Server {
+        Self::try_start(args).unwrap_or_else(|err| panic!("server did not start: {err}"))
+    }
+
+    /// Like [`Server::start`], reporting failure instead of panicking.
+    pub fn try_start(args: &[&str]) -> Result<Server, String> {
+        let mut cmd = cellucid();
+        cmd.arg("serve").arg("--no-browser").arg("--port").arg("0");
+        cmd.args(args);
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().map_err(|e| e.to_string())?;
+        let stderr = child.stderr.take().ok_or("no stderr")?;
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel();
+        let sink = Arc::clone(&lines);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(url) = line
+                    .strip_prefix("Open      ")
+                    .or_else(|| line.strip_prefix("Serving on "))
+                {
+                    let _ = tx.send(url.trim_end_matches('/').to_owned());
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let base = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(base) => base,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("no URL printed; stderr: {:?}", lines.lock().unwrap()));
+            }
+        };
+        let authority = base.trim_start_matches("http://");
+        let addr: SocketAddr = authority.parse().map_err(|e| format!("{authority}: {e}"))?;
+        Ok(Server { child, addr, base, stderr: lines })
+    }
+
+    /// `base` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// The `Host` value naming this server.
+    pub fn host(&self) -> String {
+        format!("{}", self.addr)
+    }
+
+    /// What the server wrote to stderr so far.
+    pub fn stderr(&self) -> Vec<String> {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        signal(&self.child, "TERM");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "server did not stop after SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Sends a signal with the system's `kill` (no libc in tests).
+pub fn signal(child: &Child, name: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(child.id().to_string())
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+}
+
+/// An HTTP client that reports every status as a response.
+pub fn client() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into()
+}
+
+/// A response read whole.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every value of header `name`.
+    pub fn headers_named(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+}
+
+/// GET or HEAD with extra headers through the real client.
+pub fn request(method: &str, url: &str, headers: &[(&str, &str)]) -> Reply {
+    let agent = client();
+    let mut builder = ureq::http::Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        builder = builder.header(*k, *v);
+    }
+    let req = builder.body(()).unwrap();
+    let mut resp = agent.run(req).unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    let status = resp.status().as_u16();
+    let headers = resp
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
+        .collect();
+    let body = if method == "HEAD" {
+        Vec::new()
+    } else {
+        resp.body_mut().with_config().limit(1 << 30).read_to_vec().unwrap()
+    };
+    Reply { status, headers, body }
+}
+
+/// `GET url`.
+pub fn get(url: &str) -> Reply {
+    request("GET", url, &[])
+}
+
+/// Sends raw bytes, reads until the server closes (or `Connection: close`
+/// ends the reply), and parses one HTTP/1.1 response.
+pub fn raw(addr: SocketAddr, request: &[u8]) -> Reply {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    stream.write_all(request).unwrap();
+    let mut buf = Vec::new();
+    let _ = stream.read_to_end(&mut buf);
+    parse_reply(&buf).unwrap_or_else(|| panic!("no HTTP reply: {:?}", String::from_utf8_lossy(&buf)))
+}
+
+/// A raw `GET path` with the given header lines (each without CRLF) and
+/// `Connection: close`.
+pub fn raw_get(addr: SocketAddr, path: &str, header_lines: &[&str]) -> Reply {
+    let mut text = format!("GET {path} HTTP/1.1\r\n");
+    for line in header_lines {
+        text.push_str(line);
+        text.push_str("\r\n");
+    }
+    text.push_str("Connection: close\r\n\r\n");
+    raw(addr, text.as_bytes())
+}
+
+/// Parses the first response in `buf`.
+pub fn parse_reply(buf: &[u8]) -> Option<Reply> {
+    let end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&buf[..end]).ok()?;
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next()?;
+    let status = status_line.split(' ').nth(1)?.parse().ok()?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    let mut body = buf[end + 4..].to_vec();
+    if let Some(len) = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.parse::<usize>().ok())
+    {
+        body.truncate(len);
+    }
+    Some(Reply { status, headers, body })
+}
+
+/// Reads `SHA256SUMS` of an export fixture: (relative path, hex digest).
+pub fn sha256sums(dir: &Path) -> Vec<(String, String)> {
+    std::fs::read_to_string(dir.join("SHA256SUMS"))
+        .unwrap()
+        .lines()
+        .filter_map(|line| line.split_once("  "))
+        .map(|(sum, path)| (path.trim_start_matches("./").to_owned(), sum.to_owned()))
+        .collect()
+}
+
+/// Hex SHA-256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
