@@ -92,14 +92,24 @@ impl Server {
     }
 
     /// Sends SIGTERM and waits for the exit status.
-    pub fn terminate(mut self) -> std::process::ExitStatus {
-        signal(&self.child, "TERM");
+    pub fn terminate(self) -> std::process::ExitStatus {
+        self.send_signal("TERM");
+        self.wait()
+    }
+
+    /// Sends signal `name` (`TERM`, `INT`, …) to the server.
+    pub fn send_signal(&self, name: &str) {
+        signal(&self.child, name);
+    }
+
+    /// Waits (at most 30 s) for the server to exit.
+    pub fn wait(mut self) -> std::process::ExitStatus {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
             }
-            assert!(Instant::now() < deadline, "server did not stop after SIGTERM");
+            assert!(Instant::now() < deadline, "server did not stop");
             std::thread::sleep(Duration::from_millis(20));
         }
     }

@@ -84,6 +84,18 @@ pub(crate) struct ServeArgs {
     #[arg(long, short = 'v')]
     pub(crate) verbose: bool,
 
+    /// Seconds a client has to send a request's headers before it is disconnected.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0, value_parser = positive_seconds)]
+    pub(crate) header_timeout: f64,
+
+    /// Seconds an idle keep-alive connection stays open.
+    #[arg(long, value_name = "SECS", default_value_t = 120.0, value_parser = positive_seconds)]
+    pub(crate) idle_timeout: f64,
+
+    /// Most connections served at once; further clients wait.
+    #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) max_connections: u32,
+
     /// Log line format on stderr.
     #[arg(long, value_enum, value_name = "FORMAT", default_value_t = LogFormat::Text)]
     pub(crate) log_format: LogFormat,
@@ -96,4 +108,14 @@ pub(crate) enum LogFormat {
     Text,
     /// One JSON object per line.
     Json,
+}
+
+/// A number of seconds, > 0 and at most a day.
+fn positive_seconds(text: &str) -> Result<f64, String> {
+    let secs: f64 = text.parse().map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    if secs.is_finite() && secs > 0.0 && secs <= 86_400.0 {
+        Ok(secs)
+    } else {
+        Err("expected a number of seconds greater than 0 and at most 86400".to_owned())
+    }
 }

@@ -1,6 +1,7 @@
 //! `cellucid serve`: wiring the inputs, the layout and the server together.
 
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::time::Duration;
 
 use cellucid_core::OpenError;
 use cellucid_http::{Layout, Server, ServerConfig, ServerError, WebUi};
@@ -37,6 +38,9 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), CliError> {
     config.allowed_hosts.clone_from(&args.allowed_hosts);
     config.allowed_origins.clone_from(&args.allowed_origins);
     config.web_ui = web_ui;
+    config.limits.header_read_timeout = Duration::from_secs_f64(args.header_timeout);
+    config.limits.idle_timeout = Duration::from_secs_f64(args.idle_timeout);
+    config.limits.max_connections = args.max_connections as usize;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
