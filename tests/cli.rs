@@ -37,8 +37,16 @@ fn version_and_help() {
     assert!(help.status.success());
     let text = String::from_utf8_lossy(&help.stdout);
     for flag in [
-        "--host", "--port", "--no-browser", "--allowed-host", "--allowed-origin", "--quiet", "--verbose",
-        "--no-web-ui", "--log-format", "ssh -L",
+        "--host",
+        "--port",
+        "--no-browser",
+        "--allowed-host",
+        "--allowed-origin",
+        "--quiet",
+        "--verbose",
+        "--no-web-ui",
+        "--log-format",
+        "ssh -L",
     ] {
         assert!(text.contains(flag), "serve --help lacks {flag}");
     }
@@ -62,7 +70,10 @@ fn serve_without_a_path_serves_the_bundled_demo() {
 fn port_zero_prints_the_real_port() {
     let server = Server::start(&["--no-web-ui"]);
     assert_ne!(server.addr.port(), 0);
-    assert_eq!(get(&server.url("/_cellucid/info")).json()["port"], server.addr.port());
+    assert_eq!(
+        get(&server.url("/_cellucid/info")).json()["port"],
+        server.addr.port()
+    );
 }
 
 #[test]
@@ -72,7 +83,13 @@ fn inputs_that_are_no_dataset_exit_2_with_one_line() {
     std::fs::write(&text, "not hdf5").unwrap();
     let missing = tmp.path().join("missing");
     for path in [text.as_path(), tmp.path(), missing.as_path()] {
-        let out = run(&["serve", "--no-browser", "--port", "0", path.to_str().unwrap()]);
+        let out = run(&[
+            "serve",
+            "--no-browser",
+            "--port",
+            "0",
+            path.to_str().unwrap(),
+        ]);
         assert_one_line_error(&out, 2, path.to_str().unwrap());
     }
 }
@@ -81,14 +98,27 @@ fn inputs_that_are_no_dataset_exit_2_with_one_line() {
 fn a_broken_identity_is_one_line_naming_the_file() {
     let tmp = tempfile::tempdir().unwrap();
     std::fs::write(tmp.path().join("dataset_identity.json"), "{ not json").unwrap();
-    let out = run(&["serve", "--no-browser", "--port", "0", tmp.path().to_str().unwrap()]);
+    let out = run(&[
+        "serve",
+        "--no-browser",
+        "--port",
+        "0",
+        tmp.path().to_str().unwrap(),
+    ]);
     assert_one_line_error(&out, 1, "dataset_identity.json");
 }
 
 #[test]
 fn clashing_and_reserved_ids_exit_2() {
     let dir = fixture("exports-0.9.4/pbmc68k-f32");
-    let out = run(&["serve", "--no-browser", "--port", "0", dir.to_str().unwrap(), dir.to_str().unwrap()]);
+    let out = run(&[
+        "serve",
+        "--no-browser",
+        "--port",
+        "0",
+        dir.to_str().unwrap(),
+        dir.to_str().unwrap(),
+    ]);
     assert_one_line_error(&out, 2, "pbmc68k-f32");
 
     let tmp = tempfile::tempdir().unwrap();
@@ -100,7 +130,14 @@ fn clashing_and_reserved_ids_exit_2() {
     )
     .unwrap();
     let other = fixture("exports-demo");
-    let out = run(&["serve", "--no-browser", "--port", "0", other.to_str().unwrap(), reserved.to_str().unwrap()]);
+    let out = run(&[
+        "serve",
+        "--no-browser",
+        "--port",
+        "0",
+        other.to_str().unwrap(),
+        reserved.to_str().unwrap(),
+    ]);
     assert_one_line_error(&out, 2, "assets");
 }
 
@@ -115,10 +152,26 @@ fn a_busy_port_is_one_line_and_exit_1() {
 #[test]
 fn usage_errors_exit_2() {
     assert_eq!(run(&["serve", "--port", "99999"]).status.code(), Some(2));
-    assert_eq!(run(&["serve", "--log-format", "xml"]).status.code(), Some(2));
-    assert_eq!(run(&["serve", "--quiet", "--verbose"]).status.code(), Some(2));
-    assert_eq!(run(&["serve", "--header-timeout", "0"]).status.code(), Some(2));
-    let out = run(&["serve", "--no-browser", "--host", "not a host!", "--port", "0"]);
+    assert_eq!(
+        run(&["serve", "--log-format", "xml"]).status.code(),
+        Some(2)
+    );
+    assert_eq!(
+        run(&["serve", "--quiet", "--verbose"]).status.code(),
+        Some(2)
+    );
+    assert_eq!(
+        run(&["serve", "--header-timeout", "0"]).status.code(),
+        Some(2)
+    );
+    let out = run(&[
+        "serve",
+        "--no-browser",
+        "--host",
+        "not a host!",
+        "--port",
+        "0",
+    ]);
     assert_one_line_error(&out, 2, "--host");
 }
 
@@ -157,8 +210,15 @@ fn shutdown_lets_a_request_in_flight_finish() {
     std::fs::write(tmp.path().join("big.bin"), &big).unwrap();
     let server = Server::start(&["--no-web-ui", tmp.path().to_str().unwrap()]);
     let mut stream = TcpStream::connect(server.addr).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    write!(stream, "GET /big.bin HTTP/1.1\r\nHost: {}\r\n\r\n", server.host()).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        stream,
+        "GET /big.bin HTTP/1.1\r\nHost: {}\r\n\r\n",
+        server.host()
+    )
+    .unwrap();
     // Read a little, so the response is under way, then ask the server to stop.
     let mut first = vec![0u8; 4096];
     let n = stream.read(&mut first).unwrap();
@@ -171,7 +231,11 @@ fn shutdown_lets_a_request_in_flight_finish() {
     all.extend_from_slice(&rest);
     let reply = parse_reply(&all).unwrap();
     assert_eq!(reply.status, 200);
-    assert_eq!(reply.body.len(), big.len(), "the response in flight was cut short");
+    assert_eq!(
+        reply.body.len(),
+        big.len(),
+        "the response in flight was cut short"
+    );
     assert!(reply.body == big);
     let addr = server.addr;
     assert_eq!(server.wait().code(), Some(0));
@@ -183,10 +247,17 @@ fn shutdown_lets_a_request_in_flight_finish() {
 fn a_non_loopback_bind_warns_loudly() {
     let server = Server::start(&["--no-web-ui", "--host", "0.0.0.0"]);
     // The URL shown for this machine is the loopback one.
-    assert!(server.base.starts_with("http://127.0.0.1:"), "{}", server.base);
+    assert!(
+        server.base.starts_with("http://127.0.0.1:"),
+        "{}",
+        server.base
+    );
     let stderr = server.stderr().join("\n");
     assert!(stderr.contains("WARNING"), "{stderr}");
-    assert!(stderr.contains(&format!("ssh -L {0}:localhost:{0}", server.addr.port())), "{stderr}");
+    assert!(
+        stderr.contains(&format!("ssh -L {0}:localhost:{0}", server.addr.port())),
+        "{stderr}"
+    );
     assert!(stderr.contains("gene expression"), "{stderr}");
     // Still answers to this machine's names, on any port (a container's published port).
     let reply = raw_get(server.addr, "/_cellucid/health", &["Host: localhost:9000"]);
@@ -198,7 +269,10 @@ fn a_non_loopback_bind_warns_loudly() {
 #[test]
 fn json_logs_are_one_object_per_line() {
     let server = Server::start(&["--no-web-ui", "--verbose", "--log-format", "json"]);
-    assert_eq!(get(&server.url("/_cellucid/health?token=secret123")).status, 200);
+    assert_eq!(
+        get(&server.url("/_cellucid/health?token=secret123")).status,
+        200
+    );
     std::thread::sleep(Duration::from_millis(200));
     let logs: Vec<serde_json::Value> = server
         .stderr()
@@ -207,7 +281,8 @@ fn json_logs_are_one_object_per_line() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert!(
-        logs.iter().any(|l| l["fields"]["path"] == "/_cellucid/health"),
+        logs.iter()
+            .any(|l| l["fields"]["path"] == "/_cellucid/health"),
         "no request log line: {logs:?}"
     );
     let all = server.stderr().join("\n");

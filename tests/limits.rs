@@ -22,9 +22,15 @@ fn at_most_100_request_headers() {
     // Host + 98 fillers + Connection = 100 headers.
     let mut lines: Vec<&str> = vec![host.as_str()];
     lines.extend(filler.iter().map(String::as_str));
-    assert_eq!(raw_get(server.addr, "/_cellucid/health", &lines).status, 200);
+    assert_eq!(
+        raw_get(server.addr, "/_cellucid/health", &lines).status,
+        200
+    );
     lines.push("X-One-Too-Many: y");
-    assert_eq!(raw_get(server.addr, "/_cellucid/health", &lines).status, 431);
+    assert_eq!(
+        raw_get(server.addr, "/_cellucid/health", &lines).status,
+        431
+    );
 }
 
 #[test]
@@ -39,7 +45,10 @@ fn request_heads_over_64_kib_get_431() {
     assert!(matches!(reply.status, 414 | 431), "{}", reply.status);
     // Just under the limit is fine.
     let fits = format!("X-Big: {}", "a".repeat(60 * 1024));
-    assert_eq!(raw_get(server.addr, "/_cellucid/health", &[&host, &fits]).status, 200);
+    assert_eq!(
+        raw_get(server.addr, "/_cellucid/health", &[&host, &fits]).status,
+        200
+    );
 }
 
 /// Reads until EOF or `limit`; returns what was read and whether EOF came.
@@ -62,11 +71,16 @@ fn a_slow_request_head_is_cut_off_at_the_header_timeout() {
     let server = catalog_server(&["--header-timeout", "1"]);
     let started = Instant::now();
     let mut stream = TcpStream::connect(server.addr).unwrap();
-    stream.write_all(b"GET /_cellucid/health HTTP/1.1\r\nHost: ").unwrap();
+    stream
+        .write_all(b"GET /_cellucid/health HTTP/1.1\r\nHost: ")
+        .unwrap();
     let (_, closed) = read_until_closed(&mut stream, Duration::from_secs(10));
     assert!(closed, "the server kept a half-sent request open");
     let waited = started.elapsed();
-    assert!(waited >= Duration::from_millis(900), "closed too early: {waited:?}");
+    assert!(
+        waited >= Duration::from_millis(900),
+        "closed too early: {waited:?}"
+    );
     // A connection that sends nothing is closed too.
     let mut silent = TcpStream::connect(server.addr).unwrap();
     assert!(read_until_closed(&mut silent, Duration::from_secs(10)).1);
@@ -76,9 +90,14 @@ fn a_slow_request_head_is_cut_off_at_the_header_timeout() {
 fn idle_keep_alive_connections_outlive_the_header_timeout_then_close() {
     let server = catalog_server(&["--header-timeout", "1", "--idle-timeout", "3"]);
     let mut stream = TcpStream::connect(server.addr).unwrap();
-    let request = format!("GET /_cellucid/health HTTP/1.1\r\nHost: {}\r\n\r\n", server.host());
+    let request = format!(
+        "GET /_cellucid/health HTTP/1.1\r\nHost: {}\r\n\r\n",
+        server.host()
+    );
     let mut chunk = [0u8; 4096];
-    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
     stream.write_all(request.as_bytes()).unwrap();
     assert!(stream.read(&mut chunk).unwrap() > 0);
     // Idle for longer than the header timeout: still open for the next request.
@@ -90,28 +109,44 @@ fn idle_keep_alive_connections_outlive_the_header_timeout_then_close() {
     let started = Instant::now();
     let (_, closed) = read_until_closed(&mut stream, Duration::from_secs(10));
     assert!(closed, "idle connection not closed");
-    assert!(started.elapsed() >= Duration::from_millis(2500), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_millis(2500),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[test]
 fn clients_beyond_the_connection_cap_wait_for_a_free_slot() {
     let server = catalog_server(&["--max-connections", "2"]);
-    let request = format!("GET /_cellucid/health HTTP/1.1\r\nHost: {}\r\n\r\n", server.host());
+    let request = format!(
+        "GET /_cellucid/health HTTP/1.1\r\nHost: {}\r\n\r\n",
+        server.host()
+    );
     let mut chunk = [0u8; 4096];
     let mut held = Vec::new();
     for _ in 0..2 {
         let mut stream = TcpStream::connect(server.addr).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
         stream.write_all(request.as_bytes()).unwrap();
         assert!(stream.read(&mut chunk).unwrap() > 0);
         held.push(stream);
     }
     let mut third = TcpStream::connect(server.addr).unwrap();
     third.write_all(request.as_bytes()).unwrap();
-    third.set_read_timeout(Some(Duration::from_millis(700))).unwrap();
-    assert!(third.read(&mut chunk).is_err(), "a third connection was served beyond the cap");
+    third
+        .set_read_timeout(Some(Duration::from_millis(700)))
+        .unwrap();
+    assert!(
+        third.read(&mut chunk).is_err(),
+        "a third connection was served beyond the cap"
+    );
     drop(held.pop());
-    third.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    third
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
     let n = third.read(&mut chunk).unwrap();
     assert!(String::from_utf8_lossy(&chunk[..n]).starts_with("HTTP/1.1 200"));
 }

@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 pub fn cellucid() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_cellucid"));
     // Never let a test open a browser or pick up a user's log settings.
-    cmd.env_remove("DISPLAY").env_remove("WAYLAND_DISPLAY").env_remove("RUST_LOG");
+    cmd.env_remove("DISPLAY")
+        .env_remove("WAYLAND_DISPLAY")
+        .env_remove("RUST_LOG");
     cmd
 }
 
@@ -46,7 +48,9 @@ impl Server {
         let mut cmd = cellucid();
         cmd.arg("serve").arg("--no-browser").arg("--port").arg("0");
         cmd.args(args);
-        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
         let mut child = cmd.spawn().map_err(|e| e.to_string())?;
         let stderr = child.stderr.take().ok_or("no stderr")?;
         let lines = Arc::new(Mutex::new(Vec::new()));
@@ -68,12 +72,20 @@ impl Server {
             Err(_) => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(format!("no URL printed; stderr: {:?}", lines.lock().unwrap()));
+                return Err(format!(
+                    "no URL printed; stderr: {:?}",
+                    lines.lock().unwrap()
+                ));
             }
         };
         let authority = base.trim_start_matches("http://");
         let addr: SocketAddr = authority.parse().map_err(|e| format!("{authority}: {e}"))?;
-        Ok(Server { child, addr, base, stderr: lines })
+        Ok(Server {
+            child,
+            addr,
+            base,
+            stderr: lines,
+        })
     }
 
     /// `base` + `path`.
@@ -173,7 +185,8 @@ impl Reply {
     }
 
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
     }
 }
 
@@ -185,7 +198,9 @@ pub fn request(method: &str, url: &str, headers: &[(&str, &str)]) -> Reply {
         builder = builder.header(*k, *v);
     }
     let req = builder.body(()).unwrap();
-    let mut resp = agent.run(req).unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    let mut resp = agent
+        .run(req)
+        .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
     let status = resp.status().as_u16();
     let headers = resp
         .headers()
@@ -195,9 +210,17 @@ pub fn request(method: &str, url: &str, headers: &[(&str, &str)]) -> Reply {
     let body = if method == "HEAD" {
         Vec::new()
     } else {
-        resp.body_mut().with_config().limit(1 << 30).read_to_vec().unwrap()
+        resp.body_mut()
+            .with_config()
+            .limit(1 << 30)
+            .read_to_vec()
+            .unwrap()
     };
-    Reply { status, headers, body }
+    Reply {
+        status,
+        headers,
+        body,
+    }
 }
 
 /// `GET url`.
@@ -209,11 +232,14 @@ pub fn get(url: &str) -> Reply {
 /// ends the reply), and parses one HTTP/1.1 response.
 pub fn raw(addr: SocketAddr, request: &[u8]) -> Reply {
     let mut stream = TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
     stream.write_all(request).unwrap();
     let mut buf = Vec::new();
     let _ = stream.read_to_end(&mut buf);
-    parse_reply(&buf).unwrap_or_else(|| panic!("no HTTP reply: {:?}", String::from_utf8_lossy(&buf)))
+    parse_reply(&buf)
+        .unwrap_or_else(|| panic!("no HTTP reply: {:?}", String::from_utf8_lossy(&buf)))
 }
 
 /// A raw `GET path` with the given header lines (each without CRLF) and
@@ -247,7 +273,11 @@ pub fn parse_reply(buf: &[u8]) -> Option<Reply> {
     {
         body.truncate(len);
     }
-    Some(Reply { status, headers, body })
+    Some(Reply {
+        status,
+        headers,
+        body,
+    })
 }
 
 /// Reads `SHA256SUMS` of an export fixture: (relative path, hex digest).
@@ -263,5 +293,8 @@ pub fn sha256sums(dir: &Path) -> Vec<(String, String)> {
 /// Hex SHA-256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
-    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }

@@ -112,7 +112,9 @@ pub(crate) enum LogFormat {
 
 /// A number of seconds, > 0 and at most a day.
 fn positive_seconds(text: &str) -> Result<f64, String> {
-    let secs: f64 = text.parse().map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    let secs: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
     if secs.is_finite() && secs > 0.0 && secs <= 86_400.0 {
         Ok(secs)
     } else {

@@ -15,12 +15,18 @@ pub(crate) struct CliError {
 impl CliError {
     /// The user asked for something that cannot work (bad PATH, bad flag): exit 2.
     pub(crate) fn usage(message: impl Into<String>) -> Self {
-        Self { message: message.into(), code: 2 }
+        Self {
+            message: message.into(),
+            code: 2,
+        }
     }
 
     /// The environment stops us (busy port, unreadable file): exit 1.
     pub(crate) fn operator(message: impl Into<String>) -> Self {
-        Self { message: message.into(), code: 1 }
+        Self {
+            message: message.into(),
+            code: 1,
+        }
     }
 
     /// Prints the line and returns the exit code.

@@ -21,7 +21,9 @@ pub(crate) fn open_all(paths: &[PathBuf]) -> Result<Vec<Arc<dyn DatasetSource>>,
 
 fn open_one(path: &Path) -> Result<Arc<dyn DatasetSource>, OpenError> {
     match detect_input(path)? {
-        InputKind::ExportDataset | InputKind::ExportCatalog => Ok(Arc::new(ExportSource::open(path)?)),
+        InputKind::ExportDataset | InputKind::ExportCatalog => {
+            Ok(Arc::new(ExportSource::open(path)?))
+        }
         other => Err(OpenError::Unsupported {
             path: path.to_owned(),
             what: other.describe(),

@@ -24,15 +24,19 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), CliError> {
         }
         vec![demo]
     } else {
-        args.paths.clone()
+        args.paths
     };
     let sources = inputs::open_all(&paths).map_err(|err| match err {
         OpenError::InvalidManifest { .. } => CliError::operator(err.to_string()),
         _ => CliError::usage(err.to_string()),
     })?;
-    let layout = Layout::new(sources).map_err(|err| CliError::usage(err.to_string()))?;
+    let layout = Layout::new(&sources).map_err(|err| CliError::usage(err.to_string()))?;
     let ip = resolve_host(&args.host)?;
-    let web_ui = if args.no_web_ui { WebUi::Disabled } else { WebUi::NotAvailable };
+    let web_ui = if args.no_web_ui {
+        WebUi::Disabled
+    } else {
+        WebUi::NotAvailable
+    };
     let mut config = ServerConfig::new(SocketAddr::new(ip, args.port));
     config.host_label.clone_from(&args.host);
     config.allowed_hosts.clone_from(&args.allowed_hosts);
@@ -47,10 +51,12 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), CliError> {
         .build()
         .map_err(|err| CliError::operator(format!("cannot start the async runtime: {err}")))?;
     runtime.block_on(async move {
-        let server = Server::bind(config, layout.clone()).await.map_err(|err| match err {
-            ServerError::Config(_) => CliError::usage(err.to_string()),
-            _ => CliError::operator(err.to_string()),
-        })?;
+        let server = Server::bind(config, layout.clone())
+            .await
+            .map_err(|err| match err {
+                ServerError::Config(_) => CliError::usage(err.to_string()),
+                _ => CliError::operator(err.to_string()),
+            })?;
         let addr = server.local_addr();
         let url = banner::local_url(addr);
         if !addr.ip().is_loopback() {
@@ -75,7 +81,10 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), CliError> {
 
 /// An IP literal, `localhost`, or a name this machine resolves.
 fn resolve_host(host: &str) -> Result<IpAddr, CliError> {
-    let literal = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    let literal = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
     if let Ok(ip) = literal.parse::<IpAddr>() {
         return Ok(ip);
     }

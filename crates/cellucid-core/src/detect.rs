@@ -61,7 +61,9 @@ pub fn detect_input(path: &Path) -> Result<InputKind, OpenError> {
         } else if has(".zgroup") || has("zarr.json") {
             Ok(InputKind::ZarrFolder)
         } else {
-            Err(OpenError::NotADataset { path: path.to_owned() })
+            Err(OpenError::NotADataset {
+                path: path.to_owned(),
+            })
         };
     }
     if meta.is_file() {
@@ -81,7 +83,9 @@ pub fn detect_input(path: &Path) -> Result<InputKind, OpenError> {
             }
         }
     }
-    Err(OpenError::NotADataset { path: path.to_owned() })
+    Err(OpenError::NotADataset {
+        path: path.to_owned(),
+    })
 }
 
 #[cfg(test)]
@@ -99,13 +103,19 @@ mod tests {
         assert_eq!(detect_input(&zip).unwrap(), InputKind::ZarrZip);
         let text = dir.path().join("notes.h5ad");
         fs::write(&text, "hello").unwrap();
-        assert!(matches!(detect_input(&text), Err(OpenError::NotADataset { .. })));
+        assert!(matches!(
+            detect_input(&text),
+            Err(OpenError::NotADataset { .. })
+        ));
     }
 
     #[test]
     fn folders_are_recognised_by_markers() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(matches!(detect_input(dir.path()), Err(OpenError::NotADataset { .. })));
+        assert!(matches!(
+            detect_input(dir.path()),
+            Err(OpenError::NotADataset { .. })
+        ));
         fs::write(dir.path().join(".zgroup"), "{}").unwrap();
         assert_eq!(detect_input(dir.path()).unwrap(), InputKind::ZarrFolder);
         fs::write(dir.path().join("datasets.json"), "{}").unwrap();
@@ -113,6 +123,9 @@ mod tests {
         fs::write(dir.path().join("dataset_identity.json"), "{}").unwrap();
         assert_eq!(detect_input(dir.path()).unwrap(), InputKind::ExportDataset);
         let missing = dir.path().join("missing");
-        assert!(matches!(detect_input(&missing), Err(OpenError::Unreadable { .. })));
+        assert!(matches!(
+            detect_input(&missing),
+            Err(OpenError::Unreadable { .. })
+        ));
     }
 }

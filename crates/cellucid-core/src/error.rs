@@ -58,9 +58,16 @@ impl SourceError {
         use io::ErrorKind as K;
         let nothing_there = matches!(
             err.kind(),
-            K::NotFound | K::PermissionDenied | K::NotADirectory | K::IsADirectory | K::InvalidInput
+            K::NotFound
+                | K::PermissionDenied
+                | K::NotADirectory
+                | K::IsADirectory
+                | K::InvalidInput
                 | K::InvalidFilename
-        ) || matches!(err.raw_os_error(), Some(libc::ELOOP | libc::ENXIO | libc::ENAMETOOLONG));
+        ) || matches!(
+            err.raw_os_error(),
+            Some(libc::ELOOP | libc::ENXIO | libc::ENAMETOOLONG)
+        );
         if nothing_there {
             Self::NotFound { key: key.clone() }
         } else {

@@ -44,14 +44,18 @@ impl ExportSource {
         match detect_input(path)? {
             InputKind::ExportDataset => Self::open_dataset(path),
             InputKind::ExportCatalog => Self::open_catalog(path),
-            _ => Err(OpenError::NotADataset { path: path.to_owned() }),
+            _ => Err(OpenError::NotADataset {
+                path: path.to_owned(),
+            }),
         }
     }
 
     fn open_dataset(path: &Path) -> Result<Self, OpenError> {
         let root = open_root(path)?;
         let identity = read_identity(&root, path)?;
-        let dir = root.try_clone().map_err(|source| unreadable(path, source))?;
+        let dir = root
+            .try_clone()
+            .map_err(|source| unreadable(path, source))?;
         Ok(Self {
             root,
             has_catalog: false,
@@ -89,10 +93,13 @@ impl ExportSource {
                 .get("path")
                 .and_then(Value::as_str)
                 .ok_or_else(|| invalid(format!("dataset {id:?} has no string \"path\"")))?;
-            let key = RelativeKey::parse(rel.strip_suffix('/').unwrap_or(rel))
-                .map_err(|err| invalid(format!("dataset {id:?} has an unsafe path {rel:?}: {err}")))?;
+            let key = RelativeKey::parse(rel.strip_suffix('/').unwrap_or(rel)).map_err(|err| {
+                invalid(format!("dataset {id:?} has an unsafe path {rel:?}: {err}"))
+            })?;
             let dir = root.open_dir(key.as_str()).map_err(|err| {
-                invalid(format!("dataset {id:?}: cannot open folder {rel:?} inside the catalog: {err}"))
+                invalid(format!(
+                    "dataset {id:?}: cannot open folder {rel:?} inside the catalog: {err}"
+                ))
             })?;
             let identity = read_identity(&dir, &path.join(key.as_str()))?;
             if identity.id != id {
@@ -206,8 +213,15 @@ fn read_identity(dir: &Dir, path: &Path) -> Result<Identity, OpenError> {
     let count = |name: &str| stats.and_then(|s| s.get(name)).and_then(Value::as_u64);
     Ok(Identity {
         id: id.to_owned(),
-        name: doc.get("name").and_then(Value::as_str).unwrap_or(id).to_owned(),
-        description: doc.get("description").and_then(Value::as_str).map(str::to_owned),
+        name: doc
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or(id)
+            .to_owned(),
+        description: doc
+            .get("description")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
         n_cells: count("n_cells").ok_or_else(|| invalid("no integer \"stats.n_cells\""))?,
         n_genes: count("n_genes").unwrap_or(0),
     })
@@ -232,7 +246,9 @@ fn read_json(dir: &Dir, path: &Path, file: &str) -> Result<Value, OpenError> {
         file: file.to_owned(),
         reason,
     };
-    let handle = dir.open(file).map_err(|err| invalid(format!("cannot open: {err}")))?;
+    let handle = dir
+        .open(file)
+        .map_err(|err| invalid(format!("cannot open: {err}")))?;
     let mut text = Vec::new();
     handle
         .take(MAX_MANIFEST_BYTES + 1)

@@ -122,7 +122,9 @@ impl SourceFile for MemoryFile {
 pub(crate) fn open_confined(dir: &Dir, key: &RelativeKey) -> Result<MemoryFile, SourceError> {
     let mut options = OpenOptions::new();
     // O_NONBLOCK: opening a FIFO planted in a dataset must not hang a worker.
-    options.read(true).custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY);
+    options
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY);
     let file = dir
         .open_with(key.as_str(), &options)
         .map_err(|err| SourceError::from_open(key, err))?
@@ -178,7 +180,10 @@ mod tests {
 
     #[test]
     fn memory_file_ranges_are_checked() {
-        let file = MemoryFile::new(Bytes::from_static(b"0123456789"), FileIdentity::Digest("ab".into()));
+        let file = MemoryFile::new(
+            Bytes::from_static(b"0123456789"),
+            FileIdentity::Digest("ab".into()),
+        );
         assert_eq!(&file.read_range(2..5).unwrap()[..], b"234");
         assert!(file.read_range(5..11).is_err());
         assert_eq!(file.identity().etag(), "\"ab\"");
@@ -186,7 +191,11 @@ mod tests {
 
     #[test]
     fn stat_etag_is_hex_of_size_mtime_and_inode() {
-        let id = FileIdentity::Stat { len: 32104, mtime_ns: 0x18eacc38c8622ab9, ino: 0x98c9eb };
+        let id = FileIdentity::Stat {
+            len: 32104,
+            mtime_ns: 0x18eacc38c8622ab9,
+            ino: 0x98c9eb,
+        };
         assert_eq!(id.etag(), "\"7d68-18eacc38c8622ab9-98c9eb\"");
     }
 }

@@ -193,7 +193,11 @@ mod tests {
             ("x.", KeyError::Reserved),
         ];
         for (key, want) in cases {
-            assert_eq!(RelativeKey::parse(key).as_ref().err(), Some(want), "{key:?}");
+            assert_eq!(
+                RelativeKey::parse(key).as_ref().err(),
+                Some(want),
+                "{key:?}"
+            );
         }
         assert_eq!(
             RelativeKey::parse(&"a".repeat(RelativeKey::MAX_LEN + 1)).err(),

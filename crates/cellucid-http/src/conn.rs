@@ -48,7 +48,9 @@ impl Activity {
     }
 
     fn on_read(&self) {
-        if self.in_flight.load(Ordering::Acquire) == 0 && self.head_since.load(Ordering::Relaxed) == NONE {
+        if self.in_flight.load(Ordering::Acquire) == 0
+            && self.head_since.load(Ordering::Relaxed) == NONE
+        {
             self.head_since.store(self.now_ms(), Ordering::Relaxed);
         }
     }
@@ -64,7 +66,9 @@ impl Activity {
     /// Resolves when the connection should be closed: a request head is
     /// overdue, or the connection has been idle too long.
     pub(crate) async fn watchdog(&self, header_timeout: Duration, idle_timeout: Duration) {
-        let tick = Duration::from_millis(250).min(header_timeout).min(idle_timeout);
+        let tick = Duration::from_millis(250)
+            .min(header_timeout)
+            .min(idle_timeout);
         let header_ms = header_timeout.as_millis() as u64;
         let idle_ms = idle_timeout.as_millis() as u64;
         loop {
@@ -76,7 +80,9 @@ impl Activity {
             let head_since = self.head_since.load(Ordering::Relaxed);
             if head_since != NONE {
                 if now.saturating_sub(head_since) >= header_ms {
-                    tracing::debug!("closing a connection whose request head did not arrive in time");
+                    tracing::debug!(
+                        "closing a connection whose request head did not arrive in time"
+                    );
                     return;
                 }
             } else if now.saturating_sub(self.idle_since.load(Ordering::Relaxed)) >= idle_ms {
@@ -94,7 +100,9 @@ pub(crate) struct RequestGuard(Arc<Activity>);
 impl Drop for RequestGuard {
     fn drop(&mut self) {
         let activity = &self.0;
-        activity.idle_since.store(activity.now_ms(), Ordering::Relaxed);
+        activity
+            .idle_since
+            .store(activity.now_ms(), Ordering::Relaxed);
         activity.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
@@ -128,7 +136,11 @@ impl<T: AsyncRead + Unpin> AsyncRead for TrackedIo<T> {
 }
 
 impl<T: AsyncWrite + Unpin> AsyncWrite for TrackedIo<T> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
 

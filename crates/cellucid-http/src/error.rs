@@ -45,12 +45,16 @@ impl HttpError {
                     StatusCode::METHOD_NOT_ALLOWED,
                     format!("Method not allowed; this route answers {allow}"),
                 );
-                response.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
+                response
+                    .headers_mut()
+                    .insert(header::ALLOW, HeaderValue::from_static(allow));
                 response
             }
             Self::UpgradeRequired => {
                 let mut response = text(StatusCode::UPGRADE_REQUIRED, self.to_string());
-                response.headers_mut().insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+                response
+                    .headers_mut()
+                    .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
                 response
             }
             Self::UiUnavailable(why) => text(StatusCode::SERVICE_UNAVAILABLE, why),

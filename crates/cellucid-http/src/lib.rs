@@ -20,7 +20,7 @@
 //! use cellucid_http::{Layout, Server, ServerConfig};
 //!
 //! let source: Arc<dyn DatasetSource> = Arc::new(ExportSource::open("exports".as_ref())?);
-//! let layout = Layout::new(vec![source])?;
+//! let layout = Layout::new(&[source])?;
 //! let server = Server::bind(ServerConfig::new("127.0.0.1:8765".parse()?), layout).await?;
 //! println!("serving on http://{}", server.local_addr());
 //! server.run(async { let _ = tokio::signal::ctrl_c().await; }).await?;

@@ -65,18 +65,18 @@ impl Layout {
     /// # Errors
     /// [`LayoutError`] when there is nothing to serve, ids or paths clash, or
     /// a dataset uses a reserved name.
-    pub fn new(sources: Vec<Arc<dyn DatasetSource>>) -> Result<Self, LayoutError> {
+    pub fn new(sources: &[Arc<dyn DatasetSource>]) -> Result<Self, LayoutError> {
         let total: usize = sources.iter().map(|s| s.datasets().len()).sum();
         if total == 0 {
             return Err(LayoutError::Empty);
         }
-        let catalog_source = match sources.as_slice() {
+        let catalog_source = match sources {
             [only] if only.catalog().is_some() => Some(Arc::clone(only)),
             _ => None,
         };
         let alone = sources.len() == 1;
         let mut mounts: Vec<Mount> = Vec::with_capacity(total);
-        for source in &sources {
+        for source in sources {
             for info in source.datasets() {
                 let prefix = info
                     .catalog_path
@@ -84,23 +84,34 @@ impl Layout {
                     .map(|p| p.trim_end_matches('/').to_owned())
                     .unwrap_or_else(|| info.id.clone());
                 let first_segment = prefix.split('/').next().unwrap_or(&prefix);
-                if RESERVED_NAMES.contains(&info.id.as_str()) || RESERVED_NAMES.contains(&first_segment) {
+                if RESERVED_NAMES.contains(&info.id.as_str())
+                    || RESERVED_NAMES.contains(&first_segment)
+                {
                     return Err(LayoutError::Reserved(info.id.clone()));
                 }
                 if RelativeKey::parse(&prefix).is_err() {
                     return Err(LayoutError::Reserved(prefix));
                 }
-                if let Some(clash) = mounts.iter().find(|m| {
-                    m.info.id == info.id || m.prefix.eq_ignore_ascii_case(&prefix)
-                }) {
-                    let what = if clash.info.id == info.id { info.id.clone() } else { prefix };
+                if let Some(clash) = mounts
+                    .iter()
+                    .find(|m| m.info.id == info.id || m.prefix.eq_ignore_ascii_case(&prefix))
+                {
+                    let what = if clash.info.id == info.id {
+                        info.id.clone()
+                    } else {
+                        prefix
+                    };
                     return Err(LayoutError::Clash(what));
                 }
                 let given_as_folder = alone && info.catalog_path.is_none();
                 mounts.push(Mount {
                     info: info.clone(),
                     source: Arc::clone(source),
-                    advertised_path: if given_as_folder { "/".to_owned() } else { format!("/{prefix}/") },
+                    advertised_path: if given_as_folder {
+                        "/".to_owned()
+                    } else {
+                        format!("/{prefix}/")
+                    },
                     prefix,
                     at_root: total == 1,
                 });

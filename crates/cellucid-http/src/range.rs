@@ -129,11 +129,25 @@ mod tests {
 
     #[test]
     fn the_reference_416_cases() {
-        for value in ["bytes=5-2", "bytes=-", "bytes=-0", "bytes=100-", "bytes=100-200", "bytes=a-b", "bytes= 0-1", "bytes=0-1 ", "bytes=1", "bytes=123456789012345678901-"] {
+        for value in [
+            "bytes=5-2",
+            "bytes=-",
+            "bytes=-0",
+            "bytes=100-",
+            "bytes=100-200",
+            "bytes=a-b",
+            "bytes= 0-1",
+            "bytes=0-1 ",
+            "bytes=1",
+            "bytes=123456789012345678901-",
+        ] {
             assert_eq!(range(value, 100), Selection::Unsatisfiable, "{value}");
         }
         assert_eq!(range("bytes=0-0", 0), Selection::Unsatisfiable);
-        assert_eq!(sel(&[("range", "bytes=0-1"), ("range", "bytes=2-3")], 100), Selection::Unsatisfiable);
+        assert_eq!(
+            sel(&[("range", "bytes=0-1"), ("range", "bytes=2-3")], 100),
+            Selection::Unsatisfiable
+        );
     }
 
     #[test]
@@ -146,16 +160,43 @@ mod tests {
     fn conditionals() {
         use Selection::*;
         assert_eq!(sel(&[("if-none-match", ETAG)], 10), NotModified);
-        assert_eq!(sel(&[("if-none-match", "\"x\", W/\"a-b-c\"")], 10), NotModified);
+        assert_eq!(
+            sel(&[("if-none-match", "\"x\", W/\"a-b-c\"")], 10),
+            NotModified
+        );
         assert_eq!(sel(&[("if-none-match", "*")], 10), NotModified);
         assert_eq!(sel(&[("if-none-match", "\"x\"")], 10), Full);
         // If-None-Match wins over Range.
-        assert_eq!(sel(&[("if-none-match", ETAG), ("range", "bytes=0-1")], 10), NotModified);
-        assert_eq!(sel(&[("if-range", ETAG), ("range", "bytes=0-1")], 10), Partial(0..2));
-        assert_eq!(sel(&[("if-range", "\"old\""), ("range", "bytes=0-1")], 10), Full);
-        assert_eq!(sel(&[("if-range", "W/\"a-b-c\""), ("range", "bytes=0-1")], 10), Full);
-        assert_eq!(sel(&[("if-range", "Wed, 21 Oct 2015 07:28:00 GMT"), ("range", "bytes=0-1")], 10), Full);
+        assert_eq!(
+            sel(&[("if-none-match", ETAG), ("range", "bytes=0-1")], 10),
+            NotModified
+        );
+        assert_eq!(
+            sel(&[("if-range", ETAG), ("range", "bytes=0-1")], 10),
+            Partial(0..2)
+        );
+        assert_eq!(
+            sel(&[("if-range", "\"old\""), ("range", "bytes=0-1")], 10),
+            Full
+        );
+        assert_eq!(
+            sel(&[("if-range", "W/\"a-b-c\""), ("range", "bytes=0-1")], 10),
+            Full
+        );
+        assert_eq!(
+            sel(
+                &[
+                    ("if-range", "Wed, 21 Oct 2015 07:28:00 GMT"),
+                    ("range", "bytes=0-1")
+                ],
+                10
+            ),
+            Full
+        );
         // A mismatching If-Range turns even a malformed Range into a 200.
-        assert_eq!(sel(&[("if-range", "\"old\""), ("range", "bytes=5-2")], 10), Full);
+        assert_eq!(
+            sel(&[("if-range", "\"old\""), ("range", "bytes=5-2")], 10),
+            Full
+        );
     }
 }

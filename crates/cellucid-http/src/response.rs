@@ -20,7 +20,9 @@ pub(crate) fn text(status: StatusCode, body: impl Into<String>) -> Response<Body
     let body: String = body.into();
     let mut response = Response::new(Body::from(body));
     *response.status_mut() = status;
-    response.headers_mut().insert(header::CONTENT_TYPE, TEXT_PLAIN);
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, TEXT_PLAIN);
     response
 }
 
@@ -64,10 +66,16 @@ pub(crate) fn file(
         Selection::Unsatisfiable => {
             let mut response = text(StatusCode::RANGE_NOT_SATISFIABLE, UNSATISFIABLE);
             let headers = response.headers_mut();
-            headers.insert(header::CONTENT_RANGE, content_range(&format!("bytes */{size}")));
+            headers.insert(
+                header::CONTENT_RANGE,
+                content_range(&format!("bytes */{size}")),
+            );
             headers.insert(header::ACCEPT_RANGES, BYTES);
             if head {
-                headers.insert(header::CONTENT_LENGTH, HeaderValue::from(UNSATISFIABLE.len()));
+                headers.insert(
+                    header::CONTENT_LENGTH,
+                    HeaderValue::from(UNSATISFIABLE.len()),
+                );
                 *response.body_mut() = Body::empty();
             }
             return Ok(response);
@@ -105,7 +113,9 @@ fn content_range(text: &str) -> HeaderValue {
 /// Makes a HEAD response out of a GET response: same headers, no body.
 pub(crate) fn strip_body_for_head(response: &mut Response<Body>, method: &Method) {
     if method == Method::HEAD {
-        let length = http_body::Body::size_hint(response.body()).exact().unwrap_or(0);
+        let length = http_body::Body::size_hint(response.body())
+            .exact()
+            .unwrap_or(0);
         response
             .headers_mut()
             .entry(header::CONTENT_LENGTH)

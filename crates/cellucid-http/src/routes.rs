@@ -72,9 +72,12 @@ pub(crate) async fn handle<B>(state: Arc<AppState>, req: Request<B>) -> Response
 async fn route<B>(state: &Arc<AppState>, req: &Request<B>) -> Result<Response<Body>, HttpError> {
     let method = req.method();
     if method != Method::GET && method != Method::HEAD {
-        return Err(HttpError::MethodNotAllowed { allow: READ_METHODS });
+        return Err(HttpError::MethodNotAllowed {
+            allow: READ_METHODS,
+        });
     }
-    let decoded = path::decode(req.uri().path()).ok_or_else(|| HttpError::NotFound(String::new()))?;
+    let decoded =
+        path::decode(req.uri().path()).ok_or_else(|| HttpError::NotFound(String::new()))?;
     let path = &decoded[1..];
     let docs = &state.documents;
     match path {
@@ -92,7 +95,8 @@ async fn route<B>(state: &Arc<AppState>, req: &Request<B>) -> Result<Response<Bo
     }
     match state.layout.resolve(path) {
         Some((mount, key)) => match dataset_file(mount, key, req).await {
-            Err(HttpError::Source(cellucid_core::SourceError::NotFound { .. })) | Err(HttpError::NotFound(_))
+            Err(HttpError::Source(cellucid_core::SourceError::NotFound { .. }))
+            | Err(HttpError::NotFound(_))
                 if is_ui_path(path) =>
             {
                 web_ui(state, path)
@@ -125,24 +129,40 @@ async fn catalog<B>(state: &Arc<AppState>, req: &Request<B>) -> Result<Response<
         Some(source) => {
             let source = Arc::clone(source);
             blocking(move || {
-                source
-                    .catalog()
-                    .unwrap_or_else(|| Err(cellucid_core::SourceError::UnknownDataset { id: "datasets.json".into() }))
+                source.catalog().unwrap_or_else(|| {
+                    Err(cellucid_core::SourceError::UnknownDataset {
+                        id: "datasets.json".into(),
+                    })
+                })
             })
             .await?
         }
         None => Arc::new(state.generated_catalog.clone()),
     };
-    Ok(response::file(req.method(), req.headers(), file.as_ref(), content_type_for("datasets.json"))?)
+    Ok(response::file(
+        req.method(),
+        req.headers(),
+        file.as_ref(),
+        content_type_for("datasets.json"),
+    )?)
 }
 
-async fn dataset_file<B>(mount: &Mount, key: &str, req: &Request<B>) -> Result<Response<Body>, HttpError> {
+async fn dataset_file<B>(
+    mount: &Mount,
+    key: &str,
+    req: &Request<B>,
+) -> Result<Response<Body>, HttpError> {
     let key = RelativeKey::parse(key).map_err(|_| HttpError::NotFound(key.to_owned()))?;
     let source = Arc::clone(&mount.source);
     let id = mount.info.id.clone();
     let content_type = content_type_for(key.as_str());
     let file = blocking(move || source.open(&id, &key)).await?;
-    Ok(response::file(req.method(), req.headers(), file.as_ref(), content_type)?)
+    Ok(response::file(
+        req.method(),
+        req.headers(),
+        file.as_ref(),
+        content_type,
+    )?)
 }
 
 /// Runs filesystem work off the async workers.

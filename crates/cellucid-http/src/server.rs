@@ -281,7 +281,9 @@ impl Connection {
             }
         });
         let service = self.origin.layer(router);
-        let conn = self.builder.serve_connection(io, TowerToHyperService::new(service));
+        let conn = self
+            .builder
+            .serve_connection(io, TowerToHyperService::new(service));
         tokio::pin!(conn);
         let limits = &self.limits;
         let watchdog = activity.watchdog(limits.header_read_timeout, limits.idle_timeout);

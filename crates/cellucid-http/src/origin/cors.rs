@@ -28,7 +28,11 @@ impl Origin {
             "https" => true,
             _ => return None,
         };
-        if rest.is_empty() || rest.bytes().any(|b| b <= 0x20 || b >= 0x7f || matches!(b, b'/' | b'?' | b'#' | b'@' | b'\\')) {
+        if rest.is_empty()
+            || rest
+                .bytes()
+                .any(|b| b <= 0x20 || b >= 0x7f || matches!(b, b'/' | b'?' | b'#' | b'@' | b'\\'))
+        {
             return None;
         }
         let (host, port) = if let Some(inner) = rest.strip_prefix('[') {
@@ -146,8 +150,14 @@ mod tests {
             ("http://[0:0::1]:8765", Some("http://[::1]:8765")),
             ("https://www.cellucid.com", Some("https://www.cellucid.com")),
             ("https://cellucid.com", Some("https://cellucid.com")),
-            ("https://beta.cellucid.com", Some("https://beta.cellucid.com")),
-            ("https://WWW.Cellucid.com:443", Some("https://www.cellucid.com")),
+            (
+                "https://beta.cellucid.com",
+                Some("https://beta.cellucid.com"),
+            ),
+            (
+                "https://WWW.Cellucid.com:443",
+                Some("https://www.cellucid.com"),
+            ),
             ("https://user@localhost", None),
             ("https://www.cellucid.com/", None),
             ("http://localhost/x", None),

@@ -100,7 +100,9 @@ pub(crate) fn is_ldh_name(name: &str) -> bool {
                 && label.len() <= 63
                 && !label.starts_with('-')
                 && !label.ends_with('-')
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
         })
 }
 
@@ -117,19 +119,25 @@ pub(crate) fn normalize_allowed_host(entry: &str) -> Result<HostName, ConfigErro
         return Err(refuse("it is empty"));
     }
     if !entry.is_ascii() {
-        return Err(refuse("it is not ASCII; write international names in Punycode (xn--…)"));
+        return Err(refuse(
+            "it is not ASCII; write international names in Punycode (xn--…)",
+        ));
     }
     if entry.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(refuse("it holds whitespace or control characters"));
     }
     if entry.contains('*') {
-        return Err(refuse("it uses a wildcard; a wildcard re-admits DNS rebinding, so name each host"));
+        return Err(refuse(
+            "it uses a wildcard; a wildcard re-admits DNS rebinding, so name each host",
+        ));
     }
     if entry.contains('/') {
         return Err(refuse("it looks like a URL; give only the host name"));
     }
     if entry.contains('@') || entry.contains('[') || entry.contains('%') {
-        return Err(refuse("give a bare host name or IP address, without brackets, userinfo or zone"));
+        return Err(refuse(
+            "give a bare host name or IP address, without brackets, userinfo or zone",
+        ));
     }
     if let Ok(ip) = entry.parse::<IpAddr>() {
         return Ok(HostName::Ip(ip));
@@ -142,7 +150,9 @@ pub(crate) fn normalize_allowed_host(entry: &str) -> Result<HostName, ConfigErro
     }
     let lower = entry.to_ascii_lowercase();
     if !is_ldh_name(&lower) {
-        return Err(refuse("it is not a valid DNS name (letters, digits, '-' and '.')"));
+        return Err(refuse(
+            "it is not a valid DNS name (letters, digits, '-' and '.')",
+        ));
     }
     Ok(HostName::Name(lower))
 }
@@ -178,7 +188,11 @@ impl HostPolicy {
     ///
     /// # Errors
     /// [`ConfigError::AllowedHost`] for an invalid `allowed_hosts` entry.
-    pub fn new(bind_ip: IpAddr, bound_port: u16, allowed_hosts: &[String]) -> Result<Self, ConfigError> {
+    pub fn new(
+        bind_ip: IpAddr,
+        bound_port: u16,
+        allowed_hosts: &[String],
+    ) -> Result<Self, ConfigError> {
         let allowed = allowed_hosts
             .iter()
             .map(|entry| normalize_allowed_host(entry))
@@ -239,13 +253,21 @@ mod tests {
     use super::*;
 
     fn check(policy: &HostPolicy, value: &str) -> bool {
-        policy.check([HeaderValue::from_str(value).unwrap()].iter()).is_ok()
+        policy
+            .check([HeaderValue::from_str(value).unwrap()].iter())
+            .is_ok()
     }
 
     #[test]
     fn reference_host_table_on_a_loopback_bind() {
         let policy = HostPolicy::new("127.0.0.1".parse().unwrap(), 18765, &[]).unwrap();
-        for ok in ["127.0.0.1:18765", "localhost:18765", "LOCALHOST:18765", "127.0.0.2:18765", "[::1]:18765"] {
+        for ok in [
+            "127.0.0.1:18765",
+            "localhost:18765",
+            "LOCALHOST:18765",
+            "127.0.0.2:18765",
+            "[::1]:18765",
+        ] {
             assert!(check(&policy, ok), "{ok} should be accepted");
         }
         for bad in [
@@ -268,15 +290,28 @@ mod tests {
             assert!(!check(&policy, bad), "{bad:?} should be refused");
         }
         assert_eq!(policy.check(std::iter::empty()), Err(HostRefusal::Missing));
-        let two = [HeaderValue::from_static("127.0.0.1:18765"), HeaderValue::from_static("127.0.0.1:18765")];
+        let two = [
+            HeaderValue::from_static("127.0.0.1:18765"),
+            HeaderValue::from_static("127.0.0.1:18765"),
+        ];
         assert_eq!(policy.check(two.iter()), Err(HostRefusal::Several));
     }
 
     #[test]
     fn allowed_hosts_match_on_any_port_but_loopback_still_needs_the_bound_port() {
-        let allowed = ["hub.example.org".to_owned(), "10.1.2.3".to_owned(), "::1".to_owned()];
+        let allowed = [
+            "hub.example.org".to_owned(),
+            "10.1.2.3".to_owned(),
+            "::1".to_owned(),
+        ];
         let policy = HostPolicy::new("127.0.0.1".parse().unwrap(), 18765, &allowed).unwrap();
-        for ok in ["hub.example.org", "HUB.example.org:443", "hub.example.org:1", "10.1.2.3:8080", "[::1]:9999"] {
+        for ok in [
+            "hub.example.org",
+            "HUB.example.org:443",
+            "hub.example.org:1",
+            "10.1.2.3:8080",
+            "[::1]:9999",
+        ] {
             assert!(check(&policy, ok), "{ok}");
         }
         assert!(!check(&policy, "127.0.0.1:9999"));
@@ -293,7 +328,18 @@ mod tests {
 
     #[test]
     fn allowed_host_entries_are_validated() {
-        for bad in ["", "*.example.org", "http://x", "a@b", "[::1]", "fe80::1%eth0", "host:80", "host.", "bad_name", "héllo"] {
+        for bad in [
+            "",
+            "*.example.org",
+            "http://x",
+            "a@b",
+            "[::1]",
+            "fe80::1%eth0",
+            "host:80",
+            "host.",
+            "bad_name",
+            "héllo",
+        ] {
             assert!(normalize_allowed_host(bad).is_err(), "{bad:?}");
         }
         assert_eq!(

@@ -81,7 +81,11 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let allowed_origin = allowed_origin(&self.policy, req.headers());
-        if let Err(refusal) = self.policy.host.check(req.headers().get_all(header::HOST).iter()) {
+        if let Err(refusal) = self
+            .policy
+            .host
+            .check(req.headers().get_all(header::HOST).iter())
+        {
             tracing::warn!(
                 ?refusal,
                 host = ?req.headers().get_all(header::HOST).iter().collect::<Vec<_>>(),
@@ -168,7 +172,9 @@ fn misdirected() -> Response<Body> {
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, crate::response::TEXT_PLAIN);
     headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
-    response.extensions_mut().insert(OriginRejection::MisdirectedHost);
+    response
+        .extensions_mut()
+        .insert(OriginRejection::MisdirectedHost);
     response
 }
 
@@ -202,9 +208,129 @@ fn decorate(headers: &mut HeaderMap, allowed_origin: Option<&HeaderValue>) {
         headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
         headers.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, EXPOSE_HEADERS);
     }
-    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     headers
         .entry(header::CACHE_CONTROL)
         .or_insert(HeaderValue::from_static("no-cache"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tower::ServiceExt;
+
+    fn service() -> OriginService<
+        impl Service<Request<()>, Response = Response<Body>, Error = Infallible, Future = impl Send>
+            + Clone,
+    > {
+        let policy = OriginPolicy::new("127.0.0.1".parse().unwrap(), 8765, &[], &[]).unwrap();
+        OriginLayer::new(Arc::new(policy)).layer(tower::service_fn(|_req: Request<()>| async {
+            Ok::<_, Infallible>(Response::new(Body::from("inner")))
+        }))
+    }
+
+    fn request(method: Method, host: &str, origin: Option<&str>) -> Request<()> {
+        let mut builder = Request::builder()
+            .method(method)
+            .uri("/x")
+            .header(header::HOST, host);
+        if let Some(origin) = origin {
+            builder = builder.header(header::ORIGIN, origin);
+        }
+        builder.body(()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_allowed_origin_is_echoed_canonically_with_hardening_headers() {
+        let response = service()
+            .oneshot(request(
+                Method::GET,
+                "127.0.0.1:8765",
+                Some("HTTP://LOCALHOST:3000"),
+            ))
+            .await
+            .unwrap();
+        let headers = response.headers();
+        assert_eq!(
+            headers[header::ACCESS_CONTROL_ALLOW_ORIGIN],
+            "http://localhost:3000"
+        );
+        assert_eq!(headers[header::VARY], "Origin");
+        assert_eq!(headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+        assert_eq!(headers[header::REFERRER_POLICY], "no-referrer");
+        assert_eq!(headers[header::CACHE_CONTROL], "no-cache");
+        assert!(headers
+            .get(header::ACCESS_CONTROL_ALLOW_CREDENTIALS)
+            .is_none());
+    }
+
+    #[tokio::test]
+    async fn a_foreign_host_is_refused_before_the_inner_service() {
+        let response = service()
+            .oneshot(request(
+                Method::GET,
+                "evil.example:8765",
+                Some("http://localhost:1"),
+            ))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::MISDIRECTED_REQUEST);
+        assert_eq!(
+            response.extensions().get::<OriginRejection>(),
+            Some(&OriginRejection::MisdirectedHost)
+        );
+        // Even the refusal carries the policy's headers.
+        assert_eq!(response.headers()[header::VARY], "Origin");
+        assert_eq!(
+            response.headers()[header::ACCESS_CONTROL_ALLOW_ORIGIN],
+            "http://localhost:1"
+        );
+    }
+
+    #[tokio::test]
+    async fn preflights_answer_only_allowed_origins() {
+        let mut allowed = request(
+            Method::OPTIONS,
+            "localhost:8765",
+            Some("https://www.cellucid.com"),
+        );
+        allowed.headers_mut().insert(
+            "access-control-request-private-network",
+            HeaderValue::from_static("true"),
+        );
+        let response = service().oneshot(allowed).await.unwrap();
+        assert_eq!(response.status(), StatusCode::NO_CONTENT);
+        assert_eq!(
+            response.headers()[header::ACCESS_CONTROL_ALLOW_METHODS],
+            ALLOW_METHODS
+        );
+        assert_eq!(
+            response.headers()["access-control-allow-private-network"],
+            "true"
+        );
+
+        let refused = request(
+            Method::OPTIONS,
+            "localhost:8765",
+            Some("https://evil.example"),
+        );
+        let response = service().oneshot(refused).await.unwrap();
+        assert_eq!(response.status(), StatusCode::NO_CONTENT);
+        assert!(response
+            .headers()
+            .get(header::ACCESS_CONTROL_ALLOW_METHODS)
+            .is_none());
+        assert!(response
+            .headers()
+            .get(header::ACCESS_CONTROL_ALLOW_ORIGIN)
+            .is_none());
+        assert_eq!(response.headers()[header::VARY], "Origin");
+    }
 }
