@@ -4,7 +4,12 @@
 //!
 //! Fixtures come from `../shared/fixtures` (see its README for licences).
 
-#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    unreachable_pub,
+    missing_docs
+)]
 
 mod support;
 

@@ -152,7 +152,7 @@ impl DatasetSource for ExportSource {
     }
 
     fn open(&self, id: &str, key: &RelativeKey) -> Result<Arc<dyn SourceFile>, SourceError> {
-        Ok(Arc::new(open_confined(self.dir(id)?, key)?))
+        open_confined(self.dir(id)?, key)
     }
 
     fn catalog(&self) -> Option<Result<Arc<dyn SourceFile>, SourceError>> {
@@ -160,7 +160,7 @@ impl DatasetSource for ExportSource {
             return None;
         }
         Some(match RelativeKey::parse(CATALOG) {
-            Ok(key) => open_confined(&self.root, &key).map(|f| Arc::new(f) as Arc<dyn SourceFile>),
+            Ok(key) => open_confined(&self.root, &key),
             Err(_) => unreachable_key(),
         })
     }
@@ -281,6 +281,93 @@ mod tests {
         assert!(is_portable_id("a.b_c"));
         for bad in ["", "-a", ".a", "a.", "a/b", "CON", "a b", &"a".repeat(181)] {
             assert!(!is_portable_id(bad), "{bad:?}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod folder_tests {
+    use super::*;
+    use std::fs;
+
+    fn dataset(dir: &Path, id: &str) {
+        fs::create_dir_all(dir).unwrap();
+        fs::write(
+            dir.join(IDENTITY),
+            format!(r#"{{"version": 3, "id": "{id}", "name": "N", "stats": {{"n_cells": 5, "n_genes": 2}}}}"#),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn reads_ranges_and_refuses_escapes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("ds");
+        dataset(&root, "ds");
+        fs::write(root.join("small.bin"), b"0123456789").unwrap();
+        let big: Vec<u8> = (0..(crate::file::MMAP_THRESHOLD as u32 + 10))
+            .map(|i| i as u8)
+            .collect();
+        fs::write(root.join("big.bin"), &big).unwrap();
+        fs::write(tmp.path().join("outside.txt"), b"secret").unwrap();
+        std::os::unix::fs::symlink("../outside.txt", root.join("escape")).unwrap();
+        std::os::unix::fs::symlink(tmp.path().join("outside.txt"), root.join("absolute")).unwrap();
+        std::os::unix::fs::symlink("small.bin", root.join("inside")).unwrap();
+        fs::create_dir(root.join("sub")).unwrap();
+
+        let source = ExportSource::open(&root).unwrap();
+        assert_eq!(source.datasets()[0].n_cells, 5);
+        let open = |k: &str| source.open("ds", &RelativeKey::parse(k).unwrap());
+        let small = open("small.bin").unwrap();
+        assert_eq!(&small.read_range(3..6).unwrap()[..], b"345");
+        assert!(small.read_range(5..11).is_err());
+        let mapped = open("big.bin").unwrap();
+        assert_eq!(mapped.len(), big.len() as u64);
+        assert_eq!(&mapped.read_range(100..110).unwrap()[..], &big[100..110]);
+        assert_eq!(
+            &open("inside").unwrap().read_range(0..2).unwrap()[..],
+            b"01"
+        );
+        for refused in ["escape", "absolute", "sub", "missing"] {
+            assert!(
+                matches!(open(refused), Err(SourceError::NotFound { .. })),
+                "{refused}"
+            );
+        }
+        assert!(matches!(
+            source.open("other", &RelativeKey::parse("small.bin").unwrap()),
+            Err(SourceError::UnknownDataset { .. })
+        ));
+        assert!(source.catalog().is_none());
+    }
+
+    #[test]
+    fn a_catalog_must_agree_with_its_identities() {
+        let tmp = tempfile::tempdir().unwrap();
+        dataset(&tmp.path().join("a"), "a");
+        dataset(&tmp.path().join("b"), "not-b");
+        let catalog = |entries: &str| {
+            fs::write(
+                tmp.path().join(CATALOG),
+                format!(r#"{{"version": 1, "default": "a", "datasets": [{entries}]}}"#),
+            )
+            .unwrap();
+            ExportSource::open(tmp.path())
+        };
+        let ok = catalog(r#"{"id": "a", "path": "a/", "name": "A", "n_cells": 5, "n_genes": 2}"#)
+            .unwrap();
+        assert_eq!(ok.datasets()[0].catalog_path.as_deref(), Some("a/"));
+        assert!(ok.catalog().is_some());
+        for bad in [
+            r#"{"id": "b", "path": "b/"}"#,
+            r#"{"id": "a", "path": "../a/"}"#,
+            r#"{"id": "a", "path": "a/"}, {"id": "a", "path": "a/"}"#,
+            r#"{"id": "a"}"#,
+        ] {
+            assert!(
+                matches!(catalog(bad), Err(OpenError::InvalidManifest { .. })),
+                "{bad}"
+            );
         }
     }
 }

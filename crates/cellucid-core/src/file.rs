@@ -1,8 +1,8 @@
 //! Files handed out by dataset sources, and reading them from a confined directory.
 
 use std::fmt;
-use std::io::Read;
 use std::ops::Range;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use cap_std::fs::{Dir, OpenOptions, OpenOptionsExt};
@@ -114,12 +114,16 @@ impl SourceFile for MemoryFile {
     }
 }
 
-/// Opens `key` under `dir` and takes its bytes: read when small, mapped when large.
+/// Opens `key` under `dir`: large files are mapped, small ones kept open and
+/// read on demand.
 ///
 /// The open goes through `cap-std`, so `..`, absolute symlinks and symlinks
 /// whose target leaves `dir` fail; anything but a regular file (a directory, a
 /// FIFO, a device) is reported as not found.
-pub(crate) fn open_confined(dir: &Dir, key: &RelativeKey) -> Result<MemoryFile, SourceError> {
+pub(crate) fn open_confined(
+    dir: &Dir,
+    key: &RelativeKey,
+) -> Result<Arc<dyn SourceFile>, SourceError> {
     let mut options = OpenOptions::new();
     // O_NONBLOCK: opening a FIFO planted in a dataset must not hang a worker.
     options
@@ -135,17 +139,59 @@ pub(crate) fn open_confined(dir: &Dir, key: &RelativeKey) -> Result<MemoryFile, 
     }
     let identity = stat_identity(&meta);
     let len = meta.len();
-    let bytes = if len >= MMAP_THRESHOLD {
-        map_file(&file, key)?
+    if len >= MMAP_THRESHOLD {
+        let bytes = map_file(&file, key)?;
+        Ok(Arc::new(MemoryFile::new(bytes, identity)))
     } else {
-        let mut buf = Vec::with_capacity(len as usize);
-        (&file)
-            .take(len)
-            .read_to_end(&mut buf)
-            .map_err(|err| SourceError::io(key, err))?;
-        Bytes::from(buf)
-    };
-    Ok(MemoryFile::new(bytes, identity))
+        Ok(Arc::new(OpenFile {
+            file,
+            key: key.clone(),
+            len,
+            identity,
+        }))
+    }
+}
+
+/// A small file kept open and read with positioned reads on demand, so a
+/// HEAD, a 304 or a short Range costs no more than it needs.
+#[derive(Debug)]
+struct OpenFile {
+    file: std::fs::File,
+    key: RelativeKey,
+    len: u64,
+    identity: FileIdentity,
+}
+
+impl SourceFile for OpenFile {
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    fn identity(&self) -> &FileIdentity {
+        &self.identity
+    }
+
+    fn read_range(&self, range: Range<u64>) -> Result<Bytes, SourceError> {
+        use std::os::unix::fs::FileExt;
+        if range.start > range.end || range.end > self.len {
+            return Err(SourceError::RangeOutOfBounds {
+                range,
+                len: self.len,
+            });
+        }
+        // At most MMAP_THRESHOLD bytes, so the cast cannot truncate.
+        let mut buf = vec![0u8; (range.end - range.start) as usize];
+        self.file
+            .read_exact_at(&mut buf, range.start)
+            .map_err(|err| match err.kind() {
+                // The file shrank since it was opened: its identity is stale.
+                std::io::ErrorKind::UnexpectedEof => SourceError::NotFound {
+                    key: self.key.clone(),
+                },
+                _ => SourceError::io(&self.key, err),
+            })?;
+        Ok(Bytes::from(buf))
+    }
 }
 
 #[allow(unsafe_code)]
