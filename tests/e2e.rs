@@ -17,3 +17,4 @@ mod cli;
 mod files;
 mod limits;
 mod security;
+mod web_ui;

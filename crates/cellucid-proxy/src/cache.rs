@@ -109,7 +109,7 @@ impl WebCache {
                     return Some(generation);
                 }
                 Err(err) => {
-                    tracing::warn!(generation = %name, error = %err, "viewer UI generation not usable")
+                    tracing::warn!(generation = %name, error = %err, "viewer UI generation not usable");
                 }
             }
         }

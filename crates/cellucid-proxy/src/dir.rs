@@ -156,7 +156,7 @@ fn check_dedicated(path: &Path, env: &Environment) -> Result<(), ProxyError> {
         }
         Ok(_) => {}
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-        Err(err) => return Err(ProxyError::io(path, err)),
+        Err(err) => return Err(ProxyError::unwritable(path, err)),
     }
     if !path.is_absolute() || path.parent().is_none() {
         return Err(refuse(

@@ -143,7 +143,10 @@ impl Fetcher {
                 .take(limit + 1)
                 .read_to_end(&mut body);
             if let Err(err) = read {
-                return Err(fail(&current, format!("reading the body failed: {err}")));
+                return Err(fail(
+                    &current,
+                    format!("the body was cut short or could not be read ({err})"),
+                ));
             }
             if body.len() as u64 > limit {
                 return Err(fail(

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use cellucid_core::{FileIdentity, MemoryFile};
+use cellucid_core::{FileIdentity, MemoryFile, SourceFile};
 
 use crate::cache::WebCache;
 use crate::page::unavailable_page;
@@ -48,6 +48,9 @@ type Stamp = (u64, i64, i64, u64);
 struct State {
     pointer: Option<Stamp>,
     generation: Option<Arc<Generation>>,
+    /// The generation before it: its hashed assets stay reachable so a page
+    /// loaded just before a switch can still fetch them.
+    previous: Option<Arc<Generation>>,
     verified: HashMap<String, (Stamp, UiFile)>,
 }
 
@@ -60,6 +63,8 @@ pub struct WebUiFiles {
     source: String,
     state: Mutex<State>,
     reason: Mutex<String>,
+    /// A generation found damaged at startup: never served.
+    refused: Mutex<Option<PathBuf>>,
 }
 
 impl WebUiFiles {
@@ -71,6 +76,7 @@ impl WebUiFiles {
             source: source.to_owned(),
             state: Mutex::new(State::default()),
             reason: Mutex::new("no copy of the viewer UI has been downloaded yet".to_owned()),
+            refused: Mutex::new(None),
         }
     }
 
@@ -78,6 +84,14 @@ impl WebUiFiles {
     pub fn set_unavailable_reason(&self, reason: impl Into<String>) {
         if let Ok(mut slot) = self.reason.lock() {
             *slot = reason.into();
+        }
+    }
+
+    /// Never serves `generation` (found damaged); a newer one is served as
+    /// soon as it is activated.
+    pub fn refuse(&self, generation: &Generation) {
+        if let Ok(mut slot) = self.refused.lock() {
+            *slot = Some(generation.dir.clone());
         }
     }
 
@@ -105,8 +119,19 @@ impl WebUiFiles {
                 UiAnswer::NotDeclared
             };
         };
-        let Some(asset) = generation.inventory.get(path) else {
-            return UiAnswer::NotDeclared;
+        let (generation, asset) = match generation.inventory.get(path) {
+            Some(asset) => (Arc::clone(&generation), asset.clone()),
+            None => match self.previous().and_then(|p| {
+                let asset = p
+                    .inventory
+                    .get(path)
+                    .filter(|_| is_content_hashed(path))?
+                    .clone();
+                Some((p, asset))
+            }) {
+                Some(found) => found,
+                None => return UiAnswer::NotDeclared,
+            },
         };
         let file_path = generation.dir.join(&asset.path);
         let meta = match std::fs::symlink_metadata(&file_path) {
@@ -119,7 +144,9 @@ impl WebUiFiles {
         let stamp = (meta.len(), meta.mtime(), meta.mtime_nsec(), meta.ino());
         if let Ok(state) = self.state.lock() {
             if let Some((known, file)) = state.verified.get(path) {
-                if *known == stamp {
+                if *known == stamp
+                    && file.file.identity() == &FileIdentity::Digest(asset.sha256.clone())
+                {
                     return UiAnswer::File(file.clone());
                 }
             }
@@ -150,6 +177,10 @@ impl WebUiFiles {
         UiAnswer::File(file)
     }
 
+    fn previous(&self) -> Option<Arc<Generation>> {
+        self.state.lock().ok()?.previous.clone()
+    }
+
     /// The active generation, reloaded when `active.json` changed.
     fn generation(&self) -> Option<Arc<Generation>> {
         let pointer_path = self.store.dir().join(POINTER_FILE);
@@ -160,15 +191,22 @@ impl WebUiFiles {
         if state.pointer == stamp && stamp.is_some() {
             return state.generation.clone();
         }
-        let generation = match self.store.active() {
-            Ok(generation) => generation.map(Arc::new),
-            Err(err) => {
-                tracing::warn!(error = %err, "cannot load the active viewer UI generation");
-                None
+        let pointer = self.store.pointer().unwrap_or_default();
+        let load = |name: Option<&String>| {
+            let name = name?;
+            match self.store.load(name) {
+                Ok(generation) => Some(Arc::new(generation)),
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot load a viewer UI generation");
+                    None
+                }
             }
         };
+        let refused = self.refused.lock().ok().and_then(|r| r.clone());
+        let generation = load(pointer.active.as_ref()).filter(|g| Some(&g.dir) != refused.as_ref());
+        state.previous = load(pointer.previous.as_ref());
         if let Some(g) = &generation {
-            tracing::info!(build = %g.inventory.build_id, "serving viewer UI build");
+            tracing::debug!(build = %g.inventory.build_id, "serving viewer UI build");
         }
         state.pointer = stamp;
         state.verified.clear();
