@@ -13,6 +13,7 @@
 
 mod support;
 
+mod browser;
 mod cli;
 mod files;
 mod limits;

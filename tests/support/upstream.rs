@@ -36,7 +36,7 @@ impl UiBuild {
                try {{\n\
                  const list = await (await fetch('/_cellucid/datasets')).json();\n\
                  const first = list.datasets[0];\n\
-                 const identity = await (await fetch('/' + first.path + 'dataset_identity.json')).json();\n\
+                 const identity = await (await fetch(first.path + 'dataset_identity.json')).json();\n\
                  out.textContent = 'build={build_id} datasets=' + list.datasets.length + ' first=' + first.id + ' identity=' + identity.id;\n\
                }} catch (err) {{\n\
                  out.textContent = 'error=' + err;\n\

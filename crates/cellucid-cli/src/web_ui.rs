@@ -108,7 +108,8 @@ pub(crate) fn start(setup: Setup, args: &ServeArgs) -> Result<String, CliError> 
             };
             files.set_unavailable_reason(reason.clone());
             format!(
-                "UNAVAILABLE ({reason}); / shows how to fix it: run `cellucid cache prefetch` once while online (cache dir {dir}, source {source})"
+                "UNAVAILABLE ({reason}); / shows how to fix it: run `{}` once while online (cache dir {dir})",
+                files.prefetch_command()
             )
         }
     };

@@ -8,8 +8,11 @@ use std::path::Path;
 pub const UNAVAILABLE_PAGE_CSP: &str =
     "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'";
 
-/// Renders the "viewer UI unavailable" page.
-pub fn unavailable_page(reason: &str, source: &str, cache_dir: &Path) -> String {
+/// Renders the "viewer UI unavailable" page. `prefetch` is the command that
+/// fills this server's cache (`cellucid cache prefetch` plus the flags it
+/// needs).
+pub fn unavailable_page(reason: &str, source: &str, cache_dir: &Path, prefetch: &str) -> String {
+    let prefetch = escape(prefetch);
     let reason = escape(reason);
     let source = escape(source);
     let cache_dir = escape(&cache_dir.display().to_string());
@@ -27,7 +30,7 @@ pub fn unavailable_page(reason: &str, source: &str, cache_dir: &Path) -> String 
   h2 {{ font-size: 1.05rem; margin: 1.6rem 0 .4rem; }}
   code, pre {{ font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: .9em; background: #eef0f4; border-radius: 4px; }}
   code {{ padding: .1em .3em; }}
-  pre {{ padding: .7rem 1rem; overflow-x: auto; white-space: pre-wrap; word-break: break-all; }}
+  pre {{ padding: .7rem 1rem; overflow-x: auto; white-space: pre-wrap; overflow-wrap: anywhere; }}
   dt {{ font-weight: 600; margin-top: .6rem; }}
   dd {{ margin: 0; }}
   ol li {{ margin-bottom: .6rem; }}
@@ -47,7 +50,7 @@ Your data is still being served: <a href="/_cellucid/datasets">/_cellucid/datase
 <h2>How to fix it</h2>
 <ol>
 <li>On a machine with network access, download the UI once into the cache:
-<pre>cellucid cache prefetch</pre>
+<pre>{prefetch}</pre>
 then restart <code>cellucid serve</code>. After that the UI works offline.</li>
 <li>If the cache directory is not kept between sessions (a temporary or scratch
 directory), point the cache at a persistent directory and prefetch into it:

@@ -61,6 +61,7 @@ pub struct WebUiFiles {
     store: Store,
     cache_dir: PathBuf,
     source: String,
+    prefetch_command: String,
     state: Mutex<State>,
     reason: Mutex<String>,
     /// A generation found damaged at startup: never served.
@@ -70,10 +71,20 @@ pub struct WebUiFiles {
 impl WebUiFiles {
     /// Serves `cache`; `source` is named on the "unavailable" page.
     pub fn new(cache: &WebCache, source: &str) -> Self {
+        let mut prefetch_command = "cellucid cache prefetch".to_owned();
+        if source != crate::source::DEFAULT_SOURCE_URL {
+            prefetch_command.push_str(" --web-source-url ");
+            prefetch_command.push_str(&shell_word(source));
+        }
+        if *cache.dir().origin() == crate::dir::CacheDirOrigin::Flag {
+            prefetch_command.push_str(" --web-cache-dir ");
+            prefetch_command.push_str(&shell_word(&cache.dir().path().display().to_string()));
+        }
         Self {
             store: cache.store().clone(),
             cache_dir: cache.dir().path().to_path_buf(),
             source: source.to_owned(),
+            prefetch_command,
             state: Mutex::new(State::default()),
             reason: Mutex::new("no copy of the viewer UI has been downloaded yet".to_owned()),
             refused: Mutex::new(None),
@@ -103,7 +114,12 @@ impl WebUiFiles {
     /// The page for "no UI".
     pub fn unavailable_html(&self) -> String {
         let reason = self.reason.lock().map(|r| r.clone()).unwrap_or_default();
-        unavailable_page(&reason, &self.source, &self.cache_dir)
+        unavailable_page(&reason, &self.source, &self.cache_dir, &self.prefetch_command)
+    }
+
+    /// The command that fills this cache from this source, for messages.
+    pub fn prefetch_command(&self) -> &str {
+        &self.prefetch_command
     }
 
     /// Answers UI path `path` (`""` means `index.html`). Reads block: call
@@ -212,6 +228,18 @@ impl WebUiFiles {
         state.verified.clear();
         state.generation.clone_from(&generation);
         generation
+    }
+}
+
+/// `word`, single-quoted for a POSIX shell when it needs it.
+fn shell_word(word: &str) -> String {
+    if word
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"/-_.:~@%+=,".contains(&b))
+    {
+        word.to_owned()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
     }
 }
 
