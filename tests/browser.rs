@@ -73,7 +73,9 @@ fn dump_dom(url: &str) -> String {
 
 /// The text Chromium's page wrote into `#out`.
 fn out_text(dom: &str) -> String {
-    let start = dom.find("id=\"out\"").unwrap_or_else(|| panic!("no #out in {dom}"));
+    let start = dom
+        .find("id=\"out\"")
+        .unwrap_or_else(|| panic!("no #out in {dom}"));
     let rest = &dom[start..];
     let open = rest.find('>').unwrap() + 1;
     let close = rest.find("</div>").unwrap();
@@ -135,7 +137,10 @@ fn chromium_loads_the_ui_online_then_offline_and_shows_the_fix_without_a_cache()
     assert!(out.status.success());
     let server = serve_ui(&source, &cache);
     let dom = dump_dom(&server.url("/"));
-    assert!(dom.contains("The Cellucid viewer UI could not be loaded"), "{dom}");
+    assert!(
+        dom.contains("The Cellucid viewer UI could not be loaded"),
+        "{dom}"
+    );
     assert!(dom.contains("cellucid cache prefetch"), "{dom}");
     assert!(dom.contains(cache.to_str().unwrap()), "{dom}");
 
@@ -150,7 +155,11 @@ fn chromium_loads_the_ui_online_then_offline_and_shows_the_fix_without_a_cache()
         ],
     );
     let png = std::fs::read(&shot).unwrap();
-    assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "{} bytes", png.len());
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "{} bytes",
+        png.len()
+    );
     if std::env::var_os("CELLUCID_UPDATE_DOCS_SCREENSHOT").is_some() {
         std::fs::write(repo().join("docs/offline-page.png"), &png).unwrap();
     }

@@ -684,3 +684,46 @@ fn serve_refuses_an_unsafe_or_unwritable_cache_dir_in_one_line() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn unchanged_files_are_reused_and_force_downloads_everything() {
+    let first = UiBuild::new("reuse");
+    let upstream = Upstream::start(first.clone());
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("web");
+    let out = prefetch(&dir, &upstream.url(), &["--quiet"]);
+    assert!(
+        text(&out.stdout).contains("4 files downloaded"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    // Only the icon changes.
+    let mut second = first.clone();
+    second.files.get_mut("favicon.ico").unwrap().bytes = b"a new icon".to_vec();
+    upstream.set_build(second);
+    let out = prefetch(&dir, &upstream.url(), &["--quiet"]);
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("1 files downloaded") && stdout.contains("3 reused"),
+        "{stdout}"
+    );
+    let script = first.script_path();
+    let script_fetches = || {
+        upstream
+            .requests()
+            .iter()
+            .filter(|p| p.ends_with(&script))
+            .count()
+    };
+    assert_eq!(script_fetches(), 1);
+
+    let out = prefetch(&dir, &upstream.url(), &["--quiet", "--force"]);
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("4 files downloaded") && stdout.contains("0 reused"),
+        "{stdout}"
+    );
+    assert_eq!(script_fetches(), 2);
+    assert!(cache(&dir, &["verify"]).status.success());
+}

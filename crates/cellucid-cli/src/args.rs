@@ -15,7 +15,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
         from one local process, safely by default: it binds to 127.0.0.1, answers only \
         to Host names of this machine, and lets only loopback and cellucid.com pages \
         read the data from a browser.",
-    after_help = "Run `cellucid serve --help` for the server's options.",
+    after_help = "Run `cellucid serve --help` for the server's options, `cellucid cache --help` for the viewer UI's offline cache.",
     propagate_version = true
 )]
 pub(crate) struct Cli {
@@ -38,7 +38,9 @@ pub(crate) enum Command {
             cellucid serve exports/pbmc --port 0    # one dataset, a free port\n  \
             cellucid serve a/ b/ --no-browser       # two exports, one server\n\n\
             Remote machine? Keep the default loopback bind and tunnel the port:\n  \
-            ssh -L 8765:localhost:8765 user@remote-host"
+            ssh -L 8765:localhost:8765 user@remote-host\n\n\
+            Offline? The viewer UI is cached after the first download; run \
+            `cellucid cache prefetch` once while online (see `cellucid cache --help`)."
     )]
     Serve(ServeArgs),
     /// Manage the offline cache of the viewer UI.

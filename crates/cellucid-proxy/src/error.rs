@@ -8,7 +8,7 @@ use std::path::PathBuf;
 #[non_exhaustive]
 pub enum ProxyError {
     /// No cache directory could be chosen (no flag, no variable, no home).
-    #[error("no cache directory for the viewer UI: $HOME and $XDG_CACHE_HOME are unset; pass --web-cache-dir DIR or set CELLUCID_WEB_PROXY_CACHE_DIR")]
+    #[error("no cache directory for the viewer UI: $HOME and $XDG_CACHE_HOME are unset; pass --web-cache-dir DIR, set CELLUCID_WEB_PROXY_CACHE_DIR, or serve data only with --no-web-ui")]
     NoCacheDir,
     /// The cache directory is refused (symlink, file, not dedicated).
     #[error("web cache dir {path} is refused: {why}")]

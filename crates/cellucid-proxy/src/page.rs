@@ -93,6 +93,7 @@ mod tests {
             "<script>x</script>",
             "http://127.0.0.1:1",
             Path::new("/tmp/a&b"),
+            "cellucid cache prefetch --web-cache-dir '/tmp/a&b'",
         );
         assert!(!page.contains("<script>"));
         assert!(page.contains("&lt;script&gt;"));

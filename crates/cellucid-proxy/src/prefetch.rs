@@ -98,7 +98,9 @@ pub fn prefetch(
                     return Ok(outcome);
                 }
             }
-            from_inventory(&store, &fetcher, &inventory, options, progress, &lock)
+            from_inventory(
+                &store, &fetcher, &inventory, options, force, progress, &lock,
+            )
         }
         Err(FetchFailure::Missing) => {
             tracing::info!(source = %source, "the source publishes no inventory; crawling from index.html");
@@ -176,13 +178,20 @@ fn from_inventory(
     fetcher: &Fetcher,
     inventory: &Inventory,
     options: &FetchOptions,
+    force: bool,
     progress: &dyn Progress,
     lock: &CacheLock,
 ) -> Result<PrefetchOutcome, ProxyError> {
     let stage = store.stage()?;
     let result = (|| {
         progress.start(inventory.assets.len() as u64, inventory.total_bytes());
-        let previous = store.active().ok().flatten();
+        // --force downloads everything again; otherwise unchanged files are
+        // copied (after re-hashing) from the active generation.
+        let previous = if force {
+            None
+        } else {
+            store.active().ok().flatten()
+        };
         let counts = download_all(
             fetcher,
             inventory,

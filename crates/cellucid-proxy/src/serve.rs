@@ -114,7 +114,12 @@ impl WebUiFiles {
     /// The page for "no UI".
     pub fn unavailable_html(&self) -> String {
         let reason = self.reason.lock().map(|r| r.clone()).unwrap_or_default();
-        unavailable_page(&reason, &self.source, &self.cache_dir, &self.prefetch_command)
+        unavailable_page(
+            &reason,
+            &self.source,
+            &self.cache_dir,
+            &self.prefetch_command,
+        )
     }
 
     /// The command that fills this cache from this source, for messages.
