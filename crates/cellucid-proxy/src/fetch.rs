@@ -67,8 +67,13 @@ impl Fetcher {
             .user_agent(USER_AGENT)
             .timeout_global(Some(options.timeout))
             .timeout_connect(Some(options.timeout.min(Duration::from_secs(10))))
-            // Proxies from the environment (https_proxy, no_proxy) are honoured.
-            .proxy(ureq::Proxy::try_from_env())
+            // Proxies from the environment (https_proxy, no_proxy) are
+            // honoured, except for a source on this machine.
+            .proxy(if source.is_loopback() {
+                None
+            } else {
+                ureq::Proxy::try_from_env()
+            })
             .build()
             .into();
         Self { agent, source }

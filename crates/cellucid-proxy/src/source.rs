@@ -97,6 +97,11 @@ impl SourceUrl {
         format!("{}/{}", self.text, utf8_percent_encode(path, PATH_ESCAPES))
     }
 
+    /// Whether the source is on this machine (no proxy is used for it).
+    pub fn is_loopback(&self) -> bool {
+        self.url.host().is_some_and(|host| is_loopback(&host))
+    }
+
     /// Whether `other` has the same scheme, host and port (redirects may only
     /// stay on the source's origin).
     pub(crate) fn same_origin(&self, other: &url::Url) -> bool {
