@@ -157,6 +157,14 @@ fn the_first_start_downloads_verifies_and_serves_the_ui_with_the_right_headers()
     let datasets = get(&server.url("/_cellucid/datasets")).json();
     assert_eq!(datasets["datasets"].as_array().unwrap().len(), 3);
 
+    // Every request said who it was.
+    let agents = upstream.user_agents();
+    assert!(!agents.is_empty());
+    assert!(
+        agents.iter().all(|a| a.starts_with("cellucid-rs/")),
+        "{agents:?}"
+    );
+
     // The cache verifies.
     let verify = cache(&dir, &["verify"]);
     assert!(verify.status.success(), "{}", text(&verify.stderr));
@@ -491,8 +499,8 @@ fn a_cached_ui_is_served_at_once_and_refreshed_in_the_background() {
         .status
         .success());
     upstream.set_build(new.clone());
-    // Even a slow source does not delay the start.
-    upstream.set_mode(Mode::Slow(Duration::from_millis(300)));
+    // A source that takes far too long does not delay the start.
+    upstream.set_mode(Mode::Slow(Duration::from_secs(30)));
     let started = Instant::now();
     let server = serve(&upstream.url(), &dir, &[]);
     assert!(started.elapsed() < Duration::from_secs(5));
@@ -501,6 +509,13 @@ fn a_cached_ui_is_served_at_once_and_refreshed_in_the_background() {
         "{:?}",
         server.stderr()
     );
+    assert!(banner_ui_line(&server).contains("in the background"));
+    assert_eq!(get(&server.url("/")).body, old.files["index.html"].bytes);
+    drop(server);
+
+    // A responsive source: the new build arrives while the server runs.
+    upstream.set_mode(Mode::Normal);
+    let server = serve(&upstream.url(), &dir, &[]);
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let body = get(&server.url("/")).body;
@@ -514,7 +529,6 @@ fn a_cached_ui_is_served_at_once_and_refreshed_in_the_background() {
 
     // --refresh-web-ui checks before serving.
     drop(server);
-    upstream.set_mode(Mode::Normal);
     upstream.set_build(UiBuild::new("newest"));
     let server = serve(&upstream.url(), &dir, &["--refresh-web-ui"]);
     assert!(

@@ -158,6 +158,7 @@ struct State {
     /// Extra pages served verbatim (path → (body, content type)).
     pages: BTreeMap<String, (Vec<u8>, String)>,
     requests: Vec<String>,
+    user_agents: Vec<String>,
 }
 
 /// The running upstream; stopped (connections refused) on [`Upstream::stop`] or drop.
@@ -185,6 +186,7 @@ impl Upstream {
             publish_inventory: true,
             pages: BTreeMap::new(),
             requests: Vec::new(),
+            user_agents: Vec::new(),
         }));
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
@@ -240,6 +242,11 @@ impl Upstream {
         self.state.lock().unwrap().requests.clone()
     }
 
+    /// The `User-Agent` of every request seen so far.
+    pub fn user_agents(&self) -> Vec<String> {
+        self.state.lock().unwrap().user_agents.clone()
+    }
+
     /// Closes the listening socket: later connections are refused.
     pub fn stop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
@@ -264,17 +271,25 @@ fn serve(stream: TcpStream, state: &Mutex<State>) {
         return;
     }
     let path = line.split(' ').nth(1).unwrap_or("/").to_owned();
+    let mut user_agent = String::new();
     loop {
         let mut header = String::new();
         match reader.read_line(&mut header) {
             Ok(0) | Err(_) => break,
             Ok(_) if header == "\r\n" || header == "\n" => break,
-            Ok(_) => {}
+            Ok(_) => {
+                if let Some((name, value)) = header.split_once(':') {
+                    if name.eq_ignore_ascii_case("user-agent") {
+                        user_agent = value.trim().to_owned();
+                    }
+                }
+            }
         }
     }
     let (mode, reply) = {
         let mut state = state.lock().unwrap();
         state.requests.push(path.clone());
+        state.user_agents.push(user_agent);
         (state.mode.clone(), lookup(&state, &path))
     };
     let mut stream = stream;
