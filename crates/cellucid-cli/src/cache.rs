@@ -176,17 +176,22 @@ impl Progress for Bar {
         self.bar.set_message(format!("0/{files} files"));
     }
 
-    fn file_done(&self, _path: &str, bytes: u64) {
+    fn received(&self, bytes: u64) {
+        if self.total_files.load(Ordering::Relaxed) == 0 {
+            // A crawl: the total is unknown until it ends.
+            self.bar.inc_length(bytes);
+        }
+        self.bar.inc(bytes);
+    }
+
+    fn file_done(&self, _path: &str, _bytes: u64) {
         let done = self.files.fetch_add(1, Ordering::Relaxed) + 1;
         let total = self.total_files.load(Ordering::Relaxed);
         if total == 0 {
-            // A crawl: the total is unknown until it ends.
-            self.bar.inc_length(bytes);
             self.bar.set_message(format!("{done} files"));
         } else {
             self.bar.set_message(format!("{done}/{total} files"));
         }
-        self.bar.inc(bytes);
     }
 
     fn waiting_for_lock(&self) {

@@ -73,7 +73,7 @@ pub(crate) fn crawl(
     };
     while let Some((path, required)) = queue.pop_front() {
         let url = source.join(&path);
-        let fetched = match fetcher.get(&url, MAX_FILE_BYTES) {
+        let fetched = match fetcher.get(&url, MAX_FILE_BYTES, &|n| progress.received(n)) {
             Ok(fetched) => fetched,
             Err(FetchFailure::Missing) if !required => {
                 tracing::debug!(%url, "linked file not found; skipped");

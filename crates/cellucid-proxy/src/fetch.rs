@@ -84,8 +84,14 @@ impl Fetcher {
     }
 
     /// GETs `url`, following same-origin redirects, and reads at most `limit`
-    /// bytes. When the response says its length, it must match the body.
-    pub(crate) fn get(&self, url: &str, limit: u64) -> Result<Fetched, FetchFailure> {
+    /// bytes, telling `on_bytes` about each piece received. When the
+    /// response says its length, it must match the body.
+    pub(crate) fn get(
+        &self,
+        url: &str,
+        limit: u64,
+        on_bytes: &dyn Fn(u64),
+    ) -> Result<Fetched, FetchFailure> {
         let fail = |url: &str, why: String| {
             FetchFailure::Failed(ProxyError::Fetch {
                 url: url.to_owned(),
@@ -142,11 +148,11 @@ impl Fetcher {
                 ));
             }
             let mut body = Vec::new();
-            let read = response
-                .body_mut()
-                .as_reader()
-                .take(limit + 1)
-                .read_to_end(&mut body);
+            let read = read_counting(
+                &mut response.body_mut().as_reader().take(limit + 1),
+                &mut body,
+                on_bytes,
+            );
             if let Err(err) = read {
                 return Err(fail(
                     &current,
@@ -170,6 +176,26 @@ impl Fetcher {
             return Ok(Fetched { body, content_type });
         }
         Err(fail(url, format!("more than {MAX_REDIRECTS} redirects")))
+    }
+}
+
+/// Reads `reader` to the end into `out`, reporting each piece.
+fn read_counting(
+    reader: &mut impl Read,
+    out: &mut Vec<u8>,
+    on_bytes: &dyn Fn(u64),
+) -> std::io::Result<()> {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match reader.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => {
+                out.extend_from_slice(&buf[..n]);
+                on_bytes(n as u64);
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(err),
+        }
     }
 }
 

@@ -23,6 +23,11 @@ const MAX_INVENTORY_BYTES: u64 = 4 * 1024 * 1024;
 pub trait Progress: Sync {
     /// The download starts: `files` files, `bytes` bytes in all.
     fn start(&self, files: u64, bytes: u64);
+    /// `bytes` more bytes are in: a piece of a download, or a whole file
+    /// reused from the previous generation.
+    fn received(&self, bytes: u64) {
+        let _ = bytes;
+    }
     /// One more file is done (downloaded or reused), of `bytes` bytes.
     fn file_done(&self, path: &str, bytes: u64);
     /// Another process is updating the same cache; waiting for it.
@@ -77,7 +82,7 @@ pub fn prefetch(
     let fetcher = Fetcher::new(source.clone(), options);
     let store = Store::new(cache);
     let inventory_url = source.join(INVENTORY_FILE);
-    match fetcher.get(&inventory_url, MAX_INVENTORY_BYTES) {
+    match fetcher.get(&inventory_url, MAX_INVENTORY_BYTES, &|_| {}) {
         Ok(fetched) => {
             if let Some(kind) = &fetched.content_type {
                 if media_type(kind) != "application/json" {
@@ -251,7 +256,7 @@ fn download_all(
                 let Some(asset) = inventory.assets.get(next.fetch_add(1, Ordering::Relaxed)) else {
                     return;
                 };
-                match fetch_one(fetcher, asset, previous, stage) {
+                match fetch_one(fetcher, asset, previous, stage, progress) {
                     Ok(reused) => {
                         if let Ok(mut c) = counts.lock() {
                             if reused {
@@ -286,6 +291,7 @@ fn fetch_one(
     asset: &Asset,
     previous: Option<&Generation>,
     stage: &Path,
+    progress: &dyn Progress,
 ) -> Result<bool, ProxyError> {
     if let Some(old) = previous.and_then(|g| g.inventory.get(&asset.path).map(|a| (g, a))) {
         let (generation, old_asset) = old;
@@ -293,6 +299,7 @@ fn fetch_one(
             if let Ok(bytes) = std::fs::read(generation.dir.join(&asset.path)) {
                 if bytes.len() as u64 == asset.bytes && sha256_hex(&bytes) == asset.sha256 {
                     write_file(stage, &asset.path, &bytes)?;
+                    progress.received(asset.bytes);
                     return Ok(true);
                 }
             }
@@ -304,7 +311,7 @@ fn fetch_one(
         url: url.clone(),
         why,
     };
-    let fetched = match fetcher.get(&url, asset.bytes) {
+    let fetched = match fetcher.get(&url, asset.bytes, &|n| progress.received(n)) {
         Ok(fetched) => fetched,
         Err(FetchFailure::Missing) => {
             return Err(ProxyError::Fetch {
