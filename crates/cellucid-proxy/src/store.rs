@@ -39,6 +39,8 @@ const LOCK_FILE: &str = ".lock";
 pub(crate) const SOURCE_FILE: &str = ".cellucid-web-source.json";
 const GENERATION_PREFIX: &str = "gen-";
 const STAGING_PREFIX: &str = ".staging-";
+/// How old a staging dir must be before another process removes it.
+const STAGE_GRACE: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 
 /// How a generation was obtained.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -232,8 +234,8 @@ impl Store {
         Ok(target)
     }
 
-    /// Removes generations the pointer does not name, and stages left by a
-    /// crashed process (we hold the lock, so no stage is in use).
+    /// Removes generations the pointer does not name, and old stages left by
+    /// a crashed process.
     fn remove_unreferenced(&self, pointer: &Pointer) {
         let keep: BTreeSet<&str> = [pointer.active.as_deref(), pointer.previous.as_deref()]
             .into_iter()
@@ -244,7 +246,16 @@ impl Store {
         };
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            let owned = name.starts_with(GENERATION_PREFIX) || name.starts_with(STAGING_PREFIX);
+            // A recent stage may belong to a process that took a lock file
+            // `clear` has since replaced: leave it to a later cleanup.
+            let stale_stage = name.starts_with(STAGING_PREFIX)
+                && entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age > STAGE_GRACE);
+            let owned = name.starts_with(GENERATION_PREFIX) || stale_stage;
             if owned && !keep.contains(name.as_str()) {
                 if let Err(err) = remove_dir_no_follow(&entry.path()) {
                     tracing::warn!(dir = %entry.path().display(), error = %err, "could not remove an old viewer UI generation");
