@@ -741,3 +741,15 @@ fn unchanged_files_are_reused_and_force_downloads_everything() {
     assert_eq!(script_fetches(), 2);
     assert!(cache(&dir, &["verify"]).status.success());
 }
+
+#[test]
+fn quiet_still_says_when_the_ui_is_unavailable() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = serve(&dead_source(), &tmp.path().join("web"), &["--quiet"]);
+    let line = banner_ui_line(&server);
+    assert!(
+        line.contains("UNAVAILABLE") && line.contains("cellucid cache prefetch"),
+        "{line}"
+    );
+    assert_eq!(get(&server.url("/")).status, 503);
+}

@@ -62,6 +62,10 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), CliError> {
         }
         if args.quiet {
             eprintln!("Serving on {url}/");
+            // A missing UI is a warning: shown even when quiet.
+            if ui_status.starts_with("UNAVAILABLE") {
+                eprintln!("Viewer UI {ui_status}");
+            }
         } else {
             eprintln!("{}", banner::startup(&layout, &url, &ui_status));
         }
