@@ -430,6 +430,19 @@ fn a_misbehaving_upstream_is_refused_and_the_last_good_build_kept() {
 }
 
 #[test]
+fn redirects_within_the_source_are_followed() {
+    let build = UiBuild::new("moved");
+    let upstream = Upstream::start(build);
+    upstream.set_mode(Mode::RedirectSameHost);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("web");
+    let out = prefetch(&dir, &upstream.url(), &["--quiet"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(upstream.requests().iter().any(|p| p.starts_with("/moved/")));
+    assert!(cache(&dir, &["verify"]).status.success());
+}
+
+#[test]
 fn no_cache_and_no_network_give_the_503_page_and_data_still_works() {
     let source = dead_source();
     let tmp = tempfile::tempdir().unwrap();

@@ -148,6 +148,8 @@ pub enum Mode {
     ServerError,
     /// Redirects every request to another host.
     RedirectElsewhere,
+    /// Redirects every request to the same path under `/moved` on this host.
+    RedirectSameHost,
 }
 
 #[derive(Debug)]
@@ -314,6 +316,13 @@ fn serve(stream: TcpStream, state: &Mutex<State>) {
             let _ = stream.write_all(head.as_bytes());
             return;
         }
+        Mode::RedirectSameHost if !path.starts_with("/moved/") => {
+            let head = format!(
+                "HTTP/1.1 301 Moved Permanently\r\nLocation: /moved{path}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+            let _ = stream.write_all(head.as_bytes());
+            return;
+        }
         _ => {}
     }
     match reply {
@@ -340,7 +349,11 @@ fn serve(stream: TcpStream, state: &Mutex<State>) {
 }
 
 fn lookup(state: &State, path: &str) -> Option<(Vec<u8>, String)> {
-    let key = path.split('?').next().unwrap_or("").trim_start_matches('/');
+    let key = path.split('?').next().unwrap_or("");
+    let key = key
+        .strip_prefix("/moved")
+        .unwrap_or(key)
+        .trim_start_matches('/');
     let key = if key.is_empty() { "index.html" } else { key };
     if let Some((body, kind)) = state.pages.get(key) {
         return Some((body.clone(), kind.clone()));
