@@ -110,44 +110,45 @@ pub fn prefetch(
         Err(FetchFailure::Missing) => {
             tracing::info!(source = %source, "the source publishes no inventory; crawling from index.html");
             let lock = store.lock(|| progress.waiting_for_lock())?;
-            let stage = store.stage()?;
-            let result =
-                crawl::crawl(&fetcher, &stage, progress).and_then(|(inventory, files, bytes)| {
-                    if !force {
-                        if let Some(outcome) = already_active(&store, &inventory, source)? {
-                            return Ok(Err(outcome));
-                        }
-                    }
-                    Ok(Ok((inventory, files, bytes)))
-                });
-            match result {
-                Ok(Ok((inventory, files, bytes))) => {
-                    let outcome = finish(
-                        &store,
-                        &stage,
-                        &inventory,
-                        source,
-                        GenerationKind::Crawl,
-                        &lock,
-                    )?;
-                    Ok(PrefetchOutcome {
-                        downloaded_files: files,
-                        downloaded_bytes: bytes,
-                        ..outcome
-                    })
-                }
-                Ok(Err(unchanged)) => {
-                    let _ = std::fs::remove_dir_all(&stage);
-                    Ok(unchanged)
-                }
-                Err(err) => {
-                    let _ = std::fs::remove_dir_all(&stage);
-                    Err(err)
-                }
-            }
+            from_crawl(&store, &fetcher, force, progress, &lock)
         }
         Err(FetchFailure::Failed(err)) => Err(err),
     }
+}
+
+fn from_crawl(
+    store: &Store,
+    fetcher: &Fetcher,
+    force: bool,
+    progress: &dyn Progress,
+    lock: &CacheLock,
+) -> Result<PrefetchOutcome, ProxyError> {
+    let source = fetcher.source();
+    let stage = store.stage()?;
+    let result = (|| {
+        let (inventory, files, bytes) = crawl::crawl(fetcher, &stage, progress)?;
+        if !force {
+            if let Some(unchanged) = already_active(store, &inventory, source)? {
+                return Ok(unchanged);
+            }
+        }
+        let outcome = finish(
+            store,
+            &stage,
+            &inventory,
+            source,
+            GenerationKind::Crawl,
+            lock,
+        )?;
+        Ok(PrefetchOutcome {
+            downloaded_files: files,
+            downloaded_bytes: bytes,
+            ..outcome
+        })
+    })();
+    // Gone already when it became a generation.
+    let _ = std::fs::remove_dir_all(&stage);
+    result
 }
 
 /// The outcome "nothing to do" when the active generation is this build and
@@ -220,9 +221,8 @@ fn from_inventory(
             ..outcome
         })
     })();
-    if result.is_err() {
-        let _ = std::fs::remove_dir_all(&stage);
-    }
+    // Gone already when it became a generation.
+    let _ = std::fs::remove_dir_all(&stage);
     result
 }
 
