@@ -265,6 +265,17 @@ fn a_corrupted_cache_file_is_detected_and_never_served() {
         reply.text()
     );
 
+    // A damaged index.html: `/` explains the fix instead of a bare 500.
+    let index_on_disk = active_generation(&dir).join("index.html");
+    std::fs::write(&index_on_disk, b"<html>tampered</html>").unwrap();
+    let page = get(&server.url("/"));
+    assert_eq!(page.status, 503);
+    assert!(
+        page.text().contains("damaged") && page.text().contains("--force"),
+        "{}",
+        page.text()
+    );
+
     let verify = cache(&dir, &["verify"]);
     assert_eq!(verify.status.code(), Some(1));
     let err = text(&verify.stderr);

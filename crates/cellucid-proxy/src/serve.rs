@@ -131,6 +131,22 @@ impl WebUiFiles {
     /// it off the async workers.
     pub fn answer(&self, path: &str) -> UiAnswer {
         let path = if path.is_empty() { "index.html" } else { path };
+        match self.answer_file(path) {
+            // A browser opening `/` gets the page explaining the fix.
+            UiAnswer::Damaged(detail) if path == "index.html" => {
+                let html = unavailable_page(
+                    &format!("the cached viewer UI is damaged: {detail}"),
+                    &self.source,
+                    &self.cache_dir,
+                    &format!("{} --force", self.prefetch_command),
+                );
+                UiAnswer::Unavailable { html }
+            }
+            other => other,
+        }
+    }
+
+    fn answer_file(&self, path: &str) -> UiAnswer {
         let Some(generation) = self.generation() else {
             return if path == "index.html" {
                 UiAnswer::Unavailable {
