@@ -40,7 +40,7 @@ pub fn unavailable_page(reason: &str, source: &str, cache_dir: &Path, prefetch: 
 <body>
 <main>
 <h1>The Cellucid viewer UI could not be loaded</h1>
-<p>This server has no copy of the viewer UI yet, and it could not download one.
+<p>This server has no usable copy of the viewer UI (see the reason below).
 Your data is still being served: <a href="/_cellucid/datasets">/_cellucid/datasets</a>.</p>
 <dl>
 <dt>Reason</dt><dd><pre>{reason}</pre></dd>
@@ -56,7 +56,7 @@ then restart <code>cellucid serve</code>. After that the UI works offline.</li>
 directory), point the cache at a persistent directory and prefetch into it:
 <pre>export CELLUCID_WEB_PROXY_CACHE_DIR=$HOME/.cache/cellucid/web
 cellucid cache prefetch</pre></li>
-<li>Behind a firewall, allow HTTPS to <code>{source}</code>, or copy a prefetched
+<li>Behind a firewall or proxy, allow access to <code>{source}</code> (proxies come from <code>https_proxy</code>), or copy a prefetched
 cache directory from another machine.</li>
 </ol>
 <p class="note">Check the cache with <code>cellucid cache verify</code>; see where it is with <code>cellucid cache dir</code>.</p>
