@@ -13,7 +13,9 @@
 
 mod support;
 
+mod browser;
 mod cli;
 mod files;
 mod limits;
 mod security;
+mod web_ui;

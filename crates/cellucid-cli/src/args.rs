@@ -15,7 +15,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
         from one local process, safely by default: it binds to 127.0.0.1, answers only \
         to Host names of this machine, and lets only loopback and cellucid.com pages \
         read the data from a browser.",
-    after_help = "Run `cellucid serve --help` for the server's options.",
+    after_help = "Run `cellucid serve --help` for the server's options, `cellucid cache --help` for the viewer UI's offline cache.",
     propagate_version = true
 )]
 pub(crate) struct Cli {
@@ -38,9 +38,66 @@ pub(crate) enum Command {
             cellucid serve exports/pbmc --port 0    # one dataset, a free port\n  \
             cellucid serve a/ b/ --no-browser       # two exports, one server\n\n\
             Remote machine? Keep the default loopback bind and tunnel the port:\n  \
-            ssh -L 8765:localhost:8765 user@remote-host"
+            ssh -L 8765:localhost:8765 user@remote-host\n\n\
+            Offline? The viewer UI is cached after the first download; run \
+            `cellucid cache prefetch` once while online (see `cellucid cache --help`)."
     )]
     Serve(ServeArgs),
+    /// Manage the offline cache of the viewer UI.
+    #[command(
+        long_about = "Manage the offline cache of the viewer UI.\n\n\
+            `cellucid serve` answers / with the Cellucid viewer UI, downloaded once from \
+            https://www.cellucid.com, verified file by file (size and SHA-256) and kept in a \
+            cache directory so it works offline afterwards. The directory is --web-cache-dir, \
+            else $CELLUCID_WEB_PROXY_CACHE_DIR, else $XDG_CACHE_HOME/cellucid/web \
+            (~/.cache/cellucid/web).",
+        after_help = "Examples:\n  \
+            cellucid cache prefetch             # download the UI now, while online\n  \
+            cellucid cache verify               # re-hash every cached file\n  \
+            cellucid cache dir                  # where the cache is, and why\n  \
+            cellucid cache clear                # delete the cached UI"
+    )]
+    Cache(CacheArgs),
+}
+
+/// `cellucid cache …`.
+#[derive(Debug, Args)]
+pub(crate) struct CacheArgs {
+    #[command(subcommand)]
+    pub(crate) command: CacheCommand,
+
+    /// The viewer UI cache directory [default: $CELLUCID_WEB_PROXY_CACHE_DIR, else ~/.cache/cellucid/web].
+    #[arg(long, value_name = "DIR", global = true)]
+    pub(crate) web_cache_dir: Option<PathBuf>,
+}
+
+/// The cache operations.
+#[derive(Debug, Subcommand)]
+pub(crate) enum CacheCommand {
+    /// Print the cache directory (stdout) and why it was chosen (stderr).
+    Dir,
+    /// Download the viewer UI into the cache now (skipped when it is current).
+    Prefetch {
+        /// Download every file again even when the cached build is current.
+        #[arg(long)]
+        force: bool,
+
+        /// Where the viewer UI is published (https; http only for a loopback host).
+        #[arg(long, value_name = "URL", default_value = cellucid_proxy::DEFAULT_SOURCE_URL)]
+        web_source_url: String,
+
+        /// Seconds one download may take before it is abandoned.
+        #[arg(long, value_name = "SECS", default_value_t = 30.0, value_parser = positive_seconds)]
+        web_timeout: f64,
+
+        /// No progress bar; print only the result.
+        #[arg(long, short = 'q')]
+        quiet: bool,
+    },
+    /// Re-hash every cached file; exit 1 if anything is damaged or missing.
+    Verify,
+    /// Delete the cached viewer UI (only files the cache owns).
+    Clear,
 }
 
 /// Flags of `cellucid serve`.
@@ -72,9 +129,25 @@ pub(crate) struct ServeArgs {
     #[arg(long = "allowed-origin", value_name = "ORIGIN")]
     pub(crate) allowed_origins: Vec<String>,
 
-    /// Serve data only, without the viewer UI at /.
+    /// Serve data only, without the viewer UI at / (nothing is downloaded).
     #[arg(long)]
     pub(crate) no_web_ui: bool,
+
+    /// The viewer UI cache directory [default: $CELLUCID_WEB_PROXY_CACHE_DIR, else ~/.cache/cellucid/web].
+    #[arg(long, value_name = "DIR")]
+    pub(crate) web_cache_dir: Option<PathBuf>,
+
+    /// Where the viewer UI is downloaded from (https; http only for a loopback host).
+    #[arg(long, value_name = "URL", default_value = cellucid_proxy::DEFAULT_SOURCE_URL)]
+    pub(crate) web_source_url: String,
+
+    /// Check for a new viewer UI before serving, instead of in the background.
+    #[arg(long, conflicts_with = "no_web_ui")]
+    pub(crate) refresh_web_ui: bool,
+
+    /// Seconds one viewer UI download may take before it is abandoned.
+    #[arg(long, value_name = "SECS", default_value_t = 30.0, value_parser = positive_seconds)]
+    pub(crate) web_timeout: f64,
 
     /// Print only warnings, errors and the URL.
     #[arg(long, short = 'q', conflicts_with = "verbose")]

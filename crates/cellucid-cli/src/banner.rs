@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 
-use cellucid_http::{Layout, WebUi};
+use cellucid_http::Layout;
 
 /// The URL a person on this machine opens: the loopback address for a
 /// wildcard bind, IPv6 in brackets.
@@ -20,7 +20,7 @@ pub(crate) fn local_url(addr: SocketAddr) -> String {
 }
 
 /// The startup block: version, datasets, URL, UI state, how to stop.
-pub(crate) fn startup(layout: &Layout, url: &str, web_ui: WebUi) -> String {
+pub(crate) fn startup(layout: &Layout, url: &str, web_ui: &str) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "cellucid-rs {}", cellucid_http::VERSION);
     let mounts = layout.mounts();
@@ -45,11 +45,7 @@ pub(crate) fn startup(layout: &Layout, url: &str, web_ui: WebUi) -> String {
     }
     let _ = writeln!(out, "Open      {url}/");
     let _ = writeln!(out, "Health    {url}/_cellucid/health");
-    let ui = match web_ui {
-        WebUi::Disabled => "off (--no-web-ui): data routes only",
-        _ => "not available in this build: data routes only",
-    };
-    let _ = writeln!(out, "Viewer UI {ui}");
+    let _ = writeln!(out, "Viewer UI {web_ui}");
     let _ = writeln!(
         out,
         "Browsers: pages from loopback and cellucid.com may read the data (CORS). CORS is not access control."

@@ -4,10 +4,12 @@
 
 mod args;
 mod banner;
+mod cache;
 mod error;
 mod inputs;
 mod logging;
 mod serve;
+mod web_ui;
 
 use std::process::ExitCode;
 
@@ -18,6 +20,7 @@ fn main() -> ExitCode {
     let cli = args::Cli::parse();
     let result = match cli.command {
         args::Command::Serve(args) => serve::run(args),
+        args::Command::Cache(args) => cache::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

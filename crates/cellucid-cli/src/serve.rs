@@ -4,7 +4,7 @@ use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
 use cellucid_core::OpenError;
-use cellucid_http::{Layout, Server, ServerConfig, ServerError, WebUi};
+use cellucid_http::{Layout, Server, ServerConfig, ServerError};
 
 use crate::args::ServeArgs;
 use crate::banner;
@@ -24,7 +24,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), CliError> {
         }
         vec![demo]
     } else {
-        args.paths
+        args.paths.clone()
     };
     let sources = inputs::open_all(&paths).map_err(|err| match err {
         OpenError::InvalidManifest { .. } => CliError::operator(err.to_string()),
@@ -32,16 +32,12 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), CliError> {
     })?;
     let layout = Layout::new(&sources).map_err(|err| CliError::usage(err.to_string()))?;
     let ip = resolve_host(&args.host)?;
-    let web_ui = if args.no_web_ui {
-        WebUi::Disabled
-    } else {
-        WebUi::NotAvailable
-    };
+    let ui = crate::web_ui::setup(&args)?;
     let mut config = ServerConfig::new(SocketAddr::new(ip, args.port));
     config.host_label.clone_from(&args.host);
     config.allowed_hosts.clone_from(&args.allowed_hosts);
     config.allowed_origins.clone_from(&args.allowed_origins);
-    config.web_ui = web_ui;
+    config.web_ui = ui.web_ui.clone();
     config.limits.header_read_timeout = Duration::from_secs_f64(args.header_timeout);
     config.limits.idle_timeout = Duration::from_secs_f64(args.idle_timeout);
     config.limits.max_connections = args.max_connections as usize;
@@ -57,6 +53,8 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), CliError> {
                 ServerError::Config(_) => CliError::usage(err.to_string()),
                 _ => CliError::operator(err.to_string()),
             })?;
+        // Only once the flags are known good: the UI may need the network.
+        let ui_status = tokio::task::block_in_place(|| crate::web_ui::start(ui, &args))?;
         let addr = server.local_addr();
         let url = banner::local_url(addr);
         if !addr.ip().is_loopback() {
@@ -64,8 +62,12 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), CliError> {
         }
         if args.quiet {
             eprintln!("Serving on {url}/");
+            // A missing UI is a warning: shown even when quiet.
+            if ui_status.starts_with("UNAVAILABLE") {
+                eprintln!("Viewer UI {ui_status}");
+            }
         } else {
-            eprintln!("{}", banner::startup(&layout, &url, web_ui));
+            eprintln!("{}", banner::startup(&layout, &url, &ui_status));
         }
         if !args.no_browser {
             open_browser(format!("{url}/"));

@@ -26,6 +26,12 @@ pub enum HttpError {
     /// The viewer UI cannot be served by this server.
     #[error("{0}")]
     UiUnavailable(&'static str),
+    /// There is no viewer UI to serve: the HTML page says why and how to fix it.
+    #[error("the viewer UI is unavailable")]
+    UiPage(String),
+    /// A cached viewer UI file does not match its inventory; not served.
+    #[error("the cached viewer UI is damaged: {0}")]
+    UiDamaged(String),
     /// A bug or an unexpected failure of the server itself.
     #[error("internal error: {0}")]
     Internal(String),
@@ -58,6 +64,28 @@ impl HttpError {
                 response
             }
             Self::UiUnavailable(why) => text(StatusCode::SERVICE_UNAVAILABLE, why),
+            Self::UiPage(html) => {
+                let mut response = Response::new(Body::from(html));
+                *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+                let headers = response.headers_mut();
+                headers.insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/html; charset=utf-8"),
+                );
+                headers.insert(
+                    header::CONTENT_SECURITY_POLICY,
+                    HeaderValue::from_static(cellucid_proxy::UNAVAILABLE_PAGE_CSP),
+                );
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
+                response
+            }
+            Self::UiDamaged(detail) => {
+                tracing::error!(%detail, "refusing to serve a damaged viewer UI file");
+                text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "The cached Cellucid viewer UI is damaged and was not served; run `cellucid cache verify`, then `cellucid cache prefetch --force`",
+                )
+            }
             Self::Source(SourceError::NotFound { key }) => {
                 text(StatusCode::NOT_FOUND, not_found_body(key.as_str()))
             }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use cellucid_core::{FileIdentity, MemoryFile, RelativeKey, SourceFile};
+use cellucid_proxy::{UiAnswer, WebUiFiles};
 use http::{Method, Request, Response};
 use sha2::{Digest, Sha256};
 
@@ -20,13 +21,15 @@ use crate::response::{self, content_type_for, strip_body_for_head};
 const READ_METHODS: &str = "GET, HEAD, OPTIONS";
 
 /// How the server answers for the viewer UI.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum WebUi {
-    /// `--no-web-ui`: data only.
+    /// `--no-web-ui`: data only; `/` answers 503 saying so.
     Disabled,
-    /// This build has no viewer UI to serve.
-    NotAvailable,
+    /// The viewer UI from a verified cache (`cellucid-proxy`): `/`,
+    /// `/index.html`, `/assets/…` and the root icons, after every API and
+    /// data route.
+    Cached(Arc<WebUiFiles>),
 }
 
 /// Everything a request handler reads; shared by all connections.
@@ -86,42 +89,70 @@ async fn route<B>(state: &Arc<AppState>, req: &Request<B>) -> Result<Response<Bo
         "_cellucid/datasets" => return Ok(response::json(docs.datasets.clone())),
         "_cellucid/protocol" => return Ok(response::json(docs.protocol.clone())),
         "_cellucid/ws" => return Err(HttpError::UpgradeRequired),
-        "" => return web_ui(state, path),
+        "" => return web_ui(state, path, req).await,
         "datasets.json" => return catalog(state, req).await,
         _ => {}
     }
     if path == "_cellucid" || path.starts_with("_cellucid/") {
         return Err(HttpError::NotFound(path.to_owned()));
     }
+    // The viewer UI comes last: a path a dataset serves is never shadowed.
     match state.layout.resolve(path) {
         Some((mount, key)) => match dataset_file(mount, key, req).await {
-            Err(HttpError::Source(cellucid_core::SourceError::NotFound { .. }))
-            | Err(HttpError::NotFound(_))
-                if is_ui_path(path) =>
-            {
-                web_ui(state, path)
-            }
+            Err(
+                err @ (HttpError::Source(cellucid_core::SourceError::NotFound { .. })
+                | HttpError::NotFound(_)),
+            ) => match web_ui(state, path, req).await {
+                // Not a UI file either: report the data route's 404.
+                Err(HttpError::NotFound(_)) => Err(err),
+                other => other,
+            },
             other => other,
         },
-        None if is_ui_path(path) => web_ui(state, path),
-        None => Err(HttpError::NotFound(path.to_owned())),
+        None => web_ui(state, path, req).await,
     }
 }
 
-/// Paths the viewer UI would answer once it is available.
-fn is_ui_path(path: &str) -> bool {
-    path == "index.html"
-}
+/// `Cache-Control` of UI files whose name carries a content hash.
+const IMMUTABLE: http::HeaderValue =
+    http::HeaderValue::from_static("public, max-age=31536000, immutable");
 
-fn web_ui(state: &AppState, _path: &str) -> Result<Response<Body>, HttpError> {
-    Err(HttpError::UiUnavailable(match state.web_ui {
-        WebUi::Disabled => {
-            "The Cellucid viewer UI is switched off (--no-web-ui); the data routes work: see /_cellucid/datasets"
+/// Answers a path no API or data route took: a file of the cached viewer UI,
+/// the "unavailable" page for `/`, or 404.
+async fn web_ui<B>(
+    state: &AppState,
+    path: &str,
+    req: &Request<B>,
+) -> Result<Response<Body>, HttpError> {
+    let files = match &state.web_ui {
+        WebUi::Cached(files) => Arc::clone(files),
+        WebUi::Disabled if path.is_empty() || path == "index.html" => {
+            return Err(HttpError::UiUnavailable(
+                "The Cellucid viewer UI is switched off (--no-web-ui); the data routes work: see /_cellucid/datasets",
+            ))
         }
-        WebUi::NotAvailable => {
-            "The Cellucid viewer UI is not available in this build of cellucid-rs; the data routes work: see /_cellucid/datasets"
+        WebUi::Disabled => return Err(HttpError::NotFound(path.to_owned())),
+    };
+    let owned = path.to_owned();
+    let answer = tokio::task::spawn_blocking(move || files.answer(&owned))
+        .await
+        .map_err(|join| HttpError::Internal(format!("UI task failed: {join}")))?;
+    match answer {
+        UiAnswer::File(ui) => {
+            let content_type = http::HeaderValue::from_str(&ui.content_type)
+                .unwrap_or(http::HeaderValue::from_static("application/octet-stream"));
+            let mut response = response::file(req.method(), req.headers(), &ui.file, content_type)?;
+            if ui.immutable {
+                response
+                    .headers_mut()
+                    .insert(http::header::CACHE_CONTROL, IMMUTABLE);
+            }
+            Ok(response)
         }
-    }))
+        UiAnswer::Unavailable { html } => Err(HttpError::UiPage(html)),
+        UiAnswer::Damaged(detail) => Err(HttpError::UiDamaged(detail)),
+        _ => Err(HttpError::NotFound(path.to_owned())),
+    }
 }
 
 async fn catalog<B>(state: &Arc<AppState>, req: &Request<B>) -> Result<Response<Body>, HttpError> {

@@ -85,7 +85,7 @@ impl ServerConfig {
             allowed_hosts: Vec::new(),
             allowed_origins: Vec::new(),
             limits: Limits::default(),
-            web_ui: WebUi::NotAvailable,
+            web_ui: WebUi::Disabled,
         }
     }
 }
@@ -157,7 +157,12 @@ impl Server {
             &config.allowed_hosts,
             &config.allowed_origins,
         )?;
-        let state = AppState::new(layout, &config.host_label, local_addr.port(), config.web_ui);
+        let state = AppState::new(
+            layout,
+            &config.host_label,
+            local_addr.port(),
+            config.web_ui.clone(),
+        );
         Ok(Self {
             listener,
             local_addr,

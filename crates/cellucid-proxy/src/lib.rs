@@ -1,40 +1,52 @@
-//! Hosted-asset proxy for the Cellucid viewer UI.
+//! Hosted-asset proxy for the Cellucid viewer UI, with a verified offline
+//! cache.
 //!
-//! The viewer UI is published at <https://www.cellucid.com>. This crate will
-//! download it once, verify every asset against the site's
-//! `cellucid-web-assets.json` inventory, keep it in an on-disk cache that
-//! works offline, and hand the server the files to answer `/`, `/index.html`
-//! and `/assets/…` from the same origin as the data.
+//! The viewer UI is published at <https://www.cellucid.com>. This crate
+//! downloads a build once into a cache directory, verifies every file
+//! against the site's `cellucid-web-assets.json` inventory (size and
+//! SHA-256) — or crawls from `index.html` when a source publishes no
+//! inventory — and hands a server the verified files to answer `/`,
+//! `/index.html`, `/assets/…` and the root icons from the same origin as
+//! the data. It knows nothing about HTTP serving.
 //!
-//! This build carries only the public vocabulary; the server answers `/` with
-//! a 503 saying the UI is not available, and every data route works.
+//! - [`CacheDir`] chooses the directory (`--web-cache-dir`,
+//!   `CELLUCID_WEB_PROXY_CACHE_DIR`, the user cache dir) and refuses one that
+//!   is not dedicated (`/`, the working directory, the home directory…).
+//! - [`WebCache`] prefetches, verifies and clears it. Each build is written
+//!   as a new generation and switched to atomically; a file lock makes
+//!   processes sharing a directory safe.
+//! - [`WebUiFiles`] answers UI paths from the active generation, re-checking
+//!   each file's hash, and renders the offline page when there is no UI.
+//!
+//! ```no_run
+//! use cellucid_proxy::{CacheDir, Environment, FetchOptions, NoProgress, SourceUrl, WebCache};
+//! # fn main() -> Result<(), cellucid_proxy::ProxyError> {
+//! let cache = WebCache::new(CacheDir::resolve(None, &Environment::current())?);
+//! let source = SourceUrl::parse(cellucid_proxy::DEFAULT_SOURCE_URL)?;
+//! let outcome = cache.prefetch(&source, &FetchOptions::default(), false, &NoProgress)?;
+//! println!("viewer UI build {} cached", outcome.build_id);
+//! # Ok(()) }
+//! ```
 
-/// Where the viewer UI is downloaded from unless told otherwise.
-pub const DEFAULT_SOURCE_URL: &str = "https://www.cellucid.com";
+mod cache;
+mod crawl;
+mod dir;
+mod error;
+mod fetch;
+mod inventory;
+mod page;
+mod prefetch;
+mod serve;
+mod source;
+mod store;
 
-/// The environment variable naming a persistent cache directory.
-pub const CACHE_DIR_ENV: &str = "CELLUCID_WEB_PROXY_CACHE_DIR";
-
-/// Where the viewer UI comes from and where it is cached.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WebUiSource {
-    /// The site publishing the UI build (`https://…`, or a loopback `http://` source).
-    pub url: String,
-}
-
-impl Default for WebUiSource {
-    fn default() -> Self {
-        Self {
-            url: DEFAULT_SOURCE_URL.to_owned(),
-        }
-    }
-}
-
-/// Why the viewer UI cannot be served.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ProxyError {
-    /// This build has no UI proxy yet.
-    #[error("the Cellucid viewer UI is not available in this build of cellucid-rs")]
-    NotBuilt,
-}
+pub use cache::{VerifyReport, WebCache};
+pub use dir::{CacheDir, CacheDirOrigin, Environment, CACHE_DIR_ENV};
+pub use error::ProxyError;
+pub use fetch::{FetchOptions, USER_AGENT};
+pub use inventory::{build_id_of_index, check_asset_path, Asset, Inventory, INVENTORY_FILE};
+pub use page::{unavailable_page, UNAVAILABLE_PAGE_CSP};
+pub use prefetch::{prefetch, NoProgress, PrefetchOutcome, Progress};
+pub use serve::{is_content_hashed, UiAnswer, UiFile, WebUiFiles};
+pub use source::{SourceUrl, DEFAULT_SOURCE_URL};
+pub use store::{Generation, GenerationKind};
