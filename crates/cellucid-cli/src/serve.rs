@@ -93,9 +93,15 @@ fn resolve_host(host: &str) -> Result<IpAddr, CliError> {
     if literal.eq_ignore_ascii_case("localhost") {
         return Ok(IpAddr::from([127, 0, 0, 1]));
     }
-    (literal, 0)
-        .to_socket_addrs()
-        .ok()
+    // Only a well-formed DNS name goes to the resolver: a typo is reported
+    // here instead of becoming a network lookup.
+    let well_formed = cellucid_http::origin::is_ldh_name(&literal.to_ascii_lowercase());
+    let resolved = if well_formed {
+        (literal, 0).to_socket_addrs().ok()
+    } else {
+        None
+    };
+    resolved
         .and_then(|mut addrs| addrs.next())
         .map(|addr| addr.ip())
         .ok_or_else(|| {

@@ -93,7 +93,7 @@ pub(crate) fn normalize_name_or_ipv4(host: &str) -> Option<HostName> {
 
 /// A DNS name of letters, digits and hyphens: at most 253 characters, labels of
 /// 1 to 63 characters that neither start nor end with `-` (so no trailing dot).
-pub(crate) fn is_ldh_name(name: &str) -> bool {
+pub fn is_ldh_name(name: &str) -> bool {
     name.len() <= 253
         && name.split('.').all(|label| {
             !label.is_empty()

@@ -9,7 +9,7 @@ mod layer;
 use std::net::IpAddr;
 
 pub use cors::CorsPolicy;
-pub use host::HostPolicy;
+pub use host::{is_ldh_name, HostPolicy};
 pub use layer::{OriginLayer, OriginRejection, OriginService, ResponseFuture};
 
 /// A configuration value the origin policy cannot use.
