@@ -8,6 +8,8 @@ mod error;
 mod inputs;
 mod logging;
 mod serve;
+mod session;
+mod viewer;
 
 use std::process::ExitCode;
 
@@ -18,6 +20,7 @@ fn main() -> ExitCode {
     let cli = args::Cli::parse();
     let result = match cli.command {
         args::Command::Serve(args) => serve::run(args),
+        args::Command::Session(args::SessionCommand::Inspect(args)) => session::inspect(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
