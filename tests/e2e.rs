@@ -13,6 +13,8 @@
 
 mod support;
 
+mod channel_http;
+mod channel_support;
 mod cli;
 mod files;
 mod limits;

@@ -214,11 +214,7 @@ pub fn validate_bundle<R: BufRead>(
     loop {
         match reader.read(&mut trailing) {
             Ok(0) => break,
-            Ok(_) => {
-                return Err(invalid(
-                    "invalid session bundle: trailing bytes after the final chunk",
-                ))
-            }
+            Ok(_) => return Err(invalid("trailing bytes after the final chunk")),
             Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
             Err(err) => return Err(BundleError::Io(err)),
         }
@@ -306,7 +302,12 @@ fn drain_payload<R: Read>(payload: &mut R, chunk: &ChunkInfo) -> Result<u64, Bun
         let mut de = serde_json::Deserializer::from_reader(&mut counter);
         let parsed = IgnoredAny::deserialize(&mut de).and_then(|_| de.end());
         if let Err(err) = parsed {
-            return Err(if err.is_io() {
+            return Err(if counter.count > chunk.uncompressed_bytes {
+                invalid(format!(
+                    "session chunk '{}' decodes to more than its declared {} bytes",
+                    chunk.id, chunk.uncompressed_bytes
+                ))
+            } else if err.is_io() {
                 invalid(format!("invalid session chunk '{}': {err}", chunk.id))
             } else {
                 invalid(format!("invalid JSON chunk '{}': {err}", chunk.id))

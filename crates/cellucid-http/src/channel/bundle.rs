@@ -94,12 +94,17 @@ pub(crate) enum UploadError {
 
 impl BundleWriter {
     /// Creates the private temp file.
-    pub(crate) fn create(cap: u64) -> Result<Self, UploadError> {
-        let file = tempfile::Builder::new()
+    pub(crate) fn create(cap: u64, dir: Option<&Path>) -> Result<Self, UploadError> {
+        let mut builder = tempfile::Builder::new();
+        builder
             .prefix("cellucid-session-")
-            .suffix(".cellucid-session")
-            .tempfile()
-            .map_err(UploadError::Io)?;
+            .suffix(".cellucid-session");
+        // tempfile creates files with mode 0600 on Unix.
+        let file = match dir {
+            Some(dir) => builder.tempfile_in(dir),
+            None => builder.tempfile(),
+        }
+        .map_err(UploadError::Io)?;
         Ok(Self {
             file,
             written: 0,

@@ -212,7 +212,7 @@ fn ascii_json(value: &Value) -> String {
 /// cells as u32 LE.
 fn binary(header: &Value, cells: &[u32]) -> Vec<u8> {
     let mut head = ascii_json(header).into_bytes();
-    while (4 + head.len()) % 4 != 0 {
+    while !(4 + head.len()).is_multiple_of(4) {
         head.push(b' ');
     }
     let mut out = Vec::with_capacity(4 + head.len() + 4 * cells.len());

@@ -207,7 +207,7 @@ async fn selection(
 /// Decodes a selection body: u32 LE indices, non-empty, strictly ascending,
 /// each below `n_cells` when it is known.
 pub(crate) fn decode_cells(bytes: &Bytes, n_cells: Option<u64>) -> Result<Vec<u32>, ChannelError> {
-    if bytes.is_empty() || bytes.len() % 4 != 0 {
+    if bytes.is_empty() || !bytes.len().is_multiple_of(4) {
         return Err(ChannelError::BadRequest(format!(
             "selection cells must be one or more little-endian uint32 cell indices (4 bytes each), not {} bytes",
             bytes.len()
@@ -254,7 +254,8 @@ async fn session_bundle(
     let limits = &channel.limits;
     let cap = limits.max_bundle_bytes;
     check_declared_length(headers, cap)?;
-    let mut writer = BundleWriter::create(cap).map_err(upload_error)?;
+    let mut writer =
+        BundleWriter::create(cap, limits.bundle_dir.as_deref()).map_err(upload_error)?;
     while let Some(chunk) = next_chunk(body, limits.body_timeout).await? {
         writer.write(&chunk).map_err(upload_error)?;
     }
@@ -265,12 +266,12 @@ async fn session_bundle(
         .map_err(upload_error)?;
     let bytes = bundle.len();
     match registry.complete(&id, &request_id, Ok(bundle)) {
-        Ok(()) => {
+        true => {
             tracing::info!(viewer = %id, bytes, "received a session bundle");
             Ok(ok_json(format!(r#"{{"status":"ok","bytes":{bytes}}}"#)))
         }
         // Expired or cancelled while uploading; the bundle is dropped and deleted.
-        Err(_) => Err(ChannelError::NoPendingRequest),
+        false => Err(ChannelError::NoPendingRequest),
     }
 }
 

@@ -23,6 +23,7 @@ mod ws;
 
 use std::future::Future;
 use std::ops::ControlFlow;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -69,6 +70,9 @@ pub struct ChannelLimits {
     pub max_binary_frame: usize,
     /// How long an event waits for the program to make room in its queue.
     pub event_patience: Duration,
+    /// Where uploaded bundles are written; `None` is the system temp dir
+    /// (`TMPDIR` honoured).
+    pub bundle_dir: Option<PathBuf>,
 }
 
 impl Default for ChannelLimits {
@@ -84,6 +88,7 @@ impl Default for ChannelLimits {
             max_text_frame: 1024 * 1024,
             max_binary_frame: 64 * 1024 * 1024,
             event_patience: Duration::from_secs(10),
+            bundle_dir: None,
         }
     }
 }

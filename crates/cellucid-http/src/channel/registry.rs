@@ -110,7 +110,7 @@ pub enum RegisterError {
 }
 
 /// Options of a new viewer.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Copy, Default)]
 #[non_exhaustive]
 pub struct ViewerOptions {
     /// The number of cells of the viewer's dataset, when known: selection
@@ -159,6 +159,7 @@ impl ViewerRegistry {
     /// # Errors
     /// [`RegisterError::Random`] if the OS RNG fails.
     pub fn register(&self, options: ViewerOptions) -> Result<Viewer, RegisterError> {
+        let ViewerOptions { n_cells } = options;
         let token = random_hex(16)?;
         let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
         let mut inner = lock(&self.inner);
@@ -172,7 +173,7 @@ impl ViewerRegistry {
             id.clone(),
             Slot {
                 token: token.clone(),
-                n_cells: options.n_cells,
+                n_cells,
                 events: events_tx,
                 socket: None,
                 outbox: VecDeque::new(),
@@ -357,21 +358,21 @@ impl ViewerRegistry {
         live
     }
 
-    /// Consumes the pending request and hands it `result`. Gives the bundle
-    /// back when no live request waits for it (it then gets deleted).
+    /// Consumes the pending request and hands it `result`; false when no
+    /// live request waits for it (a bundle is then dropped, which deletes it).
     pub(crate) fn complete(
         &self,
         id: &str,
         request_id: &str,
         result: Result<SessionBundle, BundleRequestError>,
-    ) -> Result<(), Option<SessionBundle>> {
+    ) -> bool {
         let pending = lock(&self.inner)
             .viewers
             .get_mut(id)
             .and_then(|slot| slot.pending.remove(request_id));
         match pending {
-            Some(p) if p.expires > Instant::now() => p.reply.send(result).map_err(|r| r.ok()),
-            _ => Err(result.ok()),
+            Some(p) if p.expires > Instant::now() => p.reply.send(result).is_ok(),
+            _ => false,
         }
     }
 }
@@ -437,6 +438,8 @@ impl Viewer {
     ///
     /// # Errors
     /// [`CommandError`] for an invalid command or a full outbox.
+    // By value: a command is sent once, and `viewer.send(Command::…)` reads best.
+    #[allow(clippy::needless_pass_by_value)]
     pub fn send(&self, command: Command) -> Result<Delivery, CommandError> {
         self.registry.send(&self.id, &command)
     }

@@ -402,8 +402,9 @@ async fn receive_bundle(channel: &Channel, viewer_id: &str, request_id: &str, bo
     }
     let cap = channel.limits.max_bundle_bytes;
     let limits = channel.bundle_limits();
+    let dir = channel.limits.bundle_dir.clone();
     let stored = tokio::task::spawn_blocking(move || {
-        let mut writer = BundleWriter::create(cap)?;
+        let mut writer = BundleWriter::create(cap, dir.as_deref())?;
         writer.write(&body)?;
         writer.finish(limits)
     })
@@ -420,7 +421,7 @@ async fn receive_bundle(channel: &Channel, viewer_id: &str, request_id: &str, bo
     if let Err(err) = &result {
         tracing::warn!(viewer = %viewer_id, error = %err, "refused a session bundle");
     }
-    let _ = registry.complete(viewer_id, request_id, result);
+    registry.complete(viewer_id, request_id, result);
 }
 
 /// Resolves once the server is stopping.
