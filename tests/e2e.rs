@@ -15,6 +15,7 @@ mod support;
 
 mod channel_http;
 mod channel_support;
+mod channel_ws;
 mod cli;
 mod files;
 mod limits;
