@@ -231,13 +231,20 @@ pub async fn next_message(ws: &mut Ws) -> Option<Message> {
 /// Reads until the server's close frame and returns its code (None when the
 /// connection ended without one).
 pub async fn close_code(ws: &mut Ws) -> Option<u16> {
-    loop {
+    let code = loop {
         match next_message(ws).await? {
-            Message::Close(Some(frame)) => return Some(u16::from(frame.code)),
-            Message::Close(None) => return None,
+            Message::Close(Some(frame)) => break Some(u16::from(frame.code)),
+            Message::Close(None) => break None,
             _ => continue,
         }
-    }
+    };
+    // Keep reading so tungstenite sends its close reply and the server's
+    // closing handshake ends cleanly.
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(Ok(_)) = ws.next().await {}
+    })
+    .await;
+    code
 }
 
 // --- session bundles -------------------------------------------------------

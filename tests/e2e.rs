@@ -13,6 +13,7 @@
 
 mod support;
 
+mod channel_cli;
 mod channel_http;
 mod channel_support;
 mod channel_ws;
