@@ -577,3 +577,44 @@ async fn an_expired_or_cancelled_request_is_404() {
     );
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_in_flight_at_shutdown_leaves_no_file() {
+    use tokio::io::AsyncWriteExt;
+    let server = InProc::start_with(ChannelLimits::default(), Duration::from_millis(300)).await;
+    let viewer = server.viewers.register(ViewerOptions::default()).unwrap();
+    let request = viewer
+        .begin_session_bundle(Duration::from_secs(60))
+        .unwrap();
+    let bytes = valid_bundle(2);
+    let head = format!(
+        "POST /_cellucid/session_bundle?viewerId={}&requestId={} HTTP/1.1\r\nHost: {}\r\n\
+         Content-Type: application/octet-stream\r\nX-Cellucid-Viewer-Token: {}\r\n\
+         Content-Length: {}\r\n\r\n",
+        viewer.id(),
+        request.request_id(),
+        server.addr,
+        viewer.token(),
+        bytes.len()
+    );
+    let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&bytes[..100]).await.unwrap();
+    // The upload is on disk, unfinished…
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while server.leftover_files().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the upload never reached the disk"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // …and the server stops: the partial file goes with it.
+    let dir = server.stop().await;
+    assert!(
+        files_in(dir.path()).is_empty(),
+        "{:?}",
+        files_in(dir.path())
+    );
+    drop(stream);
+}

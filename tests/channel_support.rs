@@ -36,7 +36,12 @@ pub struct InProc {
 impl InProc {
     /// Serves the one-dataset fixture `exports-0.9.4/pbmc68k-f32` with
     /// `limits` (its bundle dir replaced by a fresh temp dir).
-    pub async fn start(mut limits: ChannelLimits) -> InProc {
+    pub async fn start(limits: ChannelLimits) -> InProc {
+        Self::start_with(limits, Duration::from_secs(10)).await
+    }
+
+    /// Like [`InProc::start`], with a shutdown grace period of `grace`.
+    pub async fn start_with(mut limits: ChannelLimits, grace: Duration) -> InProc {
         let bundle_dir = tempfile::tempdir().unwrap();
         limits.bundle_dir = Some(bundle_dir.path().to_owned());
         let source: Arc<dyn DatasetSource> =
@@ -44,7 +49,7 @@ impl InProc {
         let layout = Layout::new(&[source]).unwrap();
         let mut config = ServerConfig::new("127.0.0.1:0".parse().unwrap());
         config.channel = limits;
-        config.limits.shutdown_grace = Duration::from_secs(10);
+        config.limits.shutdown_grace = grace;
         let server = Server::bind(config, layout).await.unwrap();
         let addr = server.local_addr();
         let base = server.base_url();
@@ -67,8 +72,8 @@ impl InProc {
         format!("{}{path}", self.base)
     }
 
-    /// Stops the server and waits for it.
-    pub async fn stop(mut self) {
+    /// Stops the server, waits for it, and hands back its bundle directory.
+    pub async fn stop(mut self) -> tempfile::TempDir {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -79,6 +84,7 @@ impl InProc {
                 .unwrap()
                 .unwrap();
         }
+        self.bundle_dir
     }
 
     /// The files left in the bundle directory.

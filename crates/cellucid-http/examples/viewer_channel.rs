@@ -45,7 +45,9 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let viewer = server.viewers().register(ViewerOptions::default())?;
     eprintln!("Open the viewer:            {}", viewer.url(&base, false));
     eprintln!("or, for a 0.9.4 viewer:     {}", viewer.jupyter_url(&base));
-    let mut events = viewer.events().ok_or("the event stream was already taken")?;
+    let mut events = viewer
+        .events()
+        .ok_or("the event stream was already taken")?;
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let serving = tokio::spawn(server.run(async move {

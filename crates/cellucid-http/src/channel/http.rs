@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::Value;
@@ -254,16 +254,32 @@ async fn session_bundle(
     let limits = &channel.limits;
     let cap = limits.max_bundle_bytes;
     check_declared_length(headers, cap)?;
-    let mut writer =
-        BundleWriter::create(cap, limits.bundle_dir.as_deref()).map_err(upload_error)?;
+    let dir = limits.bundle_dir.clone();
+    let mut writer = off_thread(move || BundleWriter::create(cap, dir.as_deref())).await?;
+    // Bytes are counted as they arrive and written in batches off the async
+    // workers, so a large upload never stalls other connections. The first
+    // bytes go out at once so a wrong magic is refused early.
+    let mut batch = BytesMut::new();
+    let mut received: u64 = 0;
+    let mut flushed: usize = 0;
     while let Some(chunk) = next_chunk(body, limits.body_timeout).await? {
-        writer.write(&chunk).map_err(upload_error)?;
+        received += chunk.len() as u64;
+        if received > cap {
+            return Err(ChannelError::TooLarge { limit: cap });
+        }
+        batch.extend_from_slice(&chunk);
+        if batch.len() >= WRITE_BATCH || flushed < MAGIC_BYTES {
+            let bytes = batch.split().freeze();
+            flushed += bytes.len();
+            writer = off_thread(move || writer.write(&bytes).map(|()| writer)).await?;
+        }
     }
     let bundle_limits = channel.bundle_limits();
-    let bundle = tokio::task::spawn_blocking(move || writer.finish(bundle_limits))
-        .await
-        .map_err(|err| ChannelError::Internal(format!("The session bundle check failed: {err}")))?
-        .map_err(upload_error)?;
+    let bundle = off_thread(move || {
+        writer.write(&batch)?;
+        writer.finish(bundle_limits)
+    })
+    .await?;
     let bytes = bundle.len();
     match registry.complete(&id, &request_id, Ok(bundle)) {
         true => {
@@ -273,6 +289,21 @@ async fn session_bundle(
         // Expired or cancelled while uploading; the bundle is dropped and deleted.
         false => Err(ChannelError::NoPendingRequest),
     }
+}
+
+/// The longest bundle magic: written (and so checked) as soon as it arrives.
+const MAGIC_BYTES: usize = 19;
+/// How many bytes of an upload are gathered before a write.
+const WRITE_BATCH: usize = 1024 * 1024;
+
+/// Runs temp-file work on the blocking pool.
+async fn off_thread<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, UploadError> + Send + 'static,
+) -> Result<T, ChannelError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|err| ChannelError::Internal(format!("The session bundle task failed: {err}")))?
+        .map_err(upload_error)
 }
 
 fn upload_error(err: UploadError) -> ChannelError {
