@@ -671,3 +671,128 @@ fn check_chunk(value: &Value) -> Result<ChunkInfo, BundleError> {
         uncompressed_bytes,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Cursor, Write};
+
+    use serde_json::json;
+
+    use super::*;
+
+    fn gzip(bytes: &[u8]) -> Vec<u8> {
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        encoder.write_all(bytes).unwrap();
+        encoder.finish().unwrap()
+    }
+
+    /// A v2 bundle with one chunk: `stored` bytes declared as `declared`.
+    fn v2(kind: &str, codec: &str, stored: &[u8], declared: u64) -> Vec<u8> {
+        let manifest = json!({
+            "createdAt": "2025-01-31T12:00:00.000Z",
+            "datasetFingerprint": {"datasetId": null, "name": "x", "cellCount": 1, "varCount": 2,
+                "cellOrder": {"embedding": {"key": "X_umap", "columns": [0, 1]}, "dimension": 2, "digest": "0123456789abcdef"},
+                "dataMapping": {"kind": "anndata"}},
+            "source": {"kind": "file", "name": "a.h5ad", "dataset": "a"},
+            "requires": {"obs": ["B", "a"], "var": []},
+            "chunks": [{"id": "c", "contributorId": "t", "priority": "eager", "kind": kind, "codec": codec,
+                        "label": "c", "datasetDependent": true, "storedBytes": stored.len(), "uncompressedBytes": declared}],
+        })
+        .to_string();
+        let mut out = MAGIC_V2.to_vec();
+        out.extend_from_slice(&(manifest.len() as u32).to_le_bytes());
+        out.extend_from_slice(manifest.as_bytes());
+        out.extend_from_slice(&(stored.len() as u32).to_le_bytes());
+        out.extend_from_slice(stored);
+        out
+    }
+
+    fn check(bytes: &[u8], cap: u64) -> Result<BundleSummary, BundleError> {
+        validate_bundle(
+            Cursor::new(bytes),
+            bytes.len() as u64,
+            BundleLimits {
+                max_inflated_bytes: cap,
+            },
+        )
+    }
+
+    fn message(bytes: &[u8], cap: u64) -> String {
+        match check(bytes, cap) {
+            Err(BundleError::Invalid(message)) => message,
+            other => panic!("expected an invalid bundle, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn valid_chunks_of_every_codec_and_kind() {
+        let json_payload = br#"{"a": [1, 2, 3]}"#;
+        for bytes in [
+            v2("json", "none", json_payload, json_payload.len() as u64),
+            v2(
+                "json",
+                "gzip",
+                &gzip(json_payload),
+                json_payload.len() as u64,
+            ),
+            v2("binary", "gzip", &gzip(&[7; 1000]), 1000),
+            v2("binary", "none", b"", 0),
+        ] {
+            let summary = check(&bytes, 1 << 20).unwrap();
+            assert_eq!(summary.version, BundleVersion::V2);
+            assert_eq!(summary.bytes, bytes.len() as u64);
+            assert_eq!(summary.chunks.len(), 1);
+        }
+    }
+
+    #[test]
+    fn gzip_is_bounded_by_the_declared_size_and_the_cap() {
+        let big = gzip(&vec![0; 1 << 20]);
+        assert!(
+            message(&v2("binary", "gzip", &big, 10), 1 << 30).contains("more than its declared 10")
+        );
+        assert!(message(&v2("binary", "gzip", &big, 1 << 20), 1000).contains("at most 1000"));
+        assert!(message(&v2("binary", "gzip", &gzip(&[1; 10]), 11), 100)
+            .contains("11 declared, 10 decoded"));
+        let mut two_members = gzip(b"ab");
+        two_members.extend(gzip(b"cd"));
+        assert!(message(&v2("binary", "gzip", &two_members, 2), 100)
+            .contains("trailing or concatenated"));
+        let cut = gzip(&[5; 100]);
+        assert!(message(&v2("binary", "gzip", &cut[..cut.len() - 4], 100), 1000).contains("'c'"));
+    }
+
+    #[test]
+    fn container_and_manifest_errors() {
+        let good = v2("binary", "none", b"abc", 3);
+        assert!(message(&good[..5], 100).contains("truncated"));
+        assert!(message(&[good.as_slice(), b"x"].concat(), 100).contains("trailing bytes"));
+        let mut bad_frame = good.clone();
+        let n = bad_frame.len();
+        bad_frame[n - 7] = 4; // the chunk's u32 length
+        assert!(message(&bad_frame, 100).contains("storedBytes declares 3, frame contains 4"));
+        let mut v1_magic = good.clone();
+        v1_magic.splice(0..19, MAGIC_V1.iter().copied());
+        assert!(message(&v1_magic, 100).contains("invalid session manifest fields"));
+        assert!(message(&v2("json", "none", b"{", 1), 100).contains("invalid JSON chunk"));
+        assert!(message(&v2("text", "none", b"", 0), 100).contains("kind must be json or binary"));
+        assert!(message(&v2("binary", "none", b"ab", 3), 100).contains("codec is none"));
+        let mut zero_manifest = MAGIC_V2.to_vec();
+        zero_manifest.extend_from_slice(&[0, 0, 0, 0]);
+        assert!(message(&zero_manifest, 100).contains("length: 0"));
+        let mut huge_manifest = MAGIC_V2.to_vec();
+        huge_manifest.extend_from_slice(&[255, 255, 255, 0, b'{']);
+        assert!(message(&huge_manifest, 100).contains("more than the bundle holds"));
+    }
+
+    #[test]
+    fn requires_lists_sort_by_utf16_units() {
+        // "B" < "a" in code units; a list out of that order is refused.
+        let good = v2("binary", "none", b"", 0);
+        assert!(check(&good, 10).is_ok());
+        let at = good.windows(9).position(|w| w == br#"["B","a"]"#).unwrap();
+        let mut swapped = good.clone();
+        swapped[at..at + 9].copy_from_slice(br#"["a","B"]"#);
+        assert!(message(&swapped, 10).contains("strictly ascending"));
+    }
+}
