@@ -771,7 +771,7 @@ mod tests {
         let n = bad_frame.len();
         bad_frame[n - 7] = 4; // the chunk's u32 length
         assert!(message(&bad_frame, 100).contains("storedBytes declares 3, frame contains 4"));
-        let mut v1_magic = good.clone();
+        let mut v1_magic = good;
         v1_magic.splice(0..19, MAGIC_V1.iter().copied());
         assert!(message(&v1_magic, 100).contains("invalid session manifest fields"));
         assert!(message(&v2("json", "none", b"{", 1), 100).contains("invalid JSON chunk"));
@@ -791,7 +791,7 @@ mod tests {
         let good = v2("binary", "none", b"", 0);
         assert!(check(&good, 10).is_ok());
         let at = good.windows(9).position(|w| w == br#"["B","a"]"#).unwrap();
-        let mut swapped = good.clone();
+        let mut swapped = good;
         swapped[at..at + 9].copy_from_slice(br#"["a","B"]"#);
         assert!(message(&swapped, 10).contains("strictly ascending"));
     }
