@@ -353,12 +353,35 @@ async fn shutdown_closes_sockets_with_1001() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unregistering_a_viewer_closes_its_socket() {
+async fn stopping_a_viewer_freezes_it_and_closes_its_socket() {
     let server = InProc::start(fast_limits()).await;
     let viewer = server.viewers.register(ViewerOptions::default()).unwrap();
     let mut ws = ws_hello(server.addr, viewer.id(), viewer.token()).await;
-    drop(viewer);
+    viewer.stop();
+    assert_eq!(
+        next_message(&mut ws).await,
+        Some(Message::text(r#"{"type":"freeze"}"#))
+    );
     assert_eq!(close_code(&mut ws).await, Some(1001));
     assert!(server.viewers.is_empty());
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unmasked_frame_is_a_protocol_error() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = InProc::start(fast_limits()).await;
+    let viewer = server.viewers.register(ViewerOptions::default()).unwrap();
+    let mut ws = ws_hello(server.addr, viewer.id(), viewer.token()).await;
+    // An unmasked text frame, written under the client library's feet.
+    ws.get_mut()
+        .write_all(&[0x81, 0x02, b'h', b'i'])
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), ws.get_mut().read_to_end(&mut buf)).await;
+    // The server's close frame: 0x88, length, then the code 1002 big-endian.
+    let at = buf.iter().position(|&b| b == 0x88).expect("a close frame");
+    assert_eq!(&buf[at + 2..at + 4], &1002u16.to_be_bytes(), "{buf:?}");
     server.stop().await;
 }

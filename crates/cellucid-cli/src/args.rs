@@ -36,7 +36,8 @@ pub(crate) enum Command {
         after_help = "Examples:\n  \
             cellucid serve exports/                 # a catalog of exports\n  \
             cellucid serve exports/pbmc --port 0    # one dataset, a free port\n  \
-            cellucid serve a/ b/ --no-browser       # two exports, one server\n\n\
+            cellucid serve a/ b/ --no-browser       # two exports, one server\n  \
+            cellucid serve exports/pbmc --viewer > events.jsonl   # a viewer's events as JSON Lines\n\n\
             Remote machine? Keep the default loopback bind and tunnel the port:\n  \
             ssh -L 8765:localhost:8765 user@remote-host"
     )]

@@ -476,6 +476,20 @@ impl Viewer {
     }
 }
 
+impl Viewer {
+    /// Stops the viewer: sends `freeze` if its socket is open (it is not
+    /// queued otherwise), then unregisters it, as dropping it does.
+    pub fn stop(self) {
+        let connected = lock(&self.registry.inner)
+            .viewers
+            .get(&self.id)
+            .is_some_and(|slot| slot.socket.is_some());
+        if connected {
+            let _ = self.send(Command::Freeze);
+        }
+    }
+}
+
 impl Drop for Viewer {
     fn drop(&mut self) {
         self.registry.unregister(&self.id);

@@ -245,6 +245,10 @@ async fn session(
                     | Some(Err(WsError::Capacity(CapacityError::TooManyHeaders))) => {
                         return Some(Close::new(1009, format!("Messages are at most {} bytes", channel.max_ws_message())));
                     }
+                    Some(Err(WsError::Protocol(err))) => {
+                        return Some(Close::new(1002, err.to_string()));
+                    }
+                    Some(Err(WsError::Utf8(_))) => return Some(Close::new(1007, "Text is not UTF-8")),
                     Some(Err(err)) => {
                         tracing::debug!(viewer = %viewer_id, error = %err, "the viewer channel failed");
                         return None;
