@@ -49,7 +49,10 @@ pub(crate) async fn handle(
     match result {
         Ok(response) => response,
         Err(err) => {
-            if !matches!(err, ChannelError::BodyTimeout) {
+            // A client waiting for `100 Continue` has not sent its body:
+            // draining would only invite it to.
+            let expects_continue = parts.headers.contains_key(http::header::EXPECT);
+            if !matches!(err, ChannelError::BodyTimeout) && !expects_continue {
                 drain(&mut body).await;
             }
             crate::error::HttpError::Channel(err).into_response()
@@ -85,11 +88,12 @@ fn ok_json(body: String) -> Response<Body> {
     response
 }
 
+/// The token header's value; a present but unreadable header counts as an
+/// empty (wrong) token rather than falling back to another place.
 fn header_token(headers: &HeaderMap) -> Option<String> {
     headers
         .get(TOKEN_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
+        .map(|v| v.to_str().unwrap_or_default().to_owned())
 }
 
 async fn deliver(channel: &Channel, id: &str, event: ViewerEvent) -> Result<(), ChannelError> {
