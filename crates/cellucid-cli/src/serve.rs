@@ -68,6 +68,11 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), CliError> {
         } else {
             eprintln!("{}", banner::startup(&layout, &url, web_ui));
         }
+        // The 0.9.5 viewer URL says `anndata=true` when the default dataset is AnnData.
+        let anndata = layout
+            .mounts()
+            .first()
+            .is_some_and(|m| m.source.format().dataset_type() == "anndata");
         let viewer = if args.viewer {
             let n_cells = match layout.mounts() {
                 [one] => Some(one.info.n_cells),
@@ -79,7 +84,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), CliError> {
                 .viewers()
                 .register(options)
                 .map_err(|err| CliError::operator(err.to_string()))?;
-            eprintln!("{}", crate::viewer::urls(&viewer, &url));
+            eprintln!("{}", crate::viewer::urls(&viewer, &url, anndata));
             let events = viewer.events().map(crate::viewer::stream_to_stdout);
             Some((viewer, events))
         } else {
@@ -87,7 +92,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), CliError> {
         };
         if !args.no_browser {
             let open = match &viewer {
-                Some((viewer, _)) => viewer.url(&url, false),
+                Some((viewer, _)) => viewer.url(&url, anndata),
                 None => format!("{url}/"),
             };
             open_browser(open);
