@@ -319,3 +319,36 @@ fn session_inspect_validates_and_prints_the_manifest() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no such file"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_counts_against_max_connections() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = start_viewer_server_with(&["--max-connections", "1"]);
+    let mut ws = ws_hello(server.addr, &server.id, &server.token).await;
+    // The only slot is the socket's: a new request waits in the backlog…
+    let mut http = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let request = format!(
+        "GET /_cellucid/health HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+        server.addr
+    );
+    http.write_all(request.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 64];
+    let early = tokio::time::timeout(Duration::from_millis(700), http.read(&mut buf)).await;
+    assert!(
+        early.is_err(),
+        "answered while the socket held the only slot"
+    );
+    // …until the socket closes.
+    ws.close(None).await.unwrap();
+    let mut reply = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), http.read_to_end(&mut reply))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        reply.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&reply)
+    );
+    drop(server);
+}

@@ -23,7 +23,7 @@ use tower::Layer;
 
 use crate::body::Body;
 use crate::channel::{Channel, ChannelLimits, ViewerRegistry};
-use crate::conn::{Activity, TrackedIo};
+use crate::conn::{Activity, ConnectionSlot, TrackedIo};
 use crate::mount::Layout;
 use crate::origin::{ConfigError, OriginLayer, OriginPolicy};
 use crate::routes::{handle, AppState, WebUi};
@@ -262,9 +262,10 @@ impl Server {
                 builder: Arc::clone(&builder),
                 stop: stop_rx.clone(),
             };
+            let slot = ConnectionSlot::new(permit);
             connections.spawn(async move {
-                task.serve(stream, peer).await;
-                drop(permit);
+                task.serve(stream, peer, slot.clone()).await;
+                drop(slot);
             });
         }
 
@@ -299,13 +300,14 @@ struct Connection {
 }
 
 impl Connection {
-    async fn serve(mut self, stream: TcpStream, peer: SocketAddr) {
+    async fn serve(mut self, stream: TcpStream, peer: SocketAddr, slot: ConnectionSlot) {
         let activity = Activity::new();
         let io = TokioIo::new(TrackedIo::new(stream, Arc::clone(&activity)));
         let state = self.state;
         let tracked = Arc::clone(&activity);
-        let router = tower::service_fn(move |req: Request<Incoming>| {
+        let router = tower::service_fn(move |mut req: Request<Incoming>| {
             let state = Arc::clone(&state);
+            req.extensions_mut().insert(slot.clone());
             let guard = tracked.request();
             async move {
                 // The path only: queries may carry tokens and are never logged.

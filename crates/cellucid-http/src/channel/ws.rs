@@ -54,8 +54,14 @@ pub(crate) fn upgrade(channel: &Arc<Channel>, mut req: Request<Incoming>) -> Res
     };
     let accept = derive_accept_key(key.as_bytes());
     let on_upgrade = hyper::upgrade::on(&mut req);
+    // The socket keeps its connection's place under --max-connections.
+    let slot = req
+        .extensions()
+        .get::<crate::conn::ConnectionSlot>()
+        .and_then(crate::conn::ConnectionSlot::take);
     let task_channel = Arc::clone(channel);
     channel.spawn(async move {
+        let _slot = slot;
         match on_upgrade.await {
             Ok(upgraded) => {
                 let config = WebSocketConfig::default()
