@@ -301,13 +301,32 @@ impl ViewerRegistry {
         Some((socket_id, rx))
     }
 
-    /// Detaches socket `socket_id` if it is still the viewer's socket.
-    pub(crate) fn detach(&self, id: &str, socket_id: u64) {
+    /// Detaches socket `socket_id` if it is still the viewer's socket; the
+    /// commands it did not write (left in `orders`) go back to the front of
+    /// the outbox, in order. Done under the lock, so no command sent
+    /// meanwhile can fall between the socket and the outbox.
+    pub(crate) fn detach(
+        &self,
+        id: &str,
+        socket_id: u64,
+        orders: &mut mpsc::UnboundedReceiver<SocketOrder>,
+    ) {
         let mut inner = lock(&self.inner);
-        if let Some(slot) = inner.viewers.get_mut(id) {
-            if slot.socket.as_ref().is_some_and(|s| s.id == socket_id) {
-                slot.socket = None;
+        let Some(slot) = inner.viewers.get_mut(id) else {
+            return;
+        };
+        if slot.socket.as_ref().is_none_or(|s| s.id != socket_id) {
+            return;
+        }
+        slot.socket = None;
+        let mut unsent = Vec::new();
+        while let Ok(order) = orders.try_recv() {
+            if let SocketOrder::Send(wire) = order {
+                unsent.push(wire);
             }
+        }
+        for wire in unsent.into_iter().rev() {
+            slot.outbox.push_front(wire);
         }
     }
 

@@ -166,8 +166,10 @@ async fn serve(channel: Arc<Channel>, mut socket: Socket) {
         return;
     };
     tracing::info!(viewer = %viewer_id, "a viewer connected");
-    let close = session(&channel, &mut socket, &viewer_id, orders, &mut stop).await;
-    channel.registry.detach(&viewer_id, socket_id);
+    let mut orders = orders;
+    let close = session(&channel, &mut socket, &viewer_id, &mut orders, &mut stop).await;
+    // Commands not written yet go back to the outbox for the next socket.
+    channel.registry.detach(&viewer_id, socket_id, &mut orders);
     if let Some(close) = close {
         close_socket(&mut socket, close).await;
     }
@@ -235,7 +237,7 @@ async fn session(
     channel: &Channel,
     socket: &mut Socket,
     viewer_id: &str,
-    mut orders: mpsc::UnboundedReceiver<SocketOrder>,
+    orders: &mut mpsc::UnboundedReceiver<SocketOrder>,
     stop: &mut watch::Receiver<bool>,
 ) -> Option<Close> {
     let limits = &channel.limits;
