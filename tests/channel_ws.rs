@@ -385,3 +385,16 @@ async fn an_unmasked_frame_is_a_protocol_error() {
     assert_eq!(&buf[at + 2..at + 4], &1002u16.to_be_bytes(), "{buf:?}");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_big_message_before_hello_is_cut_off() {
+    let server = InProc::start(fast_limits()).await;
+    let mut ws = ws_connect(server.addr, Some(&server.base)).await.unwrap();
+    // 8 MiB before any hello: the server reads about 1 MiB, then gives up.
+    let _ = ws.send(Message::binary(vec![0u8; 8 * 1024 * 1024])).await;
+    let started = std::time::Instant::now();
+    let code = close_code(&mut ws).await;
+    assert!(matches!(code, Some(1009) | None), "{code:?}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    server.stop().await;
+}

@@ -12,6 +12,7 @@
 //!   [`cellucid_core::session`].
 
 mod body;
+mod budget;
 mod bundle;
 mod command;
 mod error;

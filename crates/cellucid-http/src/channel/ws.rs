@@ -26,6 +26,7 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
+use super::budget::{Budget, BudgetIo};
 use super::bundle::{BundleWriter, UploadError};
 use super::command::Wire;
 use super::event::ViewerEvent;
@@ -35,7 +36,7 @@ use super::Channel;
 use crate::body::Body;
 use crate::response::text;
 
-type Socket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+type Socket = WebSocketStream<BudgetIo<TokioIo<hyper::upgrade::Upgraded>>>;
 
 /// How long the server waits for the peer's close reply after its own close.
 const CLOSE_DRAIN: Duration = Duration::from_secs(5);
@@ -67,13 +68,11 @@ pub(crate) fn upgrade(channel: &Arc<Channel>, mut req: Request<Incoming>) -> Res
                 let config = WebSocketConfig::default()
                     .max_message_size(Some(task_channel.max_ws_message()))
                     .max_frame_size(Some(task_channel.max_ws_message()));
-                let socket = WebSocketStream::from_raw_socket(
-                    TokioIo::new(upgraded),
-                    Role::Server,
-                    Some(config),
-                )
-                .await;
-                serve(task_channel, socket).await;
+                // Before the hello, the peer may send about one text message.
+                let budget = Budget::new(task_channel.limits.max_text_frame as u64 + 64 * 1024);
+                let io = BudgetIo::new(TokioIo::new(upgraded), budget.clone());
+                let socket = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
+                serve(task_channel, socket, budget).await;
             }
             Err(err) => tracing::debug!(error = %err, "a viewer channel upgrade failed"),
         }
@@ -152,10 +151,19 @@ impl Close {
     }
 }
 
-async fn serve(channel: Arc<Channel>, mut socket: Socket) {
+async fn serve(channel: Arc<Channel>, mut socket: Socket, budget: Budget) {
     let mut stop = channel.stop.subscribe();
     let viewer_id = match hello(&channel, &mut socket, &mut stop).await {
-        Ok(id) => id,
+        Ok(id) => {
+            budget.lift();
+            id
+        }
+        Err(_) if budget.exhausted() => {
+            tracing::warn!("closed a viewer channel that sent too much before its hello");
+            let close = Close::new(1009, "Too much data before the hello frame");
+            close_socket(&mut socket, close).await;
+            return;
+        }
         Err(close) => {
             close_socket(&mut socket, close).await;
             return;
