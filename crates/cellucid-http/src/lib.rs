@@ -15,6 +15,11 @@
 //!
 //! Errors become responses in one place, [`HttpError::into_response`].
 //!
+//! A program talks to viewers through [`Server::viewers`]: register a
+//! [`Viewer`], read its [`ViewerEvents`] stream, [`Viewer::send`] it a
+//! [`Command`], await [`Viewer::request_session_bundle`]. The runnable
+//! example `examples/viewer_channel.rs` shows the whole loop.
+//!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::sync::Arc;
