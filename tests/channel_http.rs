@@ -618,3 +618,47 @@ async fn an_upload_in_flight_at_shutdown_leaves_no_file() {
     );
     drop(stream);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_body_is_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut limits = ChannelLimits::default();
+    limits.body_timeout = Duration::from_millis(300);
+    let server = InProc::start(limits).await;
+    let viewer = server.viewers.register(ViewerOptions::default()).unwrap();
+    let request = viewer
+        .begin_session_bundle(Duration::from_secs(60))
+        .unwrap();
+    for target in [
+        "/_cellucid/events".to_owned(),
+        format!(
+            "/_cellucid/session_bundle?viewerId={}&requestId={}",
+            viewer.id(),
+            request.request_id()
+        ),
+    ] {
+        let content_type = if target.contains("events") {
+            "application/json"
+        } else {
+            "application/octet-stream"
+        };
+        let head = format!(
+            "POST {target} HTTP/1.1\r\nHost: {}\r\nContent-Type: {content_type}\r\n\
+             X-Cellucid-Viewer-Token: {}\r\nContent-Length: 1000\r\n\r\nCELLUCID_SESSION/2\n",
+            server.addr,
+            viewer.token()
+        );
+        let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let mut reply = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut reply))
+            .await
+            .expect("an answer, not a hang")
+            .unwrap();
+        let reply = crate::support::parse_reply(&reply).unwrap();
+        assert_eq!(reply.status, 408, "{target}: {}", reply.text());
+        assert!(error_message(&reply).contains("did not arrive in time"));
+    }
+    assert!(server.leftover_files().is_empty());
+    server.stop().await;
+}
