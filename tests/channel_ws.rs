@@ -85,10 +85,14 @@ async fn hello_then_events_reach_the_api() {
     ))
     .await
     .unwrap();
-    let event = tokio::time::timeout(Duration::from_secs(5), events.recv())
-        .await
-        .unwrap()
-        .unwrap();
+    // The event stream is a futures Stream too.
+    let event = tokio::time::timeout(
+        Duration::from_secs(5),
+        futures_util::StreamExt::next(&mut events),
+    )
+    .await
+    .unwrap()
+    .unwrap();
     assert_eq!(
         event.into_json(),
         json!({"viewerId": viewer.id(), "type": "selection", "source": "lasso", "cells": [2, 5, 9]})
