@@ -14,6 +14,10 @@
 mod support;
 
 mod browser;
+mod channel_cli;
+mod channel_http;
+mod channel_support;
+mod channel_ws;
 mod cli;
 mod files;
 mod limits;

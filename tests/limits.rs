@@ -107,8 +107,13 @@ fn idle_keep_alive_connections_outlive_the_header_timeout_then_close() {
     assert!(String::from_utf8_lossy(&chunk[..n]).starts_with("HTTP/1.1 200"));
     // Then idle past the idle timeout: closed by the server.
     let started = Instant::now();
-    let (_, closed) = read_until_closed(&mut stream, Duration::from_secs(10));
-    assert!(closed, "idle connection not closed");
+    // Generous bound: the machine may be busy; what matters is that it closes.
+    let (_, closed) = read_until_closed(&mut stream, Duration::from_secs(30));
+    assert!(
+        closed,
+        "idle connection not closed after {:?}",
+        started.elapsed()
+    );
     assert!(
         started.elapsed() >= Duration::from_millis(2500),
         "{:?}",

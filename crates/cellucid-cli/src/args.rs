@@ -36,7 +36,8 @@ pub(crate) enum Command {
         after_help = "Examples:\n  \
             cellucid serve exports/                 # a catalog of exports\n  \
             cellucid serve exports/pbmc --port 0    # one dataset, a free port\n  \
-            cellucid serve a/ b/ --no-browser       # two exports, one server\n\n\
+            cellucid serve a/ b/ --no-browser       # two exports, one server\n  \
+            cellucid serve exports/pbmc --viewer > events.jsonl   # a viewer's events as JSON Lines\n\n\
             Remote machine? Keep the default loopback bind and tunnel the port:\n  \
             ssh -L 8765:localhost:8765 user@remote-host\n\n\
             Offline? The viewer UI is cached after the first download; run \
@@ -58,6 +59,9 @@ pub(crate) enum Command {
             cellucid cache clear                # delete the cached UI"
     )]
     Cache(CacheArgs),
+    /// Work with Cellucid session bundles (.cellucid-session files).
+    #[command(subcommand)]
+    Session(SessionCommand),
 }
 
 /// `cellucid cache …`.
@@ -98,6 +102,35 @@ pub(crate) enum CacheCommand {
     Verify,
     /// Delete the cached viewer UI (only files the cache owns).
     Clear,
+}
+
+/// `cellucid session …`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum SessionCommand {
+    /// Validate a session bundle and print its manifest.
+    #[command(long_about = "Validate a session bundle and print its manifest.\n\n\
+            Reads FILE once, front to back: the magic (format 1, CELLUCID_SESSION, from 0.9.4 \
+            viewers; format 2, CELLUCID_SESSION/2, from 0.9.5), the manifest, and every chunk, \
+            inflating gzip chunks within their declared sizes. Prints the format, the chunk \
+            table and the manifest on stdout; a bundle that is not valid is one line on stderr \
+            and exit code 1.")]
+    Inspect(InspectArgs),
+}
+
+/// Flags of `cellucid session inspect`.
+#[derive(Debug, Args)]
+pub(crate) struct InspectArgs {
+    /// The bundle to check.
+    #[arg(value_name = "FILE")]
+    pub(crate) file: PathBuf,
+
+    /// Print one JSON object (format, bytes, chunks, manifest) instead of text.
+    #[arg(long)]
+    pub(crate) json: bool,
+
+    /// Largest size a chunk may inflate to (bytes; K/M/G/KiB/MiB/GiB suffixes).
+    #[arg(long, value_name = "BYTES", default_value = "512MiB", value_parser = byte_size)]
+    pub(crate) max_inflated_bytes: u64,
 }
 
 /// Flags of `cellucid serve`.
@@ -169,6 +202,16 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
     pub(crate) max_connections: u32,
 
+    /// Register one viewer: print its URLs on stderr and stream its events to
+    /// stdout as JSON Lines (stdout then carries nothing else).
+    #[arg(long)]
+    pub(crate) viewer: bool,
+
+    /// Largest session bundle a viewer may upload (bytes; K/M/G/KiB/MiB/GiB
+    /// suffixes); also the most a bundle chunk may inflate to.
+    #[arg(long, value_name = "BYTES", default_value = "512MiB", value_parser = byte_size)]
+    pub(crate) max_bundle_bytes: u64,
+
     /// Log line format on stderr.
     #[arg(long, value_enum, value_name = "FORMAT", default_value_t = LogFormat::Text)]
     pub(crate) log_format: LogFormat,
@@ -193,4 +236,35 @@ fn positive_seconds(text: &str) -> Result<f64, String> {
     } else {
         Err("expected a number of seconds greater than 0 and at most 86400".to_owned())
     }
+}
+
+/// A byte count: digits with an optional K, M, G (powers of 1024; KiB, MiB,
+/// GiB and KB, MB, GB read the same).
+fn byte_size(text: &str) -> Result<u64, String> {
+    let trimmed = text.trim();
+    let split = trimmed
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(trimmed.len());
+    let (digits, unit) = trimmed.split_at(split);
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        _ => {
+            return Err(format!(
+                "{text:?}: expected a number of bytes such as 1048576, 64MiB or 1GiB"
+            ))
+        }
+    };
+    let value: u64 = digits.parse().map_err(|_| {
+        format!("{text:?}: expected a number of bytes such as 1048576, 64MiB or 1GiB")
+    })?;
+    let bytes = value
+        .checked_mul(1u64 << shift)
+        .ok_or_else(|| format!("{text:?} is too large"))?;
+    if bytes == 0 {
+        return Err("expected at least 1 byte".to_owned());
+    }
+    Ok(bytes)
 }

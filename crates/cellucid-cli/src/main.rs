@@ -9,6 +9,8 @@ mod error;
 mod inputs;
 mod logging;
 mod serve;
+mod session;
+mod viewer;
 mod web_ui;
 
 use std::process::ExitCode;
@@ -21,6 +23,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         args::Command::Serve(args) => serve::run(args),
         args::Command::Cache(args) => cache::run(args),
+        args::Command::Session(args::SessionCommand::Inspect(args)) => session::inspect(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -4,7 +4,7 @@ use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
 use cellucid_core::OpenError;
-use cellucid_http::{Layout, Server, ServerConfig, ServerError};
+use cellucid_http::{Layout, Server, ServerConfig, ServerError, ViewerOptions};
 
 use crate::args::ServeArgs;
 use crate::banner;
@@ -41,6 +41,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), CliError> {
     config.limits.header_read_timeout = Duration::from_secs_f64(args.header_timeout);
     config.limits.idle_timeout = Duration::from_secs_f64(args.idle_timeout);
     config.limits.max_connections = args.max_connections as usize;
+    config.channel.max_bundle_bytes = args.max_bundle_bytes;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -69,13 +70,46 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), CliError> {
         } else {
             eprintln!("{}", banner::startup(&layout, &url, &ui_status));
         }
+        // The 0.9.5 viewer URL says `anndata=true` when the default dataset is AnnData.
+        let anndata = layout
+            .mounts()
+            .first()
+            .is_some_and(|m| m.source.format().dataset_type() == "anndata");
+        let viewer = if args.viewer {
+            let n_cells = match layout.mounts() {
+                [one] => Some(one.info.n_cells),
+                _ => None,
+            };
+            let mut options = ViewerOptions::default();
+            options.n_cells = n_cells;
+            let viewer = server
+                .viewers()
+                .register(options)
+                .map_err(|err| CliError::operator(err.to_string()))?;
+            eprintln!("{}", crate::viewer::urls(&viewer, &url, anndata));
+            let events = viewer.events().map(crate::viewer::stream_to_stdout);
+            Some((viewer, events))
+        } else {
+            None
+        };
         if !args.no_browser {
-            open_browser(format!("{url}/"));
+            let open = match &viewer {
+                Some((viewer, _)) => viewer.url(&url, anndata),
+                None => format!("{url}/"),
+            };
+            open_browser(open);
         }
         server
             .run(shutdown_signal())
             .await
             .map_err(|err| CliError::operator(format!("the server failed: {err}")))?;
+        if let Some((viewer, events)) = viewer {
+            // Unregistering ends the stream; wait for its last lines.
+            drop(viewer);
+            if let Some(events) = events {
+                let _ = events.await;
+            }
+        }
         tracing::info!("stopped");
         Ok(())
     })

@@ -18,6 +18,7 @@ mod error;
 mod export;
 mod file;
 mod key;
+pub mod session;
 mod source;
 
 pub use detect::{detect_input, InputKind};

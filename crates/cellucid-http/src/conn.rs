@@ -164,3 +164,23 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for TrackedIo<T> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
+
+/// A connection's place under `--max-connections`, shared with its requests
+/// so that a WebSocket upgrade can take it along: an upgraded socket keeps
+/// counting as a connection after the HTTP connection task ends.
+#[derive(Clone, Debug)]
+pub(crate) struct ConnectionSlot(Arc<std::sync::Mutex<Option<tokio::sync::OwnedSemaphorePermit>>>);
+
+impl ConnectionSlot {
+    pub(crate) fn new(permit: tokio::sync::OwnedSemaphorePermit) -> Self {
+        Self(Arc::new(std::sync::Mutex::new(Some(permit))))
+    }
+
+    /// Takes the permit (once); whoever holds it keeps the slot taken.
+    pub(crate) fn take(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+    }
+}

@@ -1,6 +1,9 @@
 //! Every error a route can meet, and the one place they become responses.
 
 use cellucid_core::SourceError;
+use serde_json::json;
+
+use crate::channel::ChannelError;
 use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
 
@@ -38,6 +41,9 @@ pub enum HttpError {
     /// Reading a dataset failed.
     #[error(transparent)]
     Source(#[from] SourceError),
+    /// A viewer-channel request was refused (answered as JSON).
+    #[error(transparent)]
+    Channel(#[from] ChannelError),
 }
 
 impl HttpError {
@@ -99,6 +105,18 @@ impl HttpError {
             Self::Source(err) => {
                 tracing::error!(error = %err, "failed to read a dataset file");
                 text(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error")
+            }
+            Self::Channel(err) => {
+                let body = json!({"status": "error", "message": err.to_string()}).to_string();
+                let mut response = Response::new(Body::from(body));
+                *response.status_mut() = err.status();
+                let headers = response.headers_mut();
+                headers.insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+                headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                response
             }
         }
     }

@@ -7,11 +7,18 @@
 //!    and idle timeouts, a connection cap;
 //! 2. [`OriginLayer`]: the Host allowlist (421), CORS for allowed origins,
 //!    preflights, `nosniff` and `Referrer-Policy` on every response;
-//! 3. the router (`routes`): `/_cellucid/*`, then `datasets.json` and dataset
-//!    files, then the viewer UI;
+//! 3. the router (`routes`): the viewer channel ([`channel`]: `POST
+//!    /_cellucid/events`, `/selection`, `/session_bundle`, the WebSocket
+//!    `/_cellucid/ws`), the other `/_cellucid/*` routes, then `datasets.json`
+//!    and dataset files, then the viewer UI;
 //! 4. a handler and the [`cellucid_core::DatasetSource`] behind the dataset.
 //!
 //! Errors become responses in one place, [`HttpError::into_response`].
+//!
+//! A program talks to viewers through [`Server::viewers`]: register a
+//! [`Viewer`], read its [`ViewerEvents`] stream, [`Viewer::send`] it a
+//! [`Command`], await [`Viewer::request_session_bundle`]. The runnable
+//! example `examples/viewer_channel.rs` shows the whole loop.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -28,6 +35,7 @@
 //! ```
 
 mod body;
+pub mod channel;
 mod conn;
 mod documents;
 mod error;
@@ -40,6 +48,10 @@ mod routes;
 mod server;
 
 pub use body::Body;
+pub use channel::{
+    ChannelLimits, Command, SessionBundle, Viewer, ViewerEvent, ViewerEvents, ViewerOptions,
+    ViewerRegistry,
+};
 pub use documents::VERSION;
 pub use error::HttpError;
 pub use mount::{Layout, LayoutError, Mount, RESERVED_NAMES};

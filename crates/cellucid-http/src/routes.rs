@@ -2,15 +2,18 @@
 //! CONTRACT §2 (`/_cellucid/*`, then `datasets.json` and dataset files, then
 //! the viewer UI).
 
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use cellucid_core::{FileIdentity, MemoryFile, RelativeKey, SourceFile};
 use cellucid_proxy::{UiAnswer, WebUiFiles};
 use http::{Method, Request, Response};
+use hyper::body::Incoming;
 use sha2::{Digest, Sha256};
 
 use crate::body::Body;
+use crate::channel::{self, Channel};
 use crate::documents::Documents;
 use crate::error::HttpError;
 use crate::mount::{Layout, Mount};
@@ -35,6 +38,7 @@ pub enum WebUi {
 /// Everything a request handler reads; shared by all connections.
 #[derive(Debug)]
 pub(crate) struct AppState {
+    channel: Arc<Channel>,
     layout: Layout,
     documents: Documents,
     generated_catalog: MemoryFile,
@@ -42,10 +46,17 @@ pub(crate) struct AppState {
 }
 
 impl AppState {
-    pub(crate) fn new(layout: Layout, host: &str, port: u16, web_ui: WebUi) -> Self {
+    pub(crate) fn new(
+        channel: Arc<Channel>,
+        layout: Layout,
+        host: &str,
+        port: u16,
+        web_ui: WebUi,
+    ) -> Self {
         let documents = Documents::build(&layout, host, port);
         let generated_catalog = digest_file(layout.generated_catalog().clone());
         Self {
+            channel,
             layout,
             documents,
             generated_catalog,
@@ -62,7 +73,12 @@ fn digest_file(bytes: Bytes) -> MemoryFile {
 }
 
 /// Answers one request (already past the origin layer).
-pub(crate) async fn handle<B>(state: Arc<AppState>, req: Request<B>) -> Response<Body> {
+pub(crate) async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Response<Body> {
+    // The viewer channel takes its requests whole (bodies, upgrades).
+    let req = match channel::route(&state.channel, req).await {
+        ControlFlow::Break(response) => return response,
+        ControlFlow::Continue(req) => req,
+    };
     let method = req.method().clone();
     let mut response = match route(&state, &req).await {
         Ok(response) => response,

@@ -22,7 +22,8 @@ use tokio::task::JoinSet;
 use tower::Layer;
 
 use crate::body::Body;
-use crate::conn::{Activity, TrackedIo};
+use crate::channel::{Channel, ChannelLimits, ViewerRegistry};
+use crate::conn::{Activity, ConnectionSlot, TrackedIo};
 use crate::mount::Layout;
 use crate::origin::{ConfigError, OriginLayer, OriginPolicy};
 use crate::routes::{handle, AppState, WebUi};
@@ -74,6 +75,8 @@ pub struct ServerConfig {
     pub limits: Limits,
     /// What `/` answers.
     pub web_ui: WebUi,
+    /// Caps and deadlines of the viewer channel.
+    pub channel: ChannelLimits,
 }
 
 impl ServerConfig {
@@ -86,6 +89,7 @@ impl ServerConfig {
             allowed_origins: Vec::new(),
             limits: Limits::default(),
             web_ui: WebUi::Disabled,
+            channel: ChannelLimits::default(),
         }
     }
 }
@@ -125,6 +129,8 @@ pub struct Server {
     state: Arc<AppState>,
     policy: Arc<OriginPolicy>,
     limits: Limits,
+    channel: Arc<Channel>,
+    viewers: ViewerRegistry,
 }
 
 impl Server {
@@ -157,7 +163,15 @@ impl Server {
             &config.allowed_hosts,
             &config.allowed_origins,
         )?;
+        let policy = Arc::new(policy);
+        let viewers = ViewerRegistry::new();
+        let channel = Arc::new(Channel::new(
+            viewers.clone(),
+            config.channel,
+            Arc::clone(&policy),
+        ));
         let state = AppState::new(
+            Arc::clone(&channel),
             layout,
             &config.host_label,
             local_addr.port(),
@@ -167,14 +181,27 @@ impl Server {
             listener,
             local_addr,
             state: Arc::new(state),
-            policy: Arc::new(policy),
+            policy,
             limits: config.limits,
+            channel,
+            viewers,
         })
     }
 
     /// The address actually bound (with the real port when 0 was asked for).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The server's own URL, `http://<bound address>` (no trailing `/`).
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.local_addr)
+    }
+
+    /// The server's viewer registry: register viewers here to receive their
+    /// events and session bundles and to send them commands.
+    pub fn viewers(&self) -> ViewerRegistry {
+        self.viewers.clone()
     }
 
     /// Serves until `shutdown` resolves, then stops accepting, lets requests
@@ -188,6 +215,7 @@ impl Server {
             state,
             policy,
             limits,
+            channel,
             ..
         } = self;
         let limits = Arc::new(limits);
@@ -234,18 +262,23 @@ impl Server {
                 builder: Arc::clone(&builder),
                 stop: stop_rx.clone(),
             };
+            let slot = ConnectionSlot::new(permit);
             connections.spawn(async move {
-                task.serve(stream, peer).await;
-                drop(permit);
+                task.serve(stream, peer, slot.clone()).await;
+                drop(slot);
             });
         }
 
         drop(listener);
         let _ = stop_tx.send(true);
-        let drained = tokio::time::timeout(limits.shutdown_grace, async {
-            while connections.join_next().await.is_some() {}
-        })
-        .await;
+        let grace = limits.shutdown_grace;
+        let (drained, ()) = tokio::join!(
+            tokio::time::timeout(grace, async {
+                while connections.join_next().await.is_some() {}
+            }),
+            // WebSockets live outside the connections: close them with 1001.
+            channel.shutdown(grace),
+        );
         if drained.is_err() {
             tracing::warn!(
                 open = connections.len(),
@@ -267,13 +300,14 @@ struct Connection {
 }
 
 impl Connection {
-    async fn serve(mut self, stream: TcpStream, peer: SocketAddr) {
+    async fn serve(mut self, stream: TcpStream, peer: SocketAddr, slot: ConnectionSlot) {
         let activity = Activity::new();
         let io = TokioIo::new(TrackedIo::new(stream, Arc::clone(&activity)));
         let state = self.state;
         let tracked = Arc::clone(&activity);
-        let router = tower::service_fn(move |req: Request<Incoming>| {
+        let router = tower::service_fn(move |mut req: Request<Incoming>| {
             let state = Arc::clone(&state);
+            req.extensions_mut().insert(slot.clone());
             let guard = tracked.request();
             async move {
                 // The path only: queries may carry tokens and are never logged.
@@ -288,7 +322,8 @@ impl Connection {
         let service = self.origin.layer(router);
         let conn = self
             .builder
-            .serve_connection(io, TowerToHyperService::new(service));
+            .serve_connection(io, TowerToHyperService::new(service))
+            .with_upgrades();
         tokio::pin!(conn);
         let limits = &self.limits;
         let watchdog = activity.watchdog(limits.header_read_timeout, limits.idle_timeout);

@@ -67,7 +67,7 @@ impl Origin {
         }
     }
 
-    fn is_loopback_origin(&self) -> bool {
+    pub(crate) fn is_loopback_origin(&self) -> bool {
         match &self.host {
             HostName::Name(name) => name == "localhost",
             HostName::Ip(IpAddr::V4(ip)) => ip.octets() == [127, 0, 0, 1],
@@ -121,6 +121,11 @@ impl CorsPolicy {
             })
             .collect::<Result<_, _>>()?;
         Ok(Self { extras })
+    }
+
+    /// Whether `origin` is one of the `--allowed-origin` extras.
+    pub(crate) fn is_extra(&self, origin: &Origin) -> bool {
+        self.extras.contains(origin)
     }
 
     /// The canonical origin to echo in `Access-Control-Allow-Origin`, when

@@ -2,6 +2,7 @@
 //! browser origins may read its responses, applied as the outermost tower
 //! layer so every response — errors and preflights included — carries it.
 
+mod channel;
 mod cors;
 mod host;
 mod layer;

@@ -1,0 +1,192 @@
+//! The viewer channel (CONTRACT §4): events, selections and session bundles
+//! from a viewer to the program that started the server, commands the other
+//! way.
+//!
+//! - [`ViewerRegistry`] / [`Viewer`]: who may talk, with which token; the
+//!   program's side of the channel (`events()`, `send()`,
+//!   `request_session_bundle()`).
+//! - `http`: the 0.9.4 routes `POST /_cellucid/events`, `/selection`,
+//!   `/session_bundle`.
+//! - `ws`: the 0.9.5 WebSocket `/_cellucid/ws`.
+//! - `bundle`: uploads to private temp files, validated by
+//!   [`cellucid_core::session`].
+
+mod body;
+mod budget;
+mod bundle;
+mod command;
+mod error;
+mod event;
+mod http;
+mod query;
+mod registry;
+mod ws;
+
+use std::future::Future;
+use std::ops::ControlFlow;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ::http::{Method, Request, Response};
+use cellucid_core::session::BundleLimits;
+use hyper::body::Incoming;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+pub use bundle::SessionBundle;
+pub use command::{Command, CommandError};
+pub use error::ChannelError;
+pub use event::{ViewerEvent, ViewerEvents};
+pub use registry::{
+    BundleRequest, BundleRequestError, Delivery, RegisterError, Viewer, ViewerOptions,
+    ViewerRegistry, BUNDLE_REQUEST_TTL,
+};
+
+use crate::body::Body;
+use crate::origin::OriginPolicy;
+
+/// Caps and deadlines of the viewer channel (CONTRACT §3 defaults).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ChannelLimits {
+    /// Largest `POST /_cellucid/events` body (1 MiB).
+    pub max_event_bytes: u64,
+    /// Largest selection, posted or sent on the socket (64 MiB).
+    pub max_selection_bytes: u64,
+    /// Largest session bundle, and the most a gzip chunk may inflate to
+    /// (512 MiB, `--max-bundle-bytes`).
+    pub max_bundle_bytes: u64,
+    /// Longest wait for the next piece of a request body (408 beyond).
+    pub body_timeout: Duration,
+    /// Time a new WebSocket has to send its hello frame.
+    pub hello_timeout: Duration,
+    /// Interval between the server's pings.
+    pub ping_interval: Duration,
+    /// Time the viewer has to answer a ping.
+    pub pong_timeout: Duration,
+    /// Largest text message on the socket (1 MiB; 1009 beyond).
+    pub max_text_frame: usize,
+    /// Largest binary message on the socket other than a bundle (64 MiB).
+    pub max_binary_frame: usize,
+    /// How long an event waits for the program to make room in its queue.
+    pub event_patience: Duration,
+    /// Where uploaded bundles are written; `None` is the system temp dir
+    /// (`TMPDIR` honoured).
+    pub bundle_dir: Option<PathBuf>,
+}
+
+impl Default for ChannelLimits {
+    fn default() -> Self {
+        Self {
+            max_event_bytes: 1024 * 1024,
+            max_selection_bytes: 64 * 1024 * 1024,
+            max_bundle_bytes: 512 * 1024 * 1024,
+            body_timeout: Duration::from_secs(30),
+            hello_timeout: Duration::from_secs(10),
+            ping_interval: Duration::from_secs(20),
+            pong_timeout: Duration::from_secs(20),
+            max_text_frame: 1024 * 1024,
+            max_binary_frame: 64 * 1024 * 1024,
+            event_patience: Duration::from_secs(10),
+            bundle_dir: None,
+        }
+    }
+}
+
+/// The channel's shared state, one per server.
+#[derive(Debug)]
+pub(crate) struct Channel {
+    registry: ViewerRegistry,
+    limits: ChannelLimits,
+    policy: Arc<OriginPolicy>,
+    stop: watch::Sender<bool>,
+    sockets: Mutex<JoinSet<()>>,
+}
+
+impl Channel {
+    pub(crate) fn new(
+        registry: ViewerRegistry,
+        limits: ChannelLimits,
+        policy: Arc<OriginPolicy>,
+    ) -> Self {
+        Self {
+            registry,
+            limits,
+            policy,
+            stop: watch::Sender::new(false),
+            sockets: Mutex::new(JoinSet::new()),
+        }
+    }
+
+    fn bundle_limits(&self) -> BundleLimits {
+        BundleLimits {
+            max_inflated_bytes: self.limits.max_bundle_bytes,
+        }
+    }
+
+    /// The largest message tungstenite buffers: a bundle may come whole.
+    fn max_ws_message(&self) -> usize {
+        let bundle = usize::try_from(self.limits.max_bundle_bytes).unwrap_or(usize::MAX);
+        self.limits
+            .max_binary_frame
+            .max(bundle)
+            .max(self.limits.max_text_frame)
+    }
+
+    fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
+        let mut sockets = self
+            .sockets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        while sockets.try_join_next().is_some() {}
+        sockets.spawn(task);
+    }
+
+    /// Closes every socket with 1001 and waits (at most `grace`) for them.
+    pub(crate) async fn shutdown(&self, grace: Duration) {
+        self.stop.send_replace(true);
+        let mut sockets = std::mem::take(
+            &mut *self
+                .sockets
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        if tokio::time::timeout(grace, async {
+            while sockets.join_next().await.is_some() {}
+        })
+        .await
+        .is_err()
+        {
+            sockets.shutdown().await;
+        }
+    }
+}
+
+/// The `Allow` value of the POST routes.
+const POST_METHODS: &str = "POST, OPTIONS";
+
+/// Answers the channel's routes; hands every other request back.
+pub(crate) async fn route(
+    channel: &Arc<Channel>,
+    req: Request<Incoming>,
+) -> ControlFlow<Response<Body>, Request<Incoming>> {
+    let post_route = match req.uri().path() {
+        "/_cellucid/events" => http::PostRoute::Events,
+        "/_cellucid/selection" => http::PostRoute::Selection,
+        "/_cellucid/session_bundle" => http::PostRoute::SessionBundle,
+        "/_cellucid/ws" if req.method() == Method::GET => {
+            return ControlFlow::Break(ws::upgrade(channel, req));
+        }
+        _ => return ControlFlow::Continue(req),
+    };
+    if req.method() != Method::POST {
+        return ControlFlow::Break(
+            crate::error::HttpError::MethodNotAllowed {
+                allow: POST_METHODS,
+            }
+            .into_response(),
+        );
+    }
+    ControlFlow::Break(http::handle(channel, post_route, req).await)
+}
