@@ -45,6 +45,9 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), CliError> {
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        // Blocking work (decoding, UI cache checks) is bounded work; cap the
+        // pool so a burst cannot spawn hundreds of threads on a small machine.
+        .max_blocking_threads(32)
         .build()
         .map_err(|err| CliError::operator(format!("cannot start the async runtime: {err}")))?;
     runtime.block_on(async move {

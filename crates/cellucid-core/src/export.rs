@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::detect::{detect_input, InputKind};
 use crate::error::{OpenError, SourceError};
-use crate::file::{open_confined, SourceFile};
+use crate::file::{open_confined, MapCache, SourceFile};
 use crate::key::RelativeKey;
 use crate::source::{DatasetInfo, DatasetSource, SourceFormat};
 
@@ -30,6 +30,7 @@ pub struct ExportSource {
     has_catalog: bool,
     datasets: Vec<DatasetInfo>,
     dirs: Vec<Dir>,
+    maps: MapCache,
 }
 
 impl ExportSource {
@@ -61,6 +62,7 @@ impl ExportSource {
             has_catalog: false,
             datasets: vec![identity.into_info(None)],
             dirs: vec![dir],
+            maps: MapCache::default(),
         })
     }
 
@@ -130,6 +132,7 @@ impl ExportSource {
             has_catalog: true,
             datasets,
             dirs,
+            maps: MapCache::default(),
         })
     }
 
@@ -151,8 +154,13 @@ impl DatasetSource for ExportSource {
         &self.datasets
     }
 
+    fn reads_may_block(&self) -> bool {
+        // An open, an fstat and a pread (or a cached mapping) of a local file.
+        false
+    }
+
     fn open(&self, id: &str, key: &RelativeKey) -> Result<Arc<dyn SourceFile>, SourceError> {
-        open_confined(self.dir(id)?, key)
+        open_confined(self.dir(id)?, key, Some((&self.maps, id)))
     }
 
     fn catalog(&self) -> Option<Result<Arc<dyn SourceFile>, SourceError>> {
@@ -160,7 +168,7 @@ impl DatasetSource for ExportSource {
             return None;
         }
         Some(match RelativeKey::parse(CATALOG) {
-            Ok(key) => open_confined(&self.root, &key),
+            Ok(key) => open_confined(&self.root, &key, None),
             Err(_) => unreachable_key(),
         })
     }
@@ -339,6 +347,29 @@ mod folder_tests {
             Err(SourceError::UnknownDataset { .. })
         ));
         assert!(source.catalog().is_none());
+    }
+
+    #[test]
+    fn a_replaced_large_file_is_never_served_from_a_stale_mapping() {
+        let tmp = tempfile::tempdir().unwrap();
+        dataset(tmp.path(), "ds");
+        let len = crate::file::MMAP_THRESHOLD as usize + 1;
+        fs::write(tmp.path().join("big.bin"), vec![1u8; len]).unwrap();
+        let source = ExportSource::open(tmp.path()).unwrap();
+        let key = RelativeKey::parse("big.bin").unwrap();
+        let first = source.open("ds", &key).unwrap();
+        assert_eq!(
+            source.open("ds", &key).unwrap().identity(),
+            first.identity()
+        );
+        // Replace it the way exporters do: write a new file, rename over.
+        fs::write(tmp.path().join("big.new"), vec![2u8; len]).unwrap();
+        fs::rename(tmp.path().join("big.new"), tmp.path().join("big.bin")).unwrap();
+        let second = source.open("ds", &key).unwrap();
+        assert_ne!(second.identity(), first.identity());
+        assert_eq!(&second.read_range(0..4).unwrap()[..], &[2, 2, 2, 2]);
+        // The first response's bytes stay valid for whoever still holds them.
+        assert_eq!(&first.read_range(0..4).unwrap()[..], &[1, 1, 1, 1]);
     }
 
     #[test]

@@ -123,6 +123,7 @@ impl SourceFile for MemoryFile {
 pub(crate) fn open_confined(
     dir: &Dir,
     key: &RelativeKey,
+    maps: Option<(&MapCache, &str)>,
 ) -> Result<Arc<dyn SourceFile>, SourceError> {
     let mut options = OpenOptions::new();
     // O_NONBLOCK: opening a FIFO planted in a dataset must not hang a worker.
@@ -140,7 +141,20 @@ pub(crate) fn open_confined(
     let identity = stat_identity(&meta);
     let len = meta.len();
     if len >= MMAP_THRESHOLD {
-        let bytes = map_file(&file, key)?;
+        let bytes = match maps {
+            Some((cache, scope)) => {
+                let name = format!("{scope}/{key}");
+                match cache.get(&name, &identity) {
+                    Some(bytes) => bytes,
+                    None => {
+                        let bytes = map_file(&file, key)?;
+                        cache.insert(name, identity.clone(), bytes.clone());
+                        bytes
+                    }
+                }
+            }
+            None => map_file(&file, key)?,
+        };
         Ok(Arc::new(MemoryFile::new(bytes, identity)))
     } else {
         Ok(Arc::new(OpenFile {
@@ -191,6 +205,43 @@ impl SourceFile for OpenFile {
                 _ => SourceError::io(&self.key, err),
             })?;
         Ok(Bytes::from(buf))
+    }
+}
+
+/// Mappings of large files kept between requests, so a hot file is not
+/// mapped, faulted in and unmapped again for every request. An entry is used
+/// only while the file's identity (size, mtime, inode) is unchanged.
+#[derive(Debug, Default)]
+pub(crate) struct MapCache {
+    entries: std::sync::Mutex<std::collections::HashMap<String, (FileIdentity, Bytes)>>,
+}
+
+impl MapCache {
+    /// Most mappings kept; each pins one open file.
+    const MAX_ENTRIES: usize = 128;
+
+    fn get(&self, name: &str, identity: &FileIdentity) -> Option<Bytes> {
+        let entries = self
+            .entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        entries
+            .get(name)
+            .filter(|(cached, _)| cached == identity)
+            .map(|(_, bytes)| bytes.clone())
+    }
+
+    fn insert(&self, name: String, identity: FileIdentity, bytes: Bytes) {
+        let mut entries = self
+            .entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if entries.len() >= Self::MAX_ENTRIES && !entries.contains_key(&name) {
+            // Crude but bounded: a server with more hot large files than
+            // this simply maps again.
+            entries.clear();
+        }
+        entries.insert(name, (identity, bytes));
     }
 }
 

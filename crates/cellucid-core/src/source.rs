@@ -75,6 +75,16 @@ pub trait DatasetSource: Send + Sync + fmt::Debug {
     /// [`SourceError::Io`] when the bytes cannot be read.
     fn open(&self, id: &str, key: &RelativeKey) -> Result<Arc<dyn SourceFile>, SourceError>;
 
+    /// Whether [`DatasetSource::open`] and [`SourceFile::read_range`] may take
+    /// long enough (decoding, building a column, slow storage) that a server
+    /// should run them off its async workers. The default is the safe `true`;
+    /// a source of plain local files answers from the page cache in
+    /// microseconds, and moving that work to another thread costs more than
+    /// the work itself.
+    fn reads_may_block(&self) -> bool {
+        true
+    }
+
     /// The source's own `datasets.json`, byte for byte, when it has one (an
     /// export catalog). The server serves it as is when this source is the
     /// only one.

@@ -175,7 +175,7 @@ async fn catalog<B>(state: &Arc<AppState>, req: &Request<B>) -> Result<Response<
     let file: Arc<dyn SourceFile> = match state.layout.catalog_source() {
         Some(source) => {
             let source = Arc::clone(source);
-            blocking(move || {
+            source_io(&Arc::clone(&source), move || {
                 source.catalog().unwrap_or_else(|| {
                     Err(cellucid_core::SourceError::UnknownDataset {
                         id: "datasets.json".into(),
@@ -203,13 +203,27 @@ async fn dataset_file<B>(
     let source = Arc::clone(&mount.source);
     let id = mount.info.id.clone();
     let content_type = content_type_for(key.as_str());
-    let file = blocking(move || source.open(&id, &key)).await?;
+    let file = source_io(&Arc::clone(&source), move || source.open(&id, &key)).await?;
     Ok(response::file(
         req.method(),
         req.headers(),
         file.as_ref(),
         content_type,
     )?)
+}
+
+/// Runs a source's I/O: inline when the source answers quickly (local export
+/// files: a thread hand-off would cost more than the read), otherwise off the
+/// async workers.
+async fn source_io<T: Send + 'static>(
+    source: &Arc<dyn cellucid_core::DatasetSource>,
+    work: impl FnOnce() -> Result<T, cellucid_core::SourceError> + Send + 'static,
+) -> Result<T, HttpError> {
+    if source.reads_may_block() {
+        blocking(work).await
+    } else {
+        work().map_err(HttpError::from)
+    }
 }
 
 /// Runs filesystem work off the async workers.
