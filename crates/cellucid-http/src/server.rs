@@ -311,10 +311,13 @@ impl Connection {
             let guard = tracked.request();
             async move {
                 // The path only: queries may carry tokens and are never logged.
-                let path = req.uri().path().to_owned();
-                let method = req.method().clone();
+                // Copied only when the request log is on: this is the hot path.
+                let logged = tracing::enabled!(tracing::Level::DEBUG)
+                    .then(|| (req.method().clone(), req.uri().path().to_owned()));
                 let mut response: Response<Body> = handle(state, req).await;
-                tracing::debug!(%peer, %method, %path, status = response.status().as_u16(), "request");
+                if let Some((method, path)) = logged {
+                    tracing::debug!(%peer, %method, %path, status = response.status().as_u16(), "request");
+                }
                 response.body_mut().set_guard(Box::new(guard));
                 Ok::<_, Infallible>(response)
             }
