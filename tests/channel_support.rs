@@ -116,25 +116,7 @@ pub async fn post(url: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
 }
 
 pub fn post_blocking(url: &str, headers: &[(String, String)], body: Vec<u8>) -> Reply {
-    let agent = crate::support::client();
-    let mut builder = ureq::http::Request::builder().method("POST").uri(url);
-    for (k, v) in headers {
-        builder = builder.header(k.as_str(), v.as_str());
-    }
-    let req = builder.body(body).unwrap();
-    let mut resp = agent.run(req).unwrap_or_else(|e| panic!("POST {url}: {e}"));
-    let status = resp.status().as_u16();
-    let headers = resp
-        .headers()
-        .iter()
-        .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
-        .collect();
-    let body = resp.body_mut().read_to_vec().unwrap();
-    Reply {
-        status,
-        headers,
-        body,
-    }
+    crate::support::send("POST", url, headers, body)
 }
 
 /// A raw chunked POST (the real client always sends Content-Length).

@@ -194,13 +194,23 @@ impl Reply {
 
 /// GET or HEAD with extra headers through the real client.
 pub fn request(method: &str, url: &str, headers: &[(&str, &str)]) -> Reply {
-    let agent = client();
+    send(method, url, headers, Vec::new())
+}
+
+/// Any method, with extra headers and a body, through the real client; the
+/// whole response is read (except for HEAD).
+pub fn send<K: AsRef<str>, V: AsRef<str>>(
+    method: &str,
+    url: &str,
+    headers: &[(K, V)],
+    body: Vec<u8>,
+) -> Reply {
     let mut builder = ureq::http::Request::builder().method(method).uri(url);
     for (k, v) in headers {
-        builder = builder.header(*k, *v);
+        builder = builder.header(k.as_ref(), v.as_ref());
     }
-    let req = builder.body(()).unwrap();
-    let mut resp = agent
+    let req = builder.body(body).unwrap();
+    let mut resp = client()
         .run(req)
         .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
     let status = resp.status().as_u16();
