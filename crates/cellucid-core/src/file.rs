@@ -194,6 +194,13 @@ impl SourceFile for OpenFile {
     }
 }
 
+/// Maps the whole file at `path` read-only (see [`map_file`] for why this is sound).
+pub(crate) fn map_path(path: &std::path::Path) -> std::io::Result<Bytes> {
+    let file = std::fs::File::open(path)?;
+    let key = RelativeKey::parse("input").map_err(|err| std::io::Error::other(err.to_string()))?;
+    map_file(&file, &key).map_err(|err| std::io::Error::other(err.to_string()))
+}
+
 #[allow(unsafe_code)]
 fn map_file(file: &std::fs::File, key: &RelativeKey) -> Result<Bytes, SourceError> {
     // SAFETY: `Mmap::map` is unsafe because the mapped bytes may change if
