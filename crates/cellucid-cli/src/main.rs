@@ -2,10 +2,12 @@
 //!
 //! A thin binary: it parses arguments and wires the library crates together.
 
+mod anndata_args;
 mod args;
 mod banner;
 mod error;
 mod inputs;
+mod inspect;
 mod logging;
 mod serve;
 
@@ -18,6 +20,7 @@ fn main() -> ExitCode {
     let cli = args::Cli::parse();
     let result = match cli.command {
         args::Command::Serve(args) => serve::run(args),
+        args::Command::Inspect(args) => inspect::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -3,7 +3,6 @@
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
-use cellucid_core::OpenError;
 use cellucid_http::{Layout, Server, ServerConfig, ServerError, WebUi};
 
 use crate::args::ServeArgs;
@@ -26,10 +25,10 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), CliError> {
     } else {
         args.paths
     };
-    let sources = inputs::open_all(&paths).map_err(|err| match err {
-        OpenError::InvalidManifest { .. } => CliError::operator(err.to_string()),
-        _ => CliError::usage(err.to_string()),
-    })?;
+    let (sources, notes) = inputs::open_all(&paths, &args.anndata)?;
+    for note in &notes {
+        eprintln!("cellucid: note: {note}");
+    }
     let layout = Layout::new(&sources).map_err(|err| CliError::usage(err.to_string()))?;
     let ip = resolve_host(&args.host)?;
     let web_ui = if args.no_web_ui {

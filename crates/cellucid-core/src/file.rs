@@ -133,6 +133,29 @@ pub(crate) fn open_confined(
         .open_with(key.as_str(), &options)
         .map_err(|err| SourceError::from_open(key, err))?
         .into_std();
+    from_std_file(file, key)
+}
+
+/// Opens the single file at `path` (an input given by its path, such as an
+/// `.h5ad`), with the same identity, mapping and FIFO rules as
+/// [`open_confined`]; `key` names it in errors.
+pub(crate) fn open_path(
+    path: &std::path::Path,
+    key: &RelativeKey,
+) -> Result<Arc<dyn SourceFile>, SourceError> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|err| SourceError::from_open(key, err))?;
+    from_std_file(file, key)
+}
+
+fn from_std_file(
+    file: std::fs::File,
+    key: &RelativeKey,
+) -> Result<Arc<dyn SourceFile>, SourceError> {
     let meta = file.metadata().map_err(|err| SourceError::io(key, err))?;
     if !meta.is_file() {
         return Err(SourceError::NotFound { key: key.clone() });

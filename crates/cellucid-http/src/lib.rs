@@ -27,6 +27,7 @@
 //! # Ok(()) }
 //! ```
 
+mod anndata_route;
 mod body;
 mod conn;
 mod documents;
@@ -42,7 +43,7 @@ mod server;
 pub use body::Body;
 pub use documents::VERSION;
 pub use error::HttpError;
-pub use mount::{Layout, LayoutError, Mount, RESERVED_NAMES};
+pub use mount::{unique_anndata_id, Layout, LayoutError, Mount, RESERVED_NAMES};
 pub use origin::{OriginLayer, OriginPolicy};
 pub use routes::WebUi;
 pub use server::{Limits, Server, ServerConfig, ServerError};

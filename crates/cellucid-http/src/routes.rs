@@ -90,6 +90,9 @@ async fn route<B>(state: &Arc<AppState>, req: &Request<B>) -> Result<Response<Bo
         "datasets.json" => return catalog(state, req).await,
         _ => {}
     }
+    if let Some(route) = path.strip_prefix("_cellucid/anndata/") {
+        return crate::anndata_route::handle(&state.layout, route, req).await;
+    }
     if path == "_cellucid" || path.starts_with("_cellucid/") {
         return Err(HttpError::NotFound(path.to_owned()));
     }

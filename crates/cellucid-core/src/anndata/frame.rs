@@ -168,7 +168,17 @@ const KNOWN: [(&str, &str); 10] = [
 
 /// The `encoding-type` and `encoding-version` attributes of a node.
 pub(crate) fn encoding_of(attrs: &Map<String, Value>) -> (Option<String>, String) {
-    let text = |k: &str| attrs.get(k).and_then(Value::as_str).map(str::to_owned);
+    // A truncated or corrupt file can decode to garbage bytes; show them as
+    // escapes rather than raw control characters.
+    let text = |k: &str| {
+        attrs.get(k).and_then(Value::as_str).map(|s| {
+            if s.chars().any(char::is_control) {
+                s.escape_default().to_string()
+            } else {
+                s.to_owned()
+            }
+        })
+    };
     (
         text("encoding-type"),
         text("encoding-version").unwrap_or_default(),

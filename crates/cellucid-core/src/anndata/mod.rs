@@ -11,6 +11,9 @@ mod error;
 mod frame;
 mod hdf5;
 mod matrix;
+mod options;
+mod raw;
+mod source;
 pub mod store;
 mod zarr;
 
@@ -23,6 +26,9 @@ pub use backend::{ArrayInfo, Backend, CompoundField, Dtype, NodeKind, Values};
 pub use error::{AnnDataError, Result};
 pub use frame::{ColumnEncoding, ColumnSpec, Frame, FrameColumn, Label};
 pub use matrix::{Matrix, MatrixLayout, SparseParts};
+pub use options::{AnnDataOptions, EmbeddingChoice, ExpressionSource};
+pub use raw::{RawLayout, RawStore};
+pub use source::{file_stem, sanitize_id, AnnDataSource};
 pub use zarr::ZarrVersion;
 
 use crate::detect::{detect_input, InputKind};
@@ -116,7 +122,15 @@ impl AnnData {
             what,
             reason,
         };
-        let kind = detect_input(path).map_err(|err| open_err("AnnData", err.to_string()))?;
+        let kind = detect_input(path).map_err(|err| {
+            // The detection error already starts with the path.
+            let text = err.to_string();
+            let prefix = format!("{}: ", path.display());
+            open_err(
+                "AnnData",
+                text.strip_prefix(&prefix).unwrap_or(&text).to_owned(),
+            )
+        })?;
         let (backend, kind): (Arc<dyn Backend>, StoreKind) = match kind {
             InputKind::H5ad => (Arc::new(hdf5::Hdf5Backend::open(path)?), StoreKind::H5ad),
             InputKind::ZarrFolder => {
@@ -156,16 +170,18 @@ impl AnnData {
     fn from_backend(path: &Path, kind: StoreKind, backend: Arc<dyn Backend>) -> Result<Self> {
         let b = backend.as_ref();
         let root = b.attrs("")?;
-        if let Some(t) = root.get("encoding-type").and_then(Value::as_str) {
+        if let (Some(t), version) = frame::encoding_of(&root) {
+            if t.contains('\\') {
+                return Err(AnnDataError::invalid(
+                    "/",
+                    "its attributes are unreadable: is the file truncated or corrupt?",
+                ));
+            }
             if t != "anndata" {
                 return Err(AnnDataError::UnknownEncoding {
                     element: "/".into(),
-                    encoding: t.to_owned(),
-                    version: root
-                        .get("encoding-version")
-                        .and_then(Value::as_str)
-                        .unwrap_or("")
-                        .to_owned(),
+                    encoding: t,
+                    version,
                 });
             }
         }

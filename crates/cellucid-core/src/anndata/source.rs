@@ -1,0 +1,217 @@
+//! An AnnData store as a [`DatasetSource`]: synthesised 0.9.4 folder files
+//! for folder viewers, and the raw store for byte viewers.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::options::AnnDataOptions;
+use super::raw::RawStore;
+use super::{AnnData, AnnDataError};
+use crate::error::SourceError;
+use crate::file::SourceFile;
+use crate::key::RelativeKey;
+use crate::source::{DatasetInfo, DatasetSource, SourceFormat};
+
+/// One AnnData input served to both viewer generations.
+#[derive(Debug)]
+pub struct AnnDataSource {
+    adata: Arc<AnnData>,
+    info: [DatasetInfo; 1],
+    raw: RawStore,
+    options: AnnDataOptions,
+    id_origin: &'static str,
+}
+
+impl AnnDataSource {
+    /// Opens `path` (metadata only) and decides its id and name: the options,
+    /// else `uns['cellucid']`, else the file name.
+    ///
+    /// # Errors
+    /// When the store cannot be opened or an option names something absent.
+    pub fn open(path: &Path, options: AnnDataOptions) -> Result<Self, AnnDataError> {
+        let adata = Arc::new(AnnData::open(path)?);
+        let stem = file_stem(path);
+        let uns = adata.uns_cellucid();
+        let uns_text = |k: &str| {
+            uns.get(k)
+                .and_then(Value::as_str)
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+        };
+        let (id, id_origin) = match (&options.dataset_id, uns_text("id")) {
+            (Some(id), _) => (sanitize_id(id), "--dataset-id"),
+            (None, Some(id)) => (sanitize_id(&id), "uns['cellucid']['id']"),
+            (None, None) => (sanitize_id(&stem), "the file name"),
+        };
+        let name = options
+            .dataset_name
+            .clone()
+            .or_else(|| uns_text("name"))
+            .unwrap_or(stem);
+        let mut raw = RawStore::new(path, adata.kind()).map_err(|err| AnnDataError::Open {
+            path: path.to_owned(),
+            what: "a raw store",
+            reason: err.to_string(),
+        })?;
+        raw.set_defaults(options.launch_defaults());
+        let n_genes = expression_genes(&adata, &options)?;
+        let info = DatasetInfo {
+            id,
+            name,
+            description: None,
+            n_cells: adata.n_obs(),
+            n_genes,
+            catalog_path: None,
+        };
+        Ok(Self {
+            adata,
+            info: [info],
+            raw,
+            options,
+            id_origin,
+        })
+    }
+
+    /// The opened store.
+    pub fn anndata(&self) -> &AnnData {
+        &self.adata
+    }
+
+    /// The launch options.
+    pub fn options(&self) -> &AnnDataOptions {
+        &self.options
+    }
+
+    /// Where the id came from (`--dataset-id`, `uns['cellucid']['id']`, the
+    /// file name).
+    pub fn id_origin(&self) -> &'static str {
+        self.id_origin
+    }
+
+    /// Renames the dataset (to resolve an id clash before serving).
+    pub fn set_id(&mut self, id: String) {
+        self.info[0].id = id;
+    }
+
+    /// Lines describing the serving choices (embeddings, latent space,
+    /// graph, gene index), for the startup block and `cellucid inspect`.
+    pub fn serving_notes(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// The raw store.
+    pub fn raw(&self) -> &RawStore {
+        &self.raw
+    }
+}
+
+impl DatasetSource for AnnDataSource {
+    fn format(&self) -> SourceFormat {
+        match self.adata.kind().format_id() {
+            "h5ad" => SourceFormat::H5ad,
+            _ => SourceFormat::Zarr,
+        }
+    }
+
+    fn datasets(&self) -> &[DatasetInfo] {
+        &self.info
+    }
+
+    fn open(&self, id: &str, key: &RelativeKey) -> Result<Arc<dyn SourceFile>, SourceError> {
+        if id != self.info[0].id {
+            return Err(SourceError::UnknownDataset { id: id.to_owned() });
+        }
+        Err(SourceError::NotFound { key: key.clone() })
+    }
+
+    fn raw_store(&self, id: &str) -> Option<&RawStore> {
+        (id == self.info[0].id).then_some(&self.raw)
+    }
+}
+
+/// Number of genes the expression source serves.
+fn expression_genes(adata: &AnnData, options: &AnnDataOptions) -> Result<u64, AnnDataError> {
+    use super::options::ExpressionSource as E;
+    Ok(match &options.expression {
+        Some(E::X) => adata.x().ok_or_else(|| AnnDataError::missing("X"))?.shape[1],
+        Some(E::Raw) => {
+            adata
+                .raw()
+                .ok_or_else(|| AnnDataError::missing("raw/X"))?
+                .x
+                .shape[1]
+        }
+        Some(E::Layer(name)) => {
+            adata
+                .layers()
+                .iter()
+                .find(|(k, _)| k == name)
+                .ok_or_else(|| AnnDataError::missing(&format!("layers/{name}")))?
+                .1
+                .shape[1]
+        }
+        None => match (adata.x(), adata.raw(), adata.layers().first()) {
+            (Some(x), _, _) => x.shape[1],
+            (None, Some(raw), _) => raw.x.shape[1],
+            (None, None, Some((_, layer))) => layer.shape[1],
+            _ => 0,
+        },
+    })
+}
+
+/// The file name without its format ending (`.h5ad`, `.zarr`, `.zarr.zip`).
+pub fn file_stem(path: &Path) -> String {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let lower = name.to_ascii_lowercase();
+    for ending in [".zarr.zip", ".h5ad", ".zarr", ".zip", ".h5"] {
+        if lower.ends_with(ending) && lower.len() > ending.len() {
+            return name[..name.len() - ending.len()].to_owned();
+        }
+    }
+    name
+}
+
+/// Lower-cases and turns every run of characters outside `[a-z0-9._-]` into
+/// `-`, so the id is a portable URL segment (CONTRACT §1).
+pub fn sanitize_id(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut pending_dash = false;
+    for c in text.chars().flat_map(char::to_lowercase) {
+        if c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-') {
+            if pending_dash && !out.is_empty() {
+                out.push('-');
+            }
+            pending_dash = false;
+            out.push(c);
+        } else {
+            pending_dash = true;
+        }
+    }
+    let trimmed = out.trim_matches(|c| matches!(c, '.' | '_' | '-'));
+    let mut id: String = trimmed.chars().take(180).collect();
+    if id.is_empty() {
+        id = "dataset".into();
+    }
+    id
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_sanitised_stems() {
+        assert_eq!(sanitize_id("PBMC 68k (reduced)"), "pbmc-68k-reduced");
+        assert_eq!(sanitize_id("..x"), "x");
+        assert_eq!(sanitize_id("???"), "dataset");
+        assert_eq!(file_stem(Path::new("/a/My Data.zarr.zip")), "My Data");
+        assert_eq!(file_stem(Path::new("b.H5AD")), "b");
+        assert_eq!(file_stem(Path::new("store.zarr")), "store");
+    }
+}
