@@ -13,6 +13,7 @@
 
 mod support;
 
+mod anndata_folder;
 mod anndata_raw;
 mod cli;
 mod files;

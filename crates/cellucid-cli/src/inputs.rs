@@ -31,10 +31,7 @@ enum Opened {
 ///
 /// # Errors
 /// The first input that cannot be served, with its path in the message.
-pub(crate) fn open_all(
-    paths: &[PathBuf],
-    anndata: &AnnDataArgs,
-) -> Result<OpenedInputs, CliError> {
+pub(crate) fn open_all(paths: &[PathBuf], anndata: &AnnDataArgs) -> Result<OpenedInputs, CliError> {
     let mut opened = Vec::with_capacity(paths.len());
     let mut n_anndata = 0;
     for path in paths {
@@ -85,6 +82,10 @@ pub(crate) fn open_all(
                     a.set_id(id.clone());
                 }
                 taken.push(id);
+                for line in a.serving_notes() {
+                    notes.push(format!("{}: {line}", a.datasets()[0].id));
+                }
+                a.prepare_in_background();
                 sources.push(Arc::new(*a));
             }
         }

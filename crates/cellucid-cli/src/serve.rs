@@ -26,9 +26,6 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), CliError> {
         args.paths
     };
     let (sources, notes) = inputs::open_all(&paths, &args.anndata)?;
-    for note in &notes {
-        eprintln!("cellucid: note: {note}");
-    }
     let layout = Layout::new(&sources).map_err(|err| CliError::usage(err.to_string()))?;
     let ip = resolve_host(&args.host)?;
     let web_ui = if args.no_web_ui {
@@ -64,7 +61,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), CliError> {
         if args.quiet {
             eprintln!("Serving on {url}/");
         } else {
-            eprintln!("{}", banner::startup(&layout, &url, web_ui));
+            eprintln!("{}", banner::startup(&layout, &url, web_ui, &notes));
         }
         if !args.no_browser {
             open_browser(format!("{url}/"));

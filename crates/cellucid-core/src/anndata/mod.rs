@@ -10,11 +10,13 @@ mod backend;
 mod error;
 mod frame;
 mod hdf5;
+mod lru;
 mod matrix;
 mod options;
 mod raw;
 mod source;
 pub mod store;
+mod synth;
 mod zarr;
 
 use std::path::{Path, PathBuf};
@@ -25,10 +27,12 @@ use serde_json::{Map, Value};
 pub use backend::{ArrayInfo, Backend, CompoundField, Dtype, NodeKind, Values};
 pub use error::{AnnDataError, Result};
 pub use frame::{ColumnEncoding, ColumnSpec, Frame, FrameColumn, Label};
+pub use lru::ByteLru;
 pub use matrix::{Matrix, MatrixLayout, SparseParts};
 pub use options::{AnnDataOptions, EmbeddingChoice, ExpressionSource};
 pub use raw::{RawLayout, RawStore};
 pub use source::{file_stem, sanitize_id, AnnDataSource};
+pub use synth::{PayloadError, Plan};
 pub use zarr::ZarrVersion;
 
 use crate::detect::{detect_input, InputKind};

@@ -2,17 +2,46 @@
 //! for folder viewers, and the raw store for byte viewers.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
+use bytes::Bytes;
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 
+use super::lru::ByteLru;
 use super::options::AnnDataOptions;
 use super::raw::RawStore;
+use super::synth::{self, PayloadError, Plan};
 use super::{AnnData, AnnDataError};
 use crate::error::SourceError;
-use crate::file::SourceFile;
+use crate::file::{FileIdentity, MemoryFile, SourceFile};
 use crate::key::RelativeKey;
 use crate::source::{DatasetInfo, DatasetSource, SourceFormat};
+
+/// Decoded payloads kept in memory: enough for a few hundred gene columns
+/// of a 200k-cell dataset, small enough to keep resident memory flat.
+const PAYLOAD_CACHE_BYTES: usize = 64 * 1024 * 1024;
+
+/// The synthesised side, shared with the background thread that builds it.
+#[derive(Debug)]
+struct Synth {
+    adata: Arc<AnnData>,
+    options: AnnDataOptions,
+    plan: OnceLock<Result<Plan, String>>,
+    cache: ByteLru<String>,
+    generation: String,
+}
+
+impl Synth {
+    fn plan(&self, id: &str, name: &str) -> Result<&Plan, String> {
+        self.plan
+            .get_or_init(|| {
+                Plan::build(&self.adata, &self.options, id, name).map_err(|err| err.to_string())
+            })
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+}
 
 /// One AnnData input served to both viewer generations.
 #[derive(Debug)]
@@ -22,6 +51,8 @@ pub struct AnnDataSource {
     raw: RawStore,
     options: AnnDataOptions,
     id_origin: &'static str,
+    quick_notes: Vec<String>,
+    synth: Arc<Synth>,
 }
 
 impl AnnDataSource {
@@ -58,6 +89,14 @@ impl AnnDataSource {
         })?;
         raw.set_defaults(options.launch_defaults());
         let n_genes = expression_genes(&adata, &options)?;
+        let quick_notes = synth::validate(&adata, &options)?;
+        let synth = Arc::new(Synth {
+            adata: Arc::clone(&adata),
+            options: options.clone(),
+            plan: OnceLock::new(),
+            cache: ByteLru::new(PAYLOAD_CACHE_BYTES),
+            generation: generation(path),
+        });
         let info = DatasetInfo {
             id,
             name,
@@ -72,7 +111,44 @@ impl AnnDataSource {
             raw,
             options,
             id_origin,
+            quick_notes,
+            synth,
         })
+    }
+
+    /// Builds the synthesised manifests on a background thread, so the
+    /// server answers at once; a request that needs them waits for it.
+    /// Prints the serving choices when done.
+    pub fn prepare_in_background(&self) {
+        let synth = Arc::clone(&self.synth);
+        let (id, name) = (self.info[0].id.clone(), self.info[0].name.clone());
+        let spawned = std::thread::Builder::new()
+            .name(format!("cellucid-prepare-{id}"))
+            .spawn(move || {
+                let started = std::time::Instant::now();
+                match synth.plan(&id, &name) {
+                    Ok(plan) => tracing::info!(
+                        dataset = %id,
+                        elapsed_ms = started.elapsed().as_millis() as u64,
+                        "folder-viewer files ready: {}",
+                        plan.notes().join("; ")
+                    ),
+                    Err(err) => {
+                        tracing::warn!(dataset = %id, "folder-viewer files unavailable: {err}");
+                    }
+                }
+            });
+        if let Err(err) = spawned {
+            tracing::warn!(error = %err, "cannot start the background preparation; it runs on first request");
+        }
+    }
+
+    /// The synthesis plan (built now if it was not yet).
+    ///
+    /// # Errors
+    /// Why folder viewers cannot be served from this store.
+    pub fn plan(&self) -> Result<&Plan, String> {
+        self.synth.plan(&self.info[0].id, &self.info[0].name)
     }
 
     /// The opened store.
@@ -99,7 +175,7 @@ impl AnnDataSource {
     /// Lines describing the serving choices (embeddings, latent space,
     /// graph, gene index), for the startup block and `cellucid inspect`.
     pub fn serving_notes(&self) -> Vec<String> {
-        Vec::new()
+        self.quick_notes.clone()
     }
 
     /// The raw store.
@@ -124,12 +200,85 @@ impl DatasetSource for AnnDataSource {
         if id != self.info[0].id {
             return Err(SourceError::UnknownDataset { id: id.to_owned() });
         }
-        Err(SourceError::NotFound { key: key.clone() })
+        let unprocessable = |reason: String| SourceError::Unprocessable {
+            key: key.clone(),
+            reason,
+        };
+        let plan = self.plan().map_err(unprocessable)?;
+        let k = key.as_str();
+        if let Some(bytes) = plan.manifest(k) {
+            let digest = Sha256::digest(&bytes);
+            let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+            return Ok(Arc::new(MemoryFile::new(bytes, FileIdentity::Digest(hex))));
+        }
+        let identity = FileIdentity::Digest(payload_tag(&self.synth.generation, k));
+        if let Some(bytes) = self.synth.cache.get(&k.to_owned()) {
+            return Ok(Arc::new(MemoryFile::new(bytes, identity)));
+        }
+        let computed: Result<Bytes, PayloadError> = if let Some(g) = plan.gene_index(k) {
+            plan.expression()
+                .ok_or(PayloadError::NotFound)
+                .and_then(|matrix| {
+                    matrix
+                        .column(self.adata.backend(), g)
+                        .map_err(PayloadError::from)
+                        .and_then(|col| plan.gene_bytes(g, col))
+                })
+        } else if plan.has_payload(k) {
+            plan.payload(&self.adata, k)
+        } else {
+            Err(PayloadError::NotFound)
+        };
+        let bytes = computed.map_err(|err| match err {
+            PayloadError::NotFound => SourceError::NotFound { key: key.clone() },
+            PayloadError::Unprocessable(why) => unprocessable(why),
+            PayloadError::Read(e) => {
+                tracing::warn!(key = %k, error = %e, "cannot compute a synthesised file");
+                unprocessable(e.to_string())
+            }
+        })?;
+        self.synth.cache.insert(k.to_owned(), bytes.clone());
+        Ok(Arc::new(MemoryFile::new(bytes, identity)))
     }
 
     fn raw_store(&self, id: &str) -> Option<&RawStore> {
         (id == self.info[0].id).then_some(&self.raw)
     }
+}
+
+/// What identifies this version of the store: the input's size, mtime and
+/// inode (for a folder, of its root metadata too).
+fn generation(path: &Path) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let stat = |p: &Path| {
+        std::fs::metadata(p).map_or_else(
+            |_| String::from("-"),
+            |m| {
+                format!(
+                    "{:x}-{:x}.{:x}-{:x}",
+                    m.len(),
+                    m.mtime(),
+                    m.mtime_nsec(),
+                    m.ino()
+                )
+            },
+        )
+    };
+    let mut tag = stat(path);
+    for marker in [".zmetadata", "zarr.json", ".zgroup"] {
+        let p = path.join(marker);
+        if p.is_file() {
+            tag.push('/');
+            tag.push_str(&stat(&p));
+        }
+    }
+    tag
+}
+
+/// The ETag base of a payload: a digest of the store version and the key.
+fn payload_tag(generation: &str, key: &str) -> String {
+    let digest = Sha256::digest(format!("{generation}\n{key}").as_bytes());
+    digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
 }
 
 /// Number of genes the expression source serves.

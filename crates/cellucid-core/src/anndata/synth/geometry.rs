@@ -1,0 +1,209 @@
+//! The derived numbers of the 0.9.4 adapter (reference-formats §1.9):
+//! embedding normalisation, centroids, outlier quantiles.
+
+/// Per-axis centre and one shared scale for an embedding.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Normalization {
+    pub(crate) center: Vec<f64>,
+    pub(crate) scale: f64,
+}
+
+/// `lo/hi` per axis, centre = midpoint, scale = 2 / widest range, so the
+/// widest axis spans exactly [-1, 1]. `None` when an axis has no spread or
+/// a value is not finite.
+pub(crate) fn normalization(values: &[f64], dim: usize) -> Option<Normalization> {
+    if dim == 0 || values.is_empty() || !values.len().is_multiple_of(dim) {
+        return None;
+    }
+    let mut lo = vec![f64::INFINITY; dim];
+    let mut hi = vec![f64::NEG_INFINITY; dim];
+    for row in values.chunks_exact(dim) {
+        for (a, &v) in row.iter().enumerate() {
+            if !v.is_finite() {
+                return None;
+            }
+            lo[a] = lo[a].min(v);
+            hi[a] = hi[a].max(v);
+        }
+    }
+    let range = lo
+        .iter()
+        .zip(&hi)
+        .map(|(l, h)| h - l)
+        .fold(0.0f64, f64::max);
+    if range <= 0.0 || !range.is_finite() {
+        return None;
+    }
+    Some(Normalization {
+        center: lo.iter().zip(&hi).map(|(l, h)| (l + h) / 2.0).collect(),
+        scale: 2.0 / range,
+    })
+}
+
+/// Applies `n` (in f64; callers round to f32 when writing).
+pub(crate) fn normalize(values: &[f64], n: &Normalization) -> Vec<f64> {
+    let dim = n.center.len();
+    values
+        .chunks_exact(dim)
+        .flat_map(|row| row.iter().zip(&n.center).map(|(v, c)| (v - c) * n.scale))
+        .collect()
+}
+
+/// numpy's default (`linear`) quantile of unsorted `values`.
+pub(crate) fn quantile(values: &[f64], q: f64) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    let virtual_index = (n - 1) as f64 * q;
+    let prev = virtual_index.floor();
+    let gamma = virtual_index - prev;
+    let i = (prev as usize).min(n - 1);
+    let j = (i + 1).min(n - 1);
+    let (a, b) = (sorted[i], sorted[j]);
+    let diff = b - a;
+    // numpy's _lerp: a + diff*t, or b - diff*(1-t) for t >= 0.5.
+    if gamma >= 0.5 {
+        b - diff * (1.0 - gamma)
+    } else {
+        a + diff * gamma
+    }
+}
+
+/// Column means of the rows in `rows`, accumulated row by row.
+fn mean_rows(values: &[f64], dim: usize, rows: &[usize]) -> Vec<f64> {
+    let mut sum = vec![0.0; dim];
+    for &r in rows {
+        for (a, s) in sum.iter_mut().enumerate() {
+            *s += values[r * dim + a];
+        }
+    }
+    sum.iter().map(|s| s / rows.len() as f64).collect()
+}
+
+fn distance(values: &[f64], dim: usize, row: usize, to: &[f64]) -> f64 {
+    to.iter()
+        .enumerate()
+        .map(|(a, c)| {
+            let d = values[row * dim + a] - c;
+            d * d
+        })
+        .sum::<f64>()
+        .sqrt()
+}
+
+/// One category's centroid.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Centroid {
+    pub(crate) code: usize,
+    pub(crate) position: Vec<f64>,
+    pub(crate) n_points: usize,
+}
+
+/// Centroids of every category with at least `min_points` cells, on
+/// normalised coordinates; with `quantile_cut`, the farthest points beyond
+/// that distance quantile are dropped first (if enough remain).
+pub(crate) fn centroids(
+    coords: &[f64],
+    dim: usize,
+    codes: &[i64],
+    n_categories: usize,
+    min_points: usize,
+    quantile_cut: f64,
+) -> Vec<Centroid> {
+    let members = group_rows(codes, n_categories);
+    let mut out = Vec::new();
+    for (code, rows) in members.iter().enumerate() {
+        let n = rows.len();
+        if n == 0 || n < min_points {
+            continue;
+        }
+        let mean = mean_rows(coords, dim, rows);
+        let mut result = Centroid {
+            code,
+            position: mean.clone(),
+            n_points: n,
+        };
+        if n > min_points {
+            let d: Vec<f64> = rows
+                .iter()
+                .map(|&r| distance(coords, dim, r, &mean))
+                .collect();
+            let cut = quantile(&d, quantile_cut);
+            let kept: Vec<usize> = rows
+                .iter()
+                .zip(&d)
+                .filter(|(_, &dist)| dist <= cut)
+                .map(|(&r, _)| r)
+                .collect();
+            if kept.len() >= min_points {
+                result.position = mean_rows(coords, dim, &kept);
+                result.n_points = kept.len();
+            }
+        }
+        out.push(result);
+    }
+    out
+}
+
+/// Outlier quantile of every cell inside its category in the latent space:
+/// (cells of its category at that distance or closer) / n; NaN for missing
+/// codes and categories under `min_points`.
+pub(crate) fn outlier_quantiles(
+    latent: &[f64],
+    dim: usize,
+    codes: &[i64],
+    n_categories: usize,
+    min_points: usize,
+) -> Vec<f32> {
+    let mut out = vec![f32::NAN; codes.len()];
+    for rows in group_rows(codes, n_categories) {
+        let n = rows.len();
+        if n == 0 || n < min_points {
+            continue;
+        }
+        let centre = mean_rows(latent, dim, &rows);
+        let d: Vec<f64> = rows
+            .iter()
+            .map(|&r| distance(latent, dim, r, &centre))
+            .collect();
+        let mut sorted = d.clone();
+        sorted.sort_by(f64::total_cmp);
+        for (&r, &dist) in rows.iter().zip(&d) {
+            let rank = sorted.partition_point(|&x| x <= dist);
+            out[r] = (rank as f64 / n as f64) as f32;
+        }
+    }
+    out
+}
+
+fn group_rows(codes: &[i64], n_categories: usize) -> Vec<Vec<usize>> {
+    let mut members = vec![Vec::new(); n_categories];
+    for (row, &c) in codes.iter().enumerate() {
+        if let Some(list) = usize::try_from(c).ok().and_then(|c| members.get_mut(c)) {
+            list.push(row);
+        }
+    }
+    members
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantile_matches_numpy_linear() {
+        // numpy.quantile([1, 2, 3, 4], 0.95) == 3.8499999999999996
+        assert_eq!(quantile(&[4.0, 1.0, 3.0, 2.0], 0.95), 3.8499999999999996);
+        assert_eq!(quantile(&[1.0, 2.0], 0.25), 1.25);
+    }
+
+    #[test]
+    fn normalization_keeps_aspect_ratio() {
+        let n = normalization(&[0.0, 0.0, 4.0, 2.0], 2).unwrap();
+        assert_eq!(normalize(&[0.0, 0.0, 4.0, 2.0], &n), [-1.0, -0.5, 1.0, 0.5]);
+        assert!(normalization(&[1.0, 1.0], 1).is_none());
+    }
+}
