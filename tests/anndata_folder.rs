@@ -250,3 +250,77 @@ fn a_column_the_format_cannot_carry_is_a_422_for_that_file_only() {
     assert_eq!(get(&server.url("/var/0.values.f32")).status, 200);
     assert_eq!(get(&server.url("/embeddings/0_3d.bin")).status, 200);
 }
+
+#[test]
+fn synthesised_binaries_are_gzip_encoded_when_accepted_like_094() {
+    let path = fixture("anndata/pbmc68k_reduced.h5ad");
+    let server = Server::start(&["--no-web-ui", path.to_str().unwrap()]);
+    let plain = get(&server.url("/embeddings/0_2d.bin"));
+    assert_eq!(plain.status, 200);
+    assert_eq!(plain.body.len(), 5600);
+    assert!(plain.header("content-encoding").is_none());
+    assert!(plain
+        .headers_named("vary")
+        .iter()
+        .any(|v| v.contains("Accept-Encoding")));
+    // Raw socket: the test client would otherwise inflate transparently.
+    let gz = raw_get_method(
+        server_addr(&server),
+        "GET",
+        "/embeddings/0_2d.bin",
+        &["Accept-Encoding: gzip, deflate"],
+    );
+    assert_eq!(gz.status, 200);
+    assert_eq!(gz.header("content-encoding"), Some("gzip"));
+    assert_eq!(gz.body[..3], [0x1f, 0x8b, 0x08]);
+    let mut inflated = Vec::new();
+    std::io::Read::read_to_end(
+        &mut flate2::read::GzDecoder::new(&gz.body[..]),
+        &mut inflated,
+    )
+    .unwrap();
+    assert_eq!(inflated, plain.body);
+    assert_ne!(
+        gz.header("etag"),
+        plain.header("etag"),
+        "the encoded variant has its own tag"
+    );
+    let etag = gz.header("etag").unwrap().to_owned();
+    let again = raw_get_method(
+        server_addr(&server),
+        "GET",
+        "/embeddings/0_2d.bin",
+        &["Accept-Encoding: gzip", &format!("If-None-Match: {etag}")],
+    );
+    assert_eq!(again.status, 304);
+    // HEAD: the uncompressed length, no encoding. JSON: never encoded.
+    let head = raw_get_method(
+        server_addr(&server),
+        "HEAD",
+        "/obs/1.values.f32",
+        &["Accept-Encoding: gzip"],
+    );
+    assert_eq!(head.header("content-length"), Some("2800"));
+    assert!(head.header("content-encoding").is_none());
+    let json = raw_get_method(
+        server_addr(&server),
+        "GET",
+        "/obs_manifest.json",
+        &["Accept-Encoding: gzip"],
+    );
+    assert!(json.header("content-encoding").is_none());
+}
+
+fn server_addr(server: &Server) -> std::net::SocketAddr {
+    server.host().parse().unwrap()
+}
+
+fn raw_get_method(addr: std::net::SocketAddr, method: &str, path: &str, lines: &[&str]) -> Reply {
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for l in lines {
+        req.push_str(l);
+        req.push_str("\r\n");
+    }
+    req.push_str("\r\n");
+    raw(addr, req.as_bytes())
+}

@@ -32,6 +32,7 @@ mod body;
 mod conn;
 mod documents;
 mod error;
+mod gzip;
 mod mount;
 pub mod origin;
 mod path;

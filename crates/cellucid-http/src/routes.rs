@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use cellucid_core::{FileIdentity, MemoryFile, RelativeKey, SourceFile};
+use cellucid_core::{FileIdentity, MemoryFile, RelativeKey, SourceFile, SourceFormat};
 use http::{Method, Request, Response};
 use sha2::{Digest, Sha256};
 
@@ -159,13 +159,42 @@ async fn dataset_file<B>(
     let source = Arc::clone(&mount.source);
     let id = mount.info.id.clone();
     let content_type = content_type_for(key.as_str());
+    // AnnData sources synthesise their files: those may be gzip-encoded.
+    let synthesised = source.format() != SourceFormat::Export;
+    let gzip = synthesised && crate::gzip::applies(req.method(), req.headers(), key.as_str());
+    let binary = synthesised && !key.as_str().ends_with(".json");
     let file = blocking(move || source.open(&id, &key)).await?;
-    Ok(response::file(
-        req.method(),
-        req.headers(),
-        file.as_ref(),
-        content_type,
-    )?)
+    if gzip {
+        let tag = crate::gzip::encoded_etag(&file.identity().etag());
+        let matches = req
+            .headers()
+            .get(http::header::IF_NONE_MATCH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                v.split(',')
+                    .any(|t| t.trim().trim_start_matches("W/") == tag)
+            });
+        if matches {
+            let mut response = Response::new(Body::empty());
+            *response.status_mut() = http::StatusCode::NOT_MODIFIED;
+            if let Ok(value) = http::HeaderValue::from_str(&tag) {
+                response.headers_mut().insert(http::header::ETAG, value);
+            }
+            return Ok(response);
+        }
+    }
+    let mut response = response::file(req.method(), req.headers(), file.as_ref(), content_type)?;
+    if gzip {
+        let bytes = file.read_range(0..file.len())?;
+        response = crate::gzip::encode(response, &bytes);
+    }
+    if binary && req.method() == Method::GET {
+        response.headers_mut().insert(
+            http::header::VARY,
+            http::HeaderValue::from_static("Accept-Encoding"),
+        );
+    }
+    Ok(response)
 }
 
 /// Runs filesystem work off the async workers.
