@@ -324,3 +324,50 @@ fn raw_get_method(addr: std::net::SocketAddr, method: &str, path: &str, lines: &
     req.push_str("\r\n");
     raw(addr, req.as_bytes())
 }
+
+#[test]
+fn csr_gene_index_is_built_once_in_the_background_and_reused() {
+    let cache = tempfile::tempdir().unwrap();
+    let csr = fixture("anndata/pbmc68k_reduced.csr.h5ad");
+    let csc = fixture("anndata/pbmc68k_reduced.csc.h5ad");
+    let reference = Server::start(&["--no-web-ui", csc.to_str().unwrap()]);
+    let want: Vec<Vec<u8>> = [0, 7, 764]
+        .iter()
+        .map(|g| get(&reference.url(&format!("/var/{g}.values.f32"))).body)
+        .collect();
+    drop(reference);
+    for round in ["built", "reused"] {
+        let server = Server::start(&[
+            "--no-web-ui",
+            csr.to_str().unwrap(),
+            "--cache-dir",
+            cache.path().to_str().unwrap(),
+        ]);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let wanted = if round == "built" {
+            "CSR gene index ready"
+        } else {
+            "CSR gene index reused"
+        };
+        while !server.stderr().iter().any(|l| l.contains(wanted)) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{round}: {:?}",
+                server.stderr()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        for (i, g) in [0, 7, 764].iter().enumerate() {
+            assert_eq!(
+                get(&server.url(&format!("/var/{g}.values.f32"))).body,
+                want[i],
+                "{round}: gene {g}"
+            );
+        }
+        let files: Vec<_> = std::fs::read_dir(cache.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(files.len(), 1, "{files:?}");
+    }
+}

@@ -439,3 +439,49 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
         }
     }
 }
+
+#[test]
+fn csr_column_index_equals_the_scan_and_is_reused() {
+    use cellucid_core::anndata::csr_index::{index_path, CsrIndex};
+    let dir = tempfile::tempdir().unwrap();
+    for rel in [
+        "anndata/pbmc68k_reduced.csr.h5ad",
+        "anndata/tiny.zarr",
+        "anndata/tiny.v3.zarr",
+    ] {
+        let ad = open(rel);
+        let x = ad.x().unwrap();
+        let index = CsrIndex::load_or_build(ad.backend(), x, dir.path(), rel).unwrap();
+        for g in (0..x.shape[1]).step_by(37).chain([x.shape[1] - 1]) {
+            assert_eq!(
+                index.column(g).unwrap(),
+                x.column(ad.backend(), g).unwrap(),
+                "{rel}: column {g}"
+            );
+        }
+        assert!(index.column(x.shape[1]).is_none());
+        let path = index_path(dir.path(), rel, x);
+        let written = std::fs::metadata(&path).unwrap().modified().unwrap();
+        let again = CsrIndex::load_or_build(ad.backend(), x, dir.path(), rel).unwrap();
+        assert_eq!(again.path(), path);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().modified().unwrap(),
+            written,
+            "reused, not rebuilt"
+        );
+        // A different store version gets its own index.
+        assert_ne!(index_path(dir.path(), &format!("{rel}-changed"), x), path);
+    }
+    // A truncated index file is ignored and rebuilt.
+    let ad = open("anndata/tiny.zarr");
+    let x = ad.x().unwrap();
+    let path = index_path(dir.path(), "anndata/tiny.zarr", x);
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() - 4]).unwrap();
+    let rebuilt =
+        CsrIndex::load_or_build(ad.backend(), x, dir.path(), "anndata/tiny.zarr").unwrap();
+    assert_eq!(
+        rebuilt.column(0).unwrap(),
+        x.column(ad.backend(), 0).unwrap()
+    );
+}

@@ -7,6 +7,7 @@
 //! dataframes, the matrices, the synthesised viewer files) is written once.
 
 mod backend;
+pub mod csr_index;
 mod error;
 mod frame;
 mod hdf5;

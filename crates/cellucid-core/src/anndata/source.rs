@@ -8,10 +8,12 @@ use bytes::Bytes;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use super::csr_index::{default_cache_dir, CsrIndex};
 use super::lru::ByteLru;
 use super::options::AnnDataOptions;
 use super::raw::RawStore;
 use super::synth::{self, PayloadError, Plan};
+use super::MatrixLayout;
 use super::{AnnData, AnnDataError};
 use crate::error::SourceError;
 use crate::file::{FileIdentity, MemoryFile, SourceFile};
@@ -30,6 +32,8 @@ struct Synth {
     plan: OnceLock<Result<Plan, String>>,
     cache: ByteLru<String>,
     generation: String,
+    /// The CSR gene index, once built or loaded (`None` inside: failed).
+    csr: OnceLock<Option<CsrIndex>>,
 }
 
 impl Synth {
@@ -96,6 +100,7 @@ impl AnnDataSource {
             plan: OnceLock::new(),
             cache: ByteLru::new(PAYLOAD_CACHE_BYTES),
             generation: generation(path),
+            csr: OnceLock::new(),
         });
         let info = DatasetInfo {
             id,
@@ -127,12 +132,23 @@ impl AnnDataSource {
             .spawn(move || {
                 let started = std::time::Instant::now();
                 match synth.plan(&id, &name) {
-                    Ok(plan) => tracing::info!(
-                        dataset = %id,
-                        elapsed_ms = started.elapsed().as_millis() as u64,
-                        "folder-viewer files ready: {}",
-                        plan.notes().join("; ")
-                    ),
+                    Ok(plan) => {
+                        tracing::info!(
+                            dataset = %id,
+                            elapsed_ms = started.elapsed().as_millis() as u64,
+                            "folder-viewer files ready: {}",
+                            plan.notes().join("; ")
+                        );
+                        if let Some(m) = plan.expression().filter(|m| m.layout == MatrixLayout::Csr) {
+                            let dir = synth.options.cache_dir.clone().unwrap_or_else(default_cache_dir);
+                            let index = CsrIndex::load_or_build(synth.adata.backend(), m, &dir, &synth.generation)
+                                .map_err(|err| {
+                                    tracing::warn!(dataset = %id, error = %err, "no CSR gene index: each gene scans the matrix");
+                                })
+                                .ok();
+                            let _ = synth.csr.set(index);
+                        }
+                    }
                     Err(err) => {
                         tracing::warn!(dataset = %id, "folder-viewer files unavailable: {err}");
                     }
