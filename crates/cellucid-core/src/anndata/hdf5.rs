@@ -134,6 +134,16 @@ impl Backend for Hdf5Backend {
                 .read_strings()
                 .map(Values::Str)
                 .map_err(|err| AnnDataError::read(path, err)),
+            // Plain floats decode straight into their vector, without a
+            // second copy of the bytes (large obsm matrices).
+            Datatype::FloatingPoint { size: 4, .. } => ds
+                .read_array::<f32>()
+                .map(|a| Values::F32(a.into_raw_vec_and_offset().0))
+                .map_err(|err| AnnDataError::read(path, err)),
+            Datatype::FloatingPoint { size: 8, .. } => ds
+                .read_array::<f64>()
+                .map(|a| Values::F64(a.into_raw_vec_and_offset().0))
+                .map_err(|err| AnnDataError::read(path, err)),
             dtype => {
                 let raw = ds
                     .read_raw_bytes()

@@ -308,6 +308,41 @@ impl AnnData {
         self.obs.read_column(self.backend(), name)
     }
 
+    /// Reads `obsm[key]` as stored (row-major) with its width.
+    ///
+    /// # Errors
+    /// When the key is missing or not a numeric matrix.
+    pub fn obsm_values(&self, key: &str) -> Result<(Values, usize)> {
+        let entry = self
+            .obsm
+            .iter()
+            .find(|e| e.key == key)
+            .ok_or_else(|| AnnDataError::missing(&join("obsm", key)))?;
+        let values = if self.legacy_obsm {
+            self.backend
+                .read_compound("obsm")?
+                .into_iter()
+                .find(|f| f.name == key)
+                .map(|f| f.values)
+                .ok_or_else(|| AnnDataError::missing(&join("obsm", key)))?
+        } else {
+            self.backend.read(&join("obsm", key))?
+        };
+        if !values.is_numeric() || values.len() as u64 != self.n_obs * entry.width {
+            return Err(AnnDataError::invalid(
+                &join("obsm", key),
+                format!(
+                    "holds {} {} values; {} cells × {} numeric columns expected",
+                    values.len(),
+                    values.type_name(),
+                    self.n_obs,
+                    entry.width
+                ),
+            ));
+        }
+        Ok((values, entry.width as usize))
+    }
+
     /// Reads `obsm[key]` as row-major `f64` values with its width.
     ///
     /// # Errors

@@ -73,21 +73,21 @@ pub(crate) fn quantile(values: &[f64], q: f64) -> f64 {
 }
 
 /// Column means of the rows in `rows`, accumulated row by row.
-fn mean_rows(values: &[f64], dim: usize, rows: &[usize]) -> Vec<f64> {
+fn mean_rows<T: Copy + Into<f64>>(values: &[T], dim: usize, rows: &[usize]) -> Vec<f64> {
     let mut sum = vec![0.0; dim];
     for &r in rows {
         for (a, s) in sum.iter_mut().enumerate() {
-            *s += values[r * dim + a];
+            *s += values[r * dim + a].into();
         }
     }
     sum.iter().map(|s| s / rows.len() as f64).collect()
 }
 
-fn distance(values: &[f64], dim: usize, row: usize, to: &[f64]) -> f64 {
+fn distance<T: Copy + Into<f64>>(values: &[T], dim: usize, row: usize, to: &[f64]) -> f64 {
     to.iter()
         .enumerate()
         .map(|(a, c)| {
-            let d = values[row * dim + a] - c;
+            let d = values[row * dim + a].into() - c;
             d * d
         })
         .sum::<f64>()
@@ -151,8 +151,8 @@ pub(crate) fn centroids(
 /// Outlier quantile of every cell inside its category in the latent space:
 /// (cells of its category at that distance or closer) / n; NaN for missing
 /// codes and categories under `min_points`.
-pub(crate) fn outlier_quantiles(
-    latent: &[f64],
+pub(crate) fn outlier_quantiles<T: Copy + Into<f64>>(
+    latent: &[T],
     dim: usize,
     codes: &[i64],
     n_categories: usize,

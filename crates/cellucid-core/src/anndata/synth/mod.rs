@@ -518,9 +518,10 @@ impl Plan {
                 else {
                     return Err(PayloadError::NotFound);
                 };
-                let (values, width) = adata.obsm_matrix(latent)?;
-                // The 0.9.4 adapter converts the latent matrix to float32 first.
-                let values: Vec<f64> = values.iter().map(|&v| f64::from(v as f32)).collect();
+                // The 0.9.4 adapter converts the latent matrix to float32
+                // first; keeping it float32 also halves the memory it takes.
+                let (values, width) = adata.obsm_values(latent)?;
+                let values = values.into_f32().ok_or(PayloadError::NotFound)?;
                 f32_bytes(
                     geometry::outlier_quantiles(
                         &values,
