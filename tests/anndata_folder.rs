@@ -357,17 +357,34 @@ fn csr_gene_index_is_built_once_in_the_background_and_reused() {
             );
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
-        for (i, g) in [0, 7, 764].iter().enumerate() {
-            assert_eq!(
-                get(&server.url(&format!("/var/{g}.values.f32"))).body,
-                want[i],
-                "{round}: gene {g}"
-            );
-        }
         let files: Vec<_> = std::fs::read_dir(cache.path())
             .unwrap()
-            .map(|e| e.unwrap().file_name())
+            .map(|e| e.unwrap().path())
             .collect();
         assert_eq!(files.len(), 1, "{files:?}");
+        if round == "built" {
+            for (i, g) in [0, 7, 764].iter().enumerate() {
+                let body = get(&server.url(&format!("/var/{g}.values.f32"))).body;
+                assert_eq!(body, want[i], "{round}: gene {g}");
+            }
+            // Mark the index's last stored value (gene 764): the next start
+            // must serve genes from this file, not from a scan of X.
+            drop(server);
+            let mut bytes = std::fs::read(&files[0]).unwrap();
+            let n = bytes.len();
+            bytes[n - 4..].copy_from_slice(&12345.0f32.to_le_bytes());
+            std::fs::write(&files[0], bytes).unwrap();
+        } else {
+            let body = get(&server.url("/var/764.values.f32")).body;
+            let values: Vec<f32> = body
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                .collect();
+            assert!(
+                values.contains(&12345.0),
+                "gene 764 was not read from the persisted index"
+            );
+            assert_eq!(get(&server.url("/var/7.values.f32")).body, want[1]);
+        }
     }
 }

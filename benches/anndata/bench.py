@@ -39,13 +39,15 @@ def free_port():
 
 def start(kind, file, port, args, cache_dir=None):
     if kind == "rust":
-        cmd = [args.rust, "serve", file, "--port", str(port), "--no-browser", "--no-web-ui"]
+        cmd = [args.rust, "serve", file, "--port", str(port), "--no-browser", "--no-web-ui",
+               "--dataset-id", "bench", "--dataset-name", "bench", "--latent-key", "X_pca"]
         if cache_dir:
             cmd += ["--cache-dir", cache_dir]
         env = dict(os.environ)
     else:
         cmd = [PY, "-c", "import sys; from cellucid.cli import main; sys.exit(main())", "serve", file,
-               "--port", str(port), "--no-browser", "--no-web-ui"]
+               "--port", str(port), "--no-browser", "--no-web-ui", "--dataset-id", "bench",
+               "--dataset-name", "bench", "--latent-key", "X_pca"]
         env = dict(os.environ, PYTHONPATH=args.py094)
     log = tempfile.NamedTemporaryFile("w+", delete=False, suffix=".log")
     t0 = time.perf_counter()
@@ -53,11 +55,12 @@ def start(kind, file, port, args, cache_dir=None):
     return proc, t0, log.name
 
 
-def wait_health(port, proc, t0, timeout=600):
+def wait_health(port, proc, t0, timeout=600, log=None):
     url = f"http://127.0.0.1:{port}/_cellucid/health"
     while time.perf_counter() - t0 < timeout:
         if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}")
+            text = open(log).read()[-3000:] if log else ""
+            raise RuntimeError(f"server exited with {proc.returncode}: {text}")
         try:
             with urllib.request.urlopen(url, timeout=5) as r:
                 if r.status == 200:
@@ -120,7 +123,7 @@ def cmd_gene(args):
         cache = tempfile.mkdtemp(prefix="cellucid-bench-cache-")
         proc, t0, log = start(kind, args.file, port, args, cache)
         try:
-            wait_health(port, proc, t0)
+            wait_health(port, proc, t0, log=log)
             fetch(port, "dataset_identity.json")  # manifests ready
             manifest = json.loads(fetch(port, "var_manifest.json")[1])
             n_genes = len(manifest["fields"])
@@ -153,9 +156,9 @@ def cmd_launch(args):
         for _ in range(args.repeat):
             port = free_port()
             cache = tempfile.mkdtemp(prefix="cellucid-bench-cache-")
-            proc, t0, _ = start(kind, args.file, port, args, cache)
+            proc, t0, log = start(kind, args.file, port, args, cache)
             try:
-                times.append(wait_health(port, proc, t0))
+                times.append(wait_health(port, proc, t0, log=log))
             finally:
                 stop(proc)
                 shutil.rmtree(cache, ignore_errors=True)
@@ -173,7 +176,7 @@ def cmd_rss(args):
         sampler = threading.Thread(target=rss_sampler, args=(proc.pid, stop_event, stats))
         sampler.start()
         try:
-            wait_health(port, proc, t0)
+            wait_health(port, proc, t0, log=log)
             ident = json.loads(fetch(port, "dataset_identity.json")[1])
             obs = json.loads(fetch(port, "obs_manifest.json")[1])
             if kind == "rust" and args.csr:

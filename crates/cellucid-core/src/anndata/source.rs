@@ -235,10 +235,19 @@ impl DatasetSource for AnnDataSource {
             plan.expression()
                 .ok_or(PayloadError::NotFound)
                 .and_then(|matrix| {
-                    matrix
-                        .column(self.adata.backend(), g)
-                        .map_err(PayloadError::from)
-                        .and_then(|col| plan.gene_bytes(g, col))
+                    // CSR: one range of the persisted column index once it
+                    // exists; until then (or if it failed) a block scan.
+                    let indexed = match (matrix.layout, self.synth.csr.get()) {
+                        (MatrixLayout::Csr, Some(Some(index))) => index.column(g),
+                        _ => None,
+                    };
+                    match indexed {
+                        Some(col) => Ok(col),
+                        None => matrix
+                            .column(self.adata.backend(), g)
+                            .map_err(PayloadError::from),
+                    }
+                    .and_then(|col| plan.gene_bytes(g, col))
                 })
         } else if plan.has_payload(k) {
             plan.payload(&self.adata, k)
