@@ -485,3 +485,26 @@ fn csr_column_index_equals_the_scan_and_is_reused() {
         x.column(ad.backend(), 0).unwrap()
     );
 }
+
+#[test]
+fn lzf_compressed_h5ad_decodes() {
+    let data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/data");
+    let ad = AnnData::open(&data.join("tiny.lzf.h5ad")).unwrap();
+    assert_eq!((ad.n_obs(), ad.n_vars()), (300, 40));
+    // numpy .npy v1: magic, version, u16 header length, header, raw <f4.
+    let npy = std::fs::read(data.join("tiny.lzf.X.npy")).unwrap();
+    let header = u16::from_le_bytes([npy[8], npy[9]]) as usize;
+    let x: Vec<f32> = npy[10 + header..]
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    assert_eq!(x.len(), 300 * 40);
+    let m = ad.x().unwrap();
+    for g in [0u64, 13, 39] {
+        let want: Vec<f32> = (0..300).map(|r| x[r * 40 + g as usize]).collect();
+        assert_eq!(m.column(ad.backend(), g).unwrap(), want, "gene {g}");
+    }
+    let (c, cats, _) = codes(ad.obs_column("kind").unwrap());
+    assert_eq!((c.len(), cats.len()), (300, 4));
+    assert_eq!(ad.obsm_matrix("X_umap").unwrap().1, 2);
+}

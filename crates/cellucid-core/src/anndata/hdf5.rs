@@ -19,6 +19,66 @@ use super::error::{AnnDataError, Result};
 /// columns, small enough to keep resident memory flat.
 const CHUNK_CACHE_BYTES: usize = 16 * 1024 * 1024;
 
+/// The HDF5 filter id h5py registers for LZF.
+const LZF_FILTER_ID: u16 = 32000;
+/// The most an LZF chunk may inflate to when h5py did not record its size.
+const LZF_MAX_CHUNK: usize = 256 * 1024 * 1024;
+
+/// h5py's LZF filter (`compression="lzf"`), which `hdf5-reader` does not
+/// ship: client data `[version, lzf version, chunk bytes]`.
+fn lzf_filter(
+    filter: &hdf5_reader::messages::filter_pipeline::FilterDescription,
+    data: &[u8],
+    _element_size: usize,
+) -> hdf5_reader::error::Result<Vec<u8>> {
+    let expected = filter
+        .client_data
+        .get(2)
+        .map(|&n| n as usize)
+        .filter(|&n| n > 0);
+    lzf_decompress(data, expected.unwrap_or(LZF_MAX_CHUNK))
+        .ok_or_else(|| hdf5_reader::error::Error::InvalidData("corrupt LZF chunk".into()))
+}
+
+/// Decompresses one LZF block (liblzf's format), refusing to produce more
+/// than `max` bytes or to reference bytes before the start.
+fn lzf_decompress(input: &[u8], max: usize) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(max.min(input.len().saturating_mul(4)));
+    let mut i = 0;
+    while i < input.len() {
+        let ctrl = usize::from(input[i]);
+        i += 1;
+        if ctrl < 32 {
+            let len = ctrl + 1;
+            let lit = input.get(i..i + len)?;
+            if out.len() + len > max {
+                return None;
+            }
+            out.extend_from_slice(lit);
+            i += len;
+        } else {
+            let mut len = ctrl >> 5;
+            if len == 7 {
+                len += usize::from(*input.get(i)?);
+                i += 1;
+            }
+            let back = ((ctrl & 0x1f) << 8) + usize::from(*input.get(i)?) + 1;
+            i += 1;
+            len += 2;
+            let start = out.len().checked_sub(back)?;
+            if out.len() + len > max {
+                return None;
+            }
+            // Byte by byte: the reference may overlap what it produces.
+            for k in 0..len {
+                let b = out[start + k];
+                out.push(b);
+            }
+        }
+    }
+    Some(out)
+}
+
 /// An `.h5ad` file opened read-only.
 pub(super) struct Hdf5Backend {
     file: Hdf5File,
@@ -36,7 +96,11 @@ impl Hdf5Backend {
     /// # Errors
     /// [`AnnDataError::Open`] when the file is not readable HDF5.
     pub(super) fn open(path: &Path) -> Result<Self> {
-        let options = OpenOptions::default().with_chunk_cache_bytes(CHUNK_CACHE_BYTES);
+        let mut filters = hdf5_reader::FilterRegistry::new();
+        filters.register(LZF_FILTER_ID, Box::new(lzf_filter));
+        let options = OpenOptions::default()
+            .with_chunk_cache_bytes(CHUNK_CACHE_BYTES)
+            .with_filter_registry(filters);
         let file =
             Hdf5File::open_with_options(path, options).map_err(|err| AnnDataError::Open {
                 path: path.to_owned(),
@@ -446,5 +510,27 @@ fn attribute_json(attr: &hdf5_reader::Attribute) -> Option<Value> {
             };
             pack(items)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lzf_literals_and_back_references() {
+        // "abcabcabc": literal "abc" (ctrl 2), then a back reference of
+        // length 6 at distance 3 (ctrl = (6-2)<<5 | 0, offset byte 2).
+        let block = [2, b'a', b'b', b'c', 4 << 5, 2];
+        assert_eq!(lzf_decompress(&block, 100).unwrap(), b"abcabcabc");
+        assert!(lzf_decompress(&block, 5).is_none(), "over the limit");
+        assert!(
+            lzf_decompress(&[4 << 5, 9], 100).is_none(),
+            "reference before the start"
+        );
+        assert!(
+            lzf_decompress(&[5, b'a'], 100).is_none(),
+            "truncated literal"
+        );
     }
 }
