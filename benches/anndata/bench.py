@@ -101,12 +101,15 @@ def stop(proc):
 
 def rss_sampler(pid, stop_event, out):
     peak_anon = 0
+    trace = out.setdefault("trace", [])
     while not stop_event.is_set():
         try:
             with open(f"/proc/{pid}/status") as f:
                 for line in f:
                     if line.startswith("RssAnon:"):
-                        peak_anon = max(peak_anon, int(line.split()[1]))
+                        kb = int(line.split()[1])
+                        peak_anon = max(peak_anon, kb)
+                        trace.append((time.perf_counter(), kb))
                     elif line.startswith("VmHWM:"):
                         out["VmHWM_kB"] = int(line.split()[1])
         except FileNotFoundError:
@@ -115,10 +118,18 @@ def rss_sampler(pid, stop_event, out):
     out["peak_RssAnon_kB"] = peak_anon
 
 
+def warm_page_cache(path):
+    """Reads the file once so neither server pays for cold disk reads."""
+    with open(path, "rb") as f:
+        while f.read(1 << 24):
+            pass
+
+
 def cmd_gene(args):
     results = {}
     rng = random.Random(7)
     for kind in args.servers:
+        warm_page_cache(args.file)
         port = free_port()
         cache = tempfile.mkdtemp(prefix="cellucid-bench-cache-")
         proc, t0, log = start(kind, args.file, port, args, cache)
@@ -175,12 +186,15 @@ def cmd_rss(args):
         stop_event = threading.Event()
         sampler = threading.Thread(target=rss_sampler, args=(proc.pid, stop_event, stats))
         sampler.start()
+        phases = [("start", time.perf_counter())]
         try:
             wait_health(port, proc, t0, log=log)
             ident = json.loads(fetch(port, "dataset_identity.json")[1])
             obs = json.loads(fetch(port, "obs_manifest.json")[1])
+            phases.append(("manifests ready", time.perf_counter()))
             if kind == "rust" and args.csr:
                 wait_log(log, "CSR gene index ready", proc)
+                phases.append(("CSR index ready", time.perf_counter()))
             for item in ident["embeddings"]["items"].values():
                 fetch(port, item["file"])
             for f in obs["_continuousFields"]:
@@ -190,15 +204,21 @@ def cmd_rss(args):
                 fetch(port, f"obs/{f[0]}.codes.{ext}")
                 if obs["_obsSchemas"]["categorical"]["outlierPathPattern"]:
                     fetch(port, f"obs/{f[0]}.outliers.f32")
+            phases.append(("obs + embeddings served", time.perf_counter()))
             rng = random.Random(11)
             for g in rng.sample(range(ident["stats"]["n_genes"]), args.genes):
                 fetch(port, f"var/{g}.values.f32")
+            phases.append((f"{args.genes} genes served", time.perf_counter()))
         finally:
             stop_event.set()
             sampler.join()
             stop(proc)
             shutil.rmtree(cache, ignore_errors=True)
-        print(kind, json.dumps({k: v for k, v in stats.items()}), flush=True)
+        trace = stats.pop("trace", [])
+        by_phase = {}
+        for (name, begin), (_, end) in zip(phases, phases[1:]):
+            by_phase[name + " -> next"] = max((kb for t, kb in trace if begin <= t <= end), default=0)
+        print(kind, json.dumps({**stats, "peak_RssAnon_kB_by_phase": by_phase}), flush=True)
 
 
 def main():

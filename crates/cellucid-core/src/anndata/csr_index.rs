@@ -28,7 +28,7 @@ use crate::file::map_path;
 const MAGIC: &[u8; 8] = b"CLCSRIX1";
 const HEADER: usize = 32;
 /// Stored values decoded per block while building.
-const BLOCK: u64 = 1 << 22;
+const BLOCK: u64 = 1 << 20;
 
 /// A built (or loaded) column index.
 #[derive(Debug)]

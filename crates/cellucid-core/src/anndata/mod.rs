@@ -343,6 +343,25 @@ impl AnnData {
         Ok((values, entry.width as usize))
     }
 
+    /// Reads rows `rows` of `obsm[key]` (row-major, as stored).
+    ///
+    /// # Errors
+    /// When the key is missing or the rows cannot be read.
+    pub fn obsm_rows(&self, key: &str, rows: std::ops::Range<u64>) -> Result<Values> {
+        if self.legacy_obsm {
+            // Legacy compound obsm: small files; slice the decoded field.
+            let (values, width) = self.obsm_values(key)?;
+            let (a, b) = (rows.start as usize * width, rows.end as usize * width);
+            return Ok(match values {
+                Values::F32(v) => Values::F32(v.get(a..b).unwrap_or_default().to_vec()),
+                Values::F64(v) => Values::F64(v.get(a..b).unwrap_or_default().to_vec()),
+                Values::Int(v) => Values::Int(v.get(a..b).unwrap_or_default().to_vec()),
+                other => other,
+            });
+        }
+        self.backend.read_rows(&join("obsm", key), rows)
+    }
+
     /// Reads `obsm[key]` as row-major `f64` values with its width.
     ///
     /// # Errors

@@ -148,10 +148,12 @@ pub(crate) fn centroids(
     out
 }
 
-/// Outlier quantile of every cell inside its category in the latent space:
+/// Outlier quantile of every cell inside its category in the latent space
+/// (the whole-matrix reference for [`outlier_quantiles_blocked`]):
 /// (cells of its category at that distance or closer) / n; NaN for missing
 /// codes and categories under `min_points`.
-pub(crate) fn outlier_quantiles<T: Copy + Into<f64>>(
+#[cfg(test)]
+fn outlier_quantiles<T: Copy + Into<f64>>(
     latent: &[T],
     dim: usize,
     codes: &[i64],
@@ -179,6 +181,80 @@ pub(crate) fn outlier_quantiles<T: Copy + Into<f64>>(
     out
 }
 
+/// Rows of the latent space read per block by [`outlier_quantiles_blocked`].
+const LATENT_BLOCK: usize = 1 << 16;
+
+/// [`outlier_quantiles`] reading the latent space in row blocks through
+/// `read` (two passes: category sums, then distances), so only one block
+/// and one distance per cell are in memory. Same arithmetic, same order.
+pub(crate) fn outlier_quantiles_blocked<E>(
+    n: usize,
+    dim: usize,
+    codes: &[i64],
+    n_categories: usize,
+    min_points: usize,
+    read: &mut dyn FnMut(std::ops::Range<usize>) -> Result<Vec<f32>, E>,
+) -> Result<Vec<f32>, E> {
+    let cat = |row: usize| {
+        usize::try_from(codes[row])
+            .ok()
+            .filter(|&c| c < n_categories)
+    };
+    let mut counts = vec![0usize; n_categories];
+    for row in 0..n {
+        if let Some(c) = cat(row) {
+            counts[c] += 1;
+        }
+    }
+    let eligible = |c: usize| counts[c] > 0 && counts[c] >= min_points;
+    let mut sums = vec![0.0f64; n_categories * dim];
+    for start in (0..n).step_by(LATENT_BLOCK) {
+        let end = (start + LATENT_BLOCK).min(n);
+        let block = read(start..end)?;
+        for row in start..end {
+            if let Some(c) = cat(row).filter(|&c| eligible(c)) {
+                for a in 0..dim {
+                    sums[c * dim + a] += f64::from(block[(row - start) * dim + a]);
+                }
+            }
+        }
+    }
+    let centres: Vec<f64> = sums
+        .iter()
+        .enumerate()
+        .map(|(i, s)| s / counts[i / dim.max(1)].max(1) as f64)
+        .collect();
+    let mut dist = vec![f64::NAN; n];
+    for start in (0..n).step_by(LATENT_BLOCK) {
+        let end = (start + LATENT_BLOCK).min(n);
+        let block = read(start..end)?;
+        for row in start..end {
+            if let Some(c) = cat(row).filter(|&c| eligible(c)) {
+                dist[row] = (0..dim)
+                    .map(|a| {
+                        let d = f64::from(block[(row - start) * dim + a]) - centres[c * dim + a];
+                        d * d
+                    })
+                    .sum::<f64>()
+                    .sqrt();
+            }
+        }
+    }
+    let mut out = vec![f32::NAN; n];
+    for (c, rows) in group_rows(codes, n_categories).into_iter().enumerate() {
+        if !eligible(c) {
+            continue;
+        }
+        let mut sorted: Vec<f64> = rows.iter().map(|&r| dist[r]).collect();
+        sorted.sort_by(f64::total_cmp);
+        for &r in &rows {
+            let rank = sorted.partition_point(|&x| x <= dist[r]);
+            out[r] = (rank as f64 / rows.len() as f64) as f32;
+        }
+    }
+    Ok(out)
+}
+
 fn group_rows(codes: &[i64], n_categories: usize) -> Vec<Vec<usize>> {
     let mut members = vec![Vec::new(); n_categories];
     for (row, &c) in codes.iter().enumerate() {
@@ -198,6 +274,28 @@ mod tests {
         // numpy.quantile([1, 2, 3, 4], 0.95) == 3.8499999999999996
         assert_eq!(quantile(&[4.0, 1.0, 3.0, 2.0], 0.95), 3.8499999999999996);
         assert_eq!(quantile(&[1.0, 2.0], 0.25), 1.25);
+    }
+
+    #[test]
+    fn blocked_outliers_equal_the_whole_matrix_computation() {
+        let n = 150_000;
+        let dim = 3;
+        let latent: Vec<f32> = (0..n * dim)
+            .map(|i| ((i * 7919) % 1000) as f32 / 7.0)
+            .collect();
+        let codes: Vec<i64> = (0..n).map(|i| [0, 1, 2, -1, 3][i % 5]).collect();
+        let whole = outlier_quantiles(&latent, dim, &codes, 5, 10);
+        let blocked = outlier_quantiles_blocked::<()>(n, dim, &codes, 5, 10, &mut |r| {
+            Ok(latent[r.start * dim..r.end * dim].to_vec())
+        })
+        .unwrap();
+        assert_eq!(whole.len(), blocked.len());
+        assert!(whole
+            .iter()
+            .zip(&blocked)
+            .all(|(a, b)| a == b || (a.is_nan() && b.is_nan())));
+        assert!(blocked[3].is_nan(), "a missing code");
+        assert!(!blocked[4].is_nan());
     }
 
     #[test]

@@ -519,17 +519,27 @@ impl Plan {
                     return Err(PayloadError::NotFound);
                 };
                 // The 0.9.4 adapter converts the latent matrix to float32
-                // first; keeping it float32 also halves the memory it takes.
-                let (values, width) = adata.obsm_values(latent)?;
-                let values = values.into_f32().ok_or(PayloadError::NotFound)?;
+                // first. Read it in row blocks so a 1M-cell latent space
+                // never sits in memory whole.
+                let width = adata
+                    .obsm()
+                    .iter()
+                    .find(|e| e.key == *latent)
+                    .map_or(0, |e| e.width as usize);
                 f32_bytes(
-                    geometry::outlier_quantiles(
-                        &values,
+                    geometry::outlier_quantiles_blocked(
+                        n,
                         width,
                         &codes,
                         categories.len(),
                         self.min_points,
-                    )
+                        &mut |rows| {
+                            adata
+                                .obsm_rows(latent, rows.start as u64..rows.end as u64)?
+                                .into_f32()
+                                .ok_or_else(|| AnnDataError::invalid(latent, "not numeric"))
+                        },
+                    )?
                     .into_iter(),
                 )
             }
