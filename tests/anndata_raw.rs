@@ -258,3 +258,81 @@ fn broken_anndata_inputs_fail_with_one_line() {
         assert!(!err.contains("panicked"), "{err}");
     }
 }
+
+#[test]
+fn inspect_describes_the_store_and_what_would_be_served() {
+    let csr = fixture("anndata/pbmc68k_reduced.csr.h5ad");
+    let out = cellucid().arg("inspect").arg(&csr).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    for needle in [
+        "cells       700",
+        "genes       765 in var",
+        "X           csr 700×765",
+        "builds a gene index once",
+        "X_umap (2 cols",
+        "bulk_labels",
+        "category",
+        "n_counts",
+        "continuous",
+        "latent space  obsm['X_pca']",
+        "graph         obsp/connectivities",
+        "/_cellucid/anndata/pbmc68k_reduced.csr.h5ad",
+    ] {
+        assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+    }
+    let legacy = fixture("anndata/pbmc68k_reduced.h5ad");
+    let text = String::from_utf8_lossy(
+        &cellucid()
+            .arg("inspect")
+            .arg(&legacy)
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .into_owned();
+    assert!(text.contains("categorical (legacy)"), "{text}");
+    assert!(text.contains("uns/neighbors/connectivities"), "{text}");
+    // A typo in an option is one line naming the element.
+    let out = cellucid()
+        .arg("inspect")
+        .arg(&csr)
+        .args(["--latent-key", "X_nope"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("obsm/X_nope") && err.lines().count() == 1,
+        "{err}"
+    );
+}
+
+#[test]
+fn a_store_without_embeddings_still_serves_bytes_and_says_why_folder_files_cannot() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("noobsm.zarr");
+    copy_dir(&fixture("anndata/tiny.zarr"), &store);
+    std::fs::remove_dir_all(store.join("obsm")).unwrap();
+    std::fs::remove_file(store.join(".zmetadata")).unwrap();
+    let server = Server::start(&["--no-web-ui", store.to_str().unwrap()]);
+    assert_eq!(get(&server.url("/_cellucid/health")).json()["n_cells"], 6);
+    assert_eq!(
+        get(&server.url("/_cellucid/anndata/tiny.zarr/.zgroup")).status,
+        200
+    );
+    let reply = get(&server.url("/dataset_identity.json"));
+    assert_eq!(reply.status, 422);
+    assert!(
+        reply.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("embedding"),
+        "{}",
+        reply.text()
+    );
+}

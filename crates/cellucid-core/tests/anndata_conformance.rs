@@ -508,3 +508,18 @@ fn lzf_compressed_h5ad_decodes() {
     assert_eq!((c.len(), cats.len()), (300, 4));
     assert_eq!(ad.obsm_matrix("X_umap").unwrap().1, 2);
 }
+
+#[test]
+fn abandoned_index_builds_are_cleaned_up() {
+    use cellucid_core::anndata::csr_index::{index_path, CsrIndex};
+    let dir = tempfile::tempdir().unwrap();
+    let ad = open("anndata/tiny.h5ad");
+    let x = ad.x().unwrap();
+    let path = index_path(dir.path(), "gen", x);
+    // A pid that cannot be running (above the kernel's pid_max).
+    let stale = path.with_extension("tmp-4194305");
+    std::fs::write(&stale, b"half written").unwrap();
+    CsrIndex::load_or_build(ad.backend(), x, dir.path(), "gen").unwrap();
+    assert!(!stale.exists());
+    assert!(path.exists());
+}

@@ -146,6 +146,7 @@ impl CsrIndex {
         if let Some(dir) = path.parent() {
             fs::create_dir_all(dir).map_err(io_err)?;
         }
+        remove_abandoned_builds(path);
         let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
         let total = HEADER as u64 + 8 * (n_cols + 1) + 8 * nnz;
         {
@@ -269,6 +270,30 @@ impl CsrIndex {
     /// Where the index is kept.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+}
+
+/// Deletes half-written index files of this index left by a server that
+/// was killed while building (their pid no longer runs).
+fn remove_abandoned_builds(path: &Path) {
+    let (Some(dir), Some(stem)) = (path.parent(), path.file_stem().and_then(|s| s.to_str())) else {
+        return;
+    };
+    let prefix = format!("{stem}.tmp-");
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix(&prefix)
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = fs::remove_file(entry.path());
+        }
     }
 }
 
