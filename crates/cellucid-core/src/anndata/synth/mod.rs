@@ -748,7 +748,13 @@ fn codes_dtype(n_categories: usize) -> (&'static str, &'static str, u64) {
 }
 
 fn f32_bytes(values: impl Iterator<Item = f32>) -> Bytes {
-    Bytes::from(values.flat_map(f32::to_le_bytes).collect::<Vec<u8>>())
+    // Sized up front: a flat_map collect cannot know its length and would
+    // reallocate its way up to a multi-megabyte column.
+    let mut out = Vec::with_capacity(values.size_hint().0 * 4);
+    for v in values {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    Bytes::from(out)
 }
 
 /// The 0.9.4 diagnosis for values the format cannot carry.
