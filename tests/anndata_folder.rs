@@ -388,3 +388,87 @@ fn csr_gene_index_is_built_once_in_the_background_and_reused() {
         }
     }
 }
+
+fn f32s(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect()
+}
+
+#[test]
+fn the_094_flags_choose_embeddings_vector_fields_and_expression() {
+    let path = fixture("anndata/tiny.zarr");
+    let server = Server::start(&[
+        "--no-web-ui",
+        path.to_str().unwrap(),
+        "--embedding-2d",
+        "X_umap",
+        "--embedding-1d",
+        "X_pca:3",
+        "--vector-fields",
+        "--expression",
+        "layer:counts_csc",
+        "--knn",
+        "connectivities",
+    ]);
+    let identity = get(&server.url("/dataset_identity.json")).json();
+    let items = &identity["embeddings"]["items"];
+    assert_eq!(items["X_pca[3]"]["file"], "embeddings/0_1d.bin");
+    assert_eq!(
+        items["X_pca[3]"]["source"]["columns"],
+        serde_json::json!([3])
+    );
+    assert_eq!(items["X_umap"]["file"], "embeddings/1_2d.bin");
+    assert_eq!(identity["embeddings"]["default_dimension"], 2);
+    let vf = &identity["vector_fields"];
+    assert_eq!(vf["default_field"], "velocity_umap");
+    assert_eq!(
+        vf["fields"]["velocity_umap"]["files"]["X_umap"],
+        "vectors/0_1.bin"
+    );
+    let vectors = f32s(&get(&server.url("/vectors/0_1.bin")).body);
+    assert_eq!(vectors.len(), 12);
+    assert!(vectors.iter().all(|v| v.is_finite()));
+    let umap = f32s(&get(&server.url("/embeddings/1_2d.bin")).body);
+    assert_eq!(umap.len(), 12);
+    let widest = |axis: usize| {
+        let v: Vec<f32> = umap.iter().skip(axis).step_by(2).copied().collect();
+        v.iter().copied().fold(f32::MIN, f32::max) - v.iter().copied().fold(f32::MAX, f32::min)
+    };
+    assert!(
+        (widest(0).max(widest(1)) - 2.0).abs() < 1e-5,
+        "the widest axis spans [-1, 1]"
+    );
+    // Genes come from the CSC layer (2 × X); TINY X column 2 is [0,0,4,0,0,9].
+    assert_eq!(
+        f32s(&get(&server.url("/var/2.values.f32")).body),
+        [0.0, 0.0, 8.0, 0.0, 0.0, 18.0]
+    );
+    let datasets = get(&server.url("/_cellucid/datasets")).json();
+    let defaults = &datasets["datasets"][0]["anndata"]["defaults"];
+    assert_eq!(defaults["expression"], "layers/counts_csc");
+    assert_eq!(
+        defaults["embedding1d"],
+        serde_json::json!({"key": "X_pca", "columns": [3]})
+    );
+    // A flag naming something absent fails at startup, one line.
+    let out = cellucid()
+        .args([
+            "serve",
+            "--no-browser",
+            "--port",
+            "0",
+            "--expression",
+            "layer:nope",
+        ])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("layers/nope") && err.trim_end().lines().count() == 1,
+        "{err}"
+    );
+}
