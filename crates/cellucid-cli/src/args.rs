@@ -119,13 +119,14 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
     pub(crate) max_connections: u32,
 
-    /// Options for .h5ad and Zarr inputs.
-    #[command(flatten)]
-    pub(crate) anndata: crate::anndata_args::AnnDataArgs,
-
     /// Log line format on stderr.
     #[arg(long, value_enum, value_name = "FORMAT", default_value_t = LogFormat::Text)]
     pub(crate) log_format: LogFormat,
+
+    /// Options for .h5ad and Zarr inputs (last: their help heading applies
+    /// to everything after them).
+    #[command(flatten)]
+    pub(crate) anndata: crate::anndata_args::AnnDataArgs,
 }
 
 /// How log lines are written.
