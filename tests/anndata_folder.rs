@@ -7,6 +7,10 @@ use std::path::Path;
 
 use crate::support::*;
 
+/// CSR gene indexes built by these tests go under target/, never into the
+/// user's cache dir.
+const TEST_CACHE: &str = concat!(env!("CARGO_TARGET_TMPDIR"), "/csr-index");
+
 const CAPTURE: &str = "captures/anndata-server-0.9.4/h5ad";
 
 fn capture_json(rel: &str) -> serde_json::Value {
@@ -62,6 +66,8 @@ fn assert_matches_094_capture(input: &str, ignore_source: bool) {
     let path = fixture(input);
     let server = Server::start(&[
         "--no-web-ui",
+        "--cache-dir",
+        TEST_CACHE,
         path.to_str().unwrap(),
         "--dataset-id",
         "pbmc68k-reduced",
@@ -175,7 +181,12 @@ fn tiny_h5ad_and_zarr_synthesise_identical_manifests_with_the_captured_shapes() 
         "anndata/tiny.gzip.h5ad",
     ] {
         let path = fixture(input);
-        let mut all = vec!["--no-web-ui", path.to_str().unwrap()];
+        let mut all = vec![
+            "--no-web-ui",
+            "--cache-dir",
+            TEST_CACHE,
+            path.to_str().unwrap(),
+        ];
         all.extend(args);
         let server = Server::start(&all);
         let mut doc = Vec::new();
@@ -233,7 +244,12 @@ fn tiny_h5ad_and_zarr_synthesise_identical_manifests_with_the_captured_shapes() 
 #[test]
 fn a_column_the_format_cannot_carry_is_a_422_for_that_file_only() {
     let path = fixture("anndata/tiny.zarr");
-    let server = Server::start(&["--no-web-ui", path.to_str().unwrap()]);
+    let server = Server::start(&[
+        "--no-web-ui",
+        "--cache-dir",
+        TEST_CACHE,
+        path.to_str().unwrap(),
+    ]);
     let obs = get(&server.url("/obs_manifest.json")).json();
     let f32_index = obs["_continuousFields"]
         .as_array()
@@ -254,7 +270,12 @@ fn a_column_the_format_cannot_carry_is_a_422_for_that_file_only() {
 #[test]
 fn synthesised_binaries_are_gzip_encoded_when_accepted_like_094() {
     let path = fixture("anndata/pbmc68k_reduced.h5ad");
-    let server = Server::start(&["--no-web-ui", path.to_str().unwrap()]);
+    let server = Server::start(&[
+        "--no-web-ui",
+        "--cache-dir",
+        TEST_CACHE,
+        path.to_str().unwrap(),
+    ]);
     let plain = get(&server.url("/embeddings/0_2d.bin"));
     assert_eq!(plain.status, 200);
     assert_eq!(plain.body.len(), 5600);
@@ -330,7 +351,12 @@ fn csr_gene_index_is_built_once_in_the_background_and_reused() {
     let cache = tempfile::tempdir().unwrap();
     let csr = fixture("anndata/pbmc68k_reduced.csr.h5ad");
     let csc = fixture("anndata/pbmc68k_reduced.csc.h5ad");
-    let reference = Server::start(&["--no-web-ui", csc.to_str().unwrap()]);
+    let reference = Server::start(&[
+        "--no-web-ui",
+        "--cache-dir",
+        TEST_CACHE,
+        csc.to_str().unwrap(),
+    ]);
     let want: Vec<Vec<u8>> = [0, 7, 764]
         .iter()
         .map(|g| get(&reference.url(&format!("/var/{g}.values.f32"))).body)
@@ -401,6 +427,8 @@ fn the_094_flags_choose_embeddings_vector_fields_and_expression() {
     let path = fixture("anndata/tiny.zarr");
     let server = Server::start(&[
         "--no-web-ui",
+        "--cache-dir",
+        TEST_CACHE,
         path.to_str().unwrap(),
         "--embedding-2d",
         "X_umap",
