@@ -410,6 +410,22 @@ fn unknown_encodings_and_bad_inputs_are_typed_errors() {
     let err = ad.obs_column("f64").unwrap_err();
     assert!(err.to_string().contains("obs/f64"), "{err}");
 
+    // X whose shape disagrees with obs × var names X.
+    std::fs::write(
+        root.join("obs/f64/0"),
+        std::fs::read(src.join("obs/f64/0")).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("X/.zattrs"),
+        r#"{"shape":[6,5],"encoding-type":"csr_matrix","encoding-version":"0.1.0"}"#,
+    )
+    .unwrap();
+    match AnnData::open(&root) {
+        Err(err) => assert!(err.to_string().contains("\"X\""), "{err}"),
+        Ok(_) => panic!("a 6x5 X over 6x4 obs/var opened"),
+    }
+
     // A truncated .h5ad is an Open error naming the file, not a panic.
     let bytes = std::fs::read(fixture("anndata/tiny.h5ad")).unwrap();
     let cut = dir.path().join("cut.h5ad");

@@ -282,7 +282,6 @@ impl Frame {
             AnnDataError::invalid(path, "legacy dataframe without an index field")
         })?;
         let n_rows = index.values.len() as u64;
-        let axis = path.rsplit('/').next().unwrap_or(path);
         let mut columns = Vec::new();
         for field in &fields {
             if field.name == "index" || field.width != 1 {
@@ -312,7 +311,6 @@ impl Frame {
                 encoding,
             });
         }
-        let _ = axis;
         Ok(Self {
             path: path.to_owned(),
             n_rows,
