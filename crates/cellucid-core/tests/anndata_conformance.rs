@@ -539,3 +539,25 @@ fn abandoned_index_builds_are_cleaned_up() {
     assert!(!stale.exists());
     assert!(path.exists());
 }
+
+#[test]
+fn a_damaged_index_of_the_right_size_is_refused_not_trusted_blindly() {
+    use cellucid_core::anndata::csr_index::{index_path, CsrIndex};
+    let dir = tempfile::tempdir().unwrap();
+    let ad = open("anndata/tiny.h5ad");
+    let x = ad.x().unwrap();
+    CsrIndex::load_or_build(ad.backend(), x, dir.path(), "gen").unwrap();
+    let path = index_path(dir.path(), "gen", x);
+    let mut bytes = std::fs::read(&path).unwrap();
+    // Column 1's end pointer (header 32 bytes + 8 per pointer) past nnz.
+    bytes[32 + 16..32 + 24].copy_from_slice(&u64::MAX.to_le_bytes());
+    std::fs::write(&path, &bytes).unwrap();
+    let index = CsrIndex::load_or_build(ad.backend(), x, dir.path(), "gen").unwrap();
+    assert!(index.column(1).is_none());
+    assert!(
+        index.column(2).is_none(),
+        "column 2 starts where column 1 ends: damaged too"
+    );
+    assert_eq!(index.column(0).unwrap(), x.column(ad.backend(), 0).unwrap());
+    assert_eq!(index.column(3).unwrap(), x.column(ad.backend(), 3).unwrap());
+}

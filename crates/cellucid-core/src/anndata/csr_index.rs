@@ -142,6 +142,10 @@ impl CsrIndex {
             counts[i] += counts[i - 1];
         }
         let col_ptr = counts;
+        // Where each column's entries end: a second pass that finds more
+        // entries than the first (the file changed meanwhile) must not
+        // write past them.
+        let col_end: Vec<u64> = col_ptr[1..].to_vec();
         // Pass 2: rows and values into the file, through a writable map.
         if let Some(dir) = path.parent() {
             fs::create_dir_all(dir).map_err(io_err)?;
@@ -188,7 +192,19 @@ impl CsrIndex {
                     while row + 1 < indptr.len() && indptr[row + 1] <= pos {
                         row += 1;
                     }
-                    let c = c as usize; // checked in pass 1
+                    let changed = || {
+                        AnnDataError::invalid(
+                            &matrix.path,
+                            "the matrix changed while it was being indexed",
+                        )
+                    };
+                    let c = usize::try_from(c)
+                        .ok()
+                        .filter(|&c| c < col_end.len())
+                        .ok_or_else(changed)?;
+                    if next[c] >= col_end[c] {
+                        return Err(changed());
+                    }
                     let slot = next[c] as usize;
                     next[c] += 1;
                     map[rows_at + 4 * slot..rows_at + 4 * slot + 4]
@@ -254,6 +270,10 @@ impl CsrIndex {
             u64_at(&self.bytes, ptr_at) as usize,
             u64_at(&self.bytes, ptr_at + 8) as usize,
         );
+        // A damaged cache file of the right size: refuse, the caller scans.
+        if a > b || b > self.nnz as usize {
+            return None;
+        }
         let rows_at = HEADER + 8 * (self.n_cols as usize + 1);
         let values_at = rows_at + 4 * self.nnz as usize;
         let mut out = vec![0f32; self.n_rows as usize];

@@ -256,7 +256,9 @@ impl Matrix {
                     )?);
                 }
                 if let Some(d) = &data {
-                    out[row] = d[k];
+                    out[row] = *d.get(k).ok_or_else(|| {
+                        AnnDataError::invalid(&self.path, "data is shorter than indices")
+                    })?;
                 }
             }
             start = end;

@@ -534,10 +534,17 @@ impl Plan {
                         categories.len(),
                         self.min_points,
                         &mut |rows| {
-                            adata
+                            let block = adata
                                 .obsm_rows(latent, rows.start as u64..rows.end as u64)?
                                 .into_f32()
-                                .ok_or_else(|| AnnDataError::invalid(latent, "not numeric"))
+                                .ok_or_else(|| AnnDataError::invalid(latent, "not numeric"))?;
+                            if block.len() != rows.len() * width {
+                                return Err(AnnDataError::invalid(
+                                    latent,
+                                    "returned fewer values than its shape promises",
+                                ));
+                            }
+                            Ok(block)
                         },
                     )?
                     .into_iter(),
