@@ -191,7 +191,21 @@ impl AnnDataSource {
     /// Lines describing the serving choices (embeddings, latent space,
     /// graph, gene index), for the startup block and `cellucid inspect`.
     pub fn serving_notes(&self) -> Vec<String> {
-        self.quick_notes.clone()
+        let mut notes = self.quick_notes.clone();
+        let csr = synth::resolve_expression(&self.adata, &self.options)
+            .is_some_and(|m| m.layout == MatrixLayout::Csr);
+        if csr {
+            let dir = self
+                .options
+                .cache_dir
+                .clone()
+                .unwrap_or_else(default_cache_dir);
+            notes.push(format!(
+                "gene index    X is CSR: a one-time gene index (about the size of X) is built in the background into {}",
+                dir.display()
+            ));
+        }
+        notes
     }
 
     /// The raw store.

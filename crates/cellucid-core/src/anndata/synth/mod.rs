@@ -1030,6 +1030,11 @@ fn vector_fields(
     Some(json!({"default_field": default, "fields": fields}))
 }
 
+/// The matrix genes are served from, when the options and store give one.
+pub(crate) fn resolve_expression(adata: &AnnData, options: &AnnDataOptions) -> Option<Matrix> {
+    expression_source(adata, options).ok().and_then(|(m, _)| m)
+}
+
 /// Which matrix feeds genes, and the dataframe naming its columns.
 fn expression_source<'a>(
     adata: &'a AnnData,
