@@ -13,6 +13,8 @@
 
 mod support;
 
+mod anndata_folder;
+mod anndata_raw;
 mod browser;
 mod channel_cli;
 mod channel_http;

@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     version,
     about,
     long_about = "Serve single-cell datasets to the Cellucid web viewer.\n\n\
-        cellucid-rs serves Cellucid export folders (and, in later builds, AnnData files) \
+        cellucid-rs serves Cellucid export folders and AnnData files (.h5ad, Zarr) \
         from one local process, safely by default: it binds to 127.0.0.1, answers only \
         to Host names of this machine, and lets only loopback and cellucid.com pages \
         read the data from a browser.",
@@ -28,8 +28,11 @@ pub(crate) enum Command {
     /// Serve one or more datasets over HTTP.
     #[command(
         long_about = "Serve one or more datasets over HTTP.\n\n\
-            Each PATH is an export folder (with dataset_identity.json) or an export catalog \
-            (with datasets.json); it is recognised by its content, not its name. With no PATH, \
+            Each PATH is an export folder (with dataset_identity.json), an export catalog \
+            (with datasets.json), an AnnData .h5ad file, or an AnnData Zarr store (folder or \
+            .zarr.zip); it is recognised by its content, not its name. AnnData inputs are \
+            served both ways: as synthesised export files for folder viewers (0.9.0-0.9.4) \
+            and byte for byte under /_cellucid/anndata/ for 0.9.5 viewers. With no PATH, \
             the bundled demo datasets are served.\n\n\
             Several datasets are served under /<id>/ each, with a generated /datasets.json; \
             a single dataset is also served at /.",
@@ -38,6 +41,7 @@ pub(crate) enum Command {
             cellucid serve exports/pbmc --port 0    # one dataset, a free port\n  \
             cellucid serve a/ b/ --no-browser       # two exports, one server\n  \
             cellucid serve exports/pbmc --viewer > events.jsonl   # a viewer's events as JSON Lines\n\n\
+            cellucid serve data.h5ad --latent-key X_pca --knn connectivities\n\n\
             Remote machine? Keep the default loopback bind and tunnel the port:\n  \
             ssh -L 8765:localhost:8765 user@remote-host\n\n\
             Offline? The viewer UI is cached after the first download; run \
@@ -62,6 +66,13 @@ pub(crate) enum Command {
     /// Work with Cellucid session bundles (.cellucid-session files).
     #[command(subcommand)]
     Session(SessionCommand),
+    /// Describe an AnnData file or Zarr store: cells, genes, fields, layout.
+    #[command(
+        long_about = "Describe an AnnData file (.h5ad) or Zarr store (folder or .zarr.zip): \
+            cells, genes, embeddings, obs fields and their kinds, the layout of X, and what \
+            `cellucid serve` would serve from it. Reads metadata only."
+    )]
+    Inspect(InspectArgs),
 }
 
 /// `cellucid cache …`.
@@ -114,12 +125,12 @@ pub(crate) enum SessionCommand {
             inflating gzip chunks within their declared sizes. Prints the format, the chunk \
             table and the manifest on stdout; a bundle that is not valid is one line on stderr \
             and exit code 1.")]
-    Inspect(InspectArgs),
+    Inspect(SessionInspectArgs),
 }
 
 /// Flags of `cellucid session inspect`.
 #[derive(Debug, Args)]
-pub(crate) struct InspectArgs {
+pub(crate) struct SessionInspectArgs {
     /// The bundle to check.
     #[arg(value_name = "FILE")]
     pub(crate) file: PathBuf,
@@ -133,10 +144,22 @@ pub(crate) struct InspectArgs {
     pub(crate) max_inflated_bytes: u64,
 }
 
+/// Flags of `cellucid inspect`.
+#[derive(Debug, Args)]
+pub(crate) struct InspectArgs {
+    /// The .h5ad file or Zarr store to describe.
+    #[arg(value_name = "PATH")]
+    pub(crate) path: PathBuf,
+
+    /// The serving choices to preview.
+    #[command(flatten)]
+    pub(crate) anndata: crate::anndata_args::AnnDataArgs,
+}
+
 /// Flags of `cellucid serve`.
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
-    /// Datasets to serve: export folders or export catalogs (default: the bundled demo).
+    /// Datasets to serve: export folders, export catalogs, .h5ad files or Zarr stores (default: the bundled demo).
     #[arg(value_name = "PATH")]
     pub(crate) paths: Vec<PathBuf>,
 
@@ -215,6 +238,11 @@ pub(crate) struct ServeArgs {
     /// Log line format on stderr.
     #[arg(long, value_enum, value_name = "FORMAT", default_value_t = LogFormat::Text)]
     pub(crate) log_format: LogFormat,
+
+    /// Options for .h5ad and Zarr inputs (last: their help heading applies
+    /// to everything after them).
+    #[command(flatten)]
+    pub(crate) anndata: crate::anndata_args::AnnDataArgs,
 }
 
 /// How log lines are written.

@@ -20,7 +20,7 @@ pub(crate) fn local_url(addr: SocketAddr) -> String {
 }
 
 /// The startup block: version, datasets, URL, UI state, how to stop.
-pub(crate) fn startup(layout: &Layout, url: &str, web_ui: &str) -> String {
+pub(crate) fn startup(layout: &Layout, url: &str, web_ui: &str, notes: &[String]) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "cellucid-rs {}", cellucid_http::VERSION);
     let mounts = layout.mounts();
@@ -42,6 +42,9 @@ pub(crate) fn startup(layout: &Layout, url: &str, web_ui: &str) -> String {
             mount.advertised_path,
             mount.info.name,
         );
+    }
+    for note in notes {
+        let _ = writeln!(out, "  {note}");
     }
     let _ = writeln!(out, "Open      {url}/");
     let _ = writeln!(out, "Health    {url}/_cellucid/health");

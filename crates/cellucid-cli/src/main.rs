@@ -2,11 +2,13 @@
 //!
 //! A thin binary: it parses arguments and wires the library crates together.
 
+mod anndata_args;
 mod args;
 mod banner;
 mod cache;
 mod error;
 mod inputs;
+mod inspect;
 mod logging;
 mod serve;
 mod session;
@@ -24,6 +26,7 @@ fn main() -> ExitCode {
         args::Command::Serve(args) => serve::run(args),
         args::Command::Cache(args) => cache::run(args),
         args::Command::Session(args::SessionCommand::Inspect(args)) => session::inspect(&args),
+        args::Command::Inspect(args) => inspect::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -3,7 +3,6 @@
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
-use cellucid_core::OpenError;
 use cellucid_http::{Layout, Server, ServerConfig, ServerError, ViewerOptions};
 
 use crate::args::ServeArgs;
@@ -26,10 +25,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), CliError> {
     } else {
         args.paths.clone()
     };
-    let sources = inputs::open_all(&paths).map_err(|err| match err {
-        OpenError::InvalidManifest { .. } => CliError::operator(err.to_string()),
-        _ => CliError::usage(err.to_string()),
-    })?;
+    let (sources, notes) = inputs::open_all(&paths, &args.anndata)?;
     let layout = Layout::new(&sources).map_err(|err| CliError::usage(err.to_string()))?;
     let ip = resolve_host(&args.host)?;
     let ui = crate::web_ui::setup(&args)?;
@@ -71,7 +67,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), CliError> {
                 eprintln!("Viewer UI {ui_status}");
             }
         } else {
-            eprintln!("{}", banner::startup(&layout, &url, &ui_status));
+            eprintln!("{}", banner::startup(&layout, &url, &ui_status, &notes));
         }
         // The 0.9.5 viewer URL says `anndata=true` when the default dataset is AnnData.
         let anndata = layout

@@ -5,11 +5,11 @@ use std::io::Write;
 use cellucid_core::session::{validate_bundle_file, BundleError, BundleLimits};
 use serde_json::json;
 
-use crate::args::InspectArgs;
+use crate::args::SessionInspectArgs;
 use crate::error::CliError;
 
 /// Validates `args.file` and prints what it holds on stdout.
-pub(crate) fn inspect(args: &InspectArgs) -> Result<(), CliError> {
+pub(crate) fn inspect(args: &SessionInspectArgs) -> Result<(), CliError> {
     let path = &args.file;
     if !path.is_file() {
         return Err(CliError::usage(format!(

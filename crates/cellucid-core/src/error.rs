@@ -31,6 +31,16 @@ pub enum SourceError {
         /// The file's size.
         len: u64,
     },
+    /// The file is computed from data that breaks the format it must be
+    /// served in (non-finite values, an unreadable element): this file only
+    /// cannot be served.
+    #[error("cannot serve {key}: {reason}")]
+    Unprocessable {
+        /// The key asked for.
+        key: RelativeKey,
+        /// What is wrong with the data.
+        reason: String,
+    },
     /// The operating system failed to read an existing file.
     #[error("cannot read {key}: {source}")]
     Io {

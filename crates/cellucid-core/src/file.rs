@@ -134,6 +134,30 @@ pub(crate) fn open_confined(
         .open_with(key.as_str(), &options)
         .map_err(|err| SourceError::from_open(key, err))?
         .into_std();
+    from_std_file(file, key, maps)
+}
+
+/// Opens the single file at `path` (an input given by its path, such as an
+/// `.h5ad`), with the same identity, mapping and FIFO rules as
+/// [`open_confined`]; `key` names it in errors.
+pub(crate) fn open_path(
+    path: &std::path::Path,
+    key: &RelativeKey,
+) -> Result<Arc<dyn SourceFile>, SourceError> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|err| SourceError::from_open(key, err))?;
+    from_std_file(file, key, None)
+}
+
+fn from_std_file(
+    file: std::fs::File,
+    key: &RelativeKey,
+    maps: Option<(&MapCache, &str)>,
+) -> Result<Arc<dyn SourceFile>, SourceError> {
     let meta = file.metadata().map_err(|err| SourceError::io(key, err))?;
     if !meta.is_file() {
         return Err(SourceError::NotFound { key: key.clone() });
@@ -243,6 +267,13 @@ impl MapCache {
         }
         entries.insert(name, (identity, bytes));
     }
+}
+
+/// Maps the whole file at `path` read-only (see [`map_file`] for why this is sound).
+pub(crate) fn map_path(path: &std::path::Path) -> std::io::Result<Bytes> {
+    let file = std::fs::File::open(path)?;
+    let key = RelativeKey::parse("input").map_err(|err| std::io::Error::other(err.to_string()))?;
+    map_file(&file, &key).map_err(|err| std::io::Error::other(err.to_string()))
 }
 
 #[allow(unsafe_code)]

@@ -13,6 +13,7 @@
 //! (a single dataset folder or a `datasets.json` catalog), with file access
 //! confined by `cap-std` and large files memory-mapped.
 
+pub mod anndata;
 mod detect;
 mod error;
 mod export;

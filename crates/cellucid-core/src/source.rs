@@ -3,6 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 
+use crate::anndata::RawStore;
 use crate::error::SourceError;
 use crate::file::SourceFile;
 use crate::key::RelativeKey;
@@ -92,6 +93,13 @@ pub trait DatasetSource: Send + Sync + fmt::Debug {
     /// # Errors
     /// [`SourceError::Io`] when the catalog cannot be read.
     fn catalog(&self) -> Option<Result<Arc<dyn SourceFile>, SourceError>> {
+        None
+    }
+
+    /// The raw bytes of dataset `id`'s AnnData store, for the 0.9.5 byte
+    /// route; `None` for datasets that are not AnnData stores.
+    fn raw_store(&self, id: &str) -> Option<&RawStore> {
+        let _ = id;
         None
     }
 }

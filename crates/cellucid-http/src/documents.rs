@@ -86,6 +86,25 @@ struct DatasetEntry<'a> {
     id: &'a str,
     name: &'a str,
     path: &'a str,
+    /// For AnnData inputs: where the 0.9.5 byte viewer finds the store.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    anndata: Option<serde_json::Value>,
+}
+
+/// The 0.9.5 `anndata` member of a dataset entry (relative `url`).
+fn anndata_entry(mount: &crate::mount::Mount) -> Option<serde_json::Value> {
+    use cellucid_core::anndata::RawLayout;
+    let raw = mount.source.raw_store(&mount.info.id)?;
+    let route = format!("_cellucid/anndata/{}{}", mount.info.id, raw.ending());
+    let file = match (raw.layout(), raw.size()) {
+        (RawLayout::Folder, _) | (_, None) => serde_json::json!({
+            "url": format!("{route}/"), "kind": raw.kind(), "layout": raw.layout().as_str()
+        }),
+        (layout, Some(size)) => serde_json::json!({
+            "url": route, "kind": raw.kind(), "layout": layout.as_str(), "size": size
+        }),
+    };
+    Some(serde_json::json!({"file": file, "defaults": raw.defaults()}))
 }
 
 impl Documents {
@@ -120,6 +139,7 @@ impl Documents {
                     id: &m.info.id,
                     name: &m.info.name,
                     path: &m.advertised_path,
+                    anndata: anndata_entry(m),
                 })
                 .collect(),
         };

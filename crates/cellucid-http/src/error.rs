@@ -98,6 +98,16 @@ impl HttpError {
             Self::Source(SourceError::UnknownDataset { id }) => {
                 text(StatusCode::NOT_FOUND, not_found_body(&id))
             }
+            Self::Source(SourceError::Unprocessable { key, reason }) => {
+                // As the 0.9.4 server: 422 with a JSON diagnosis, for this file only.
+                let body = serde_json::json!({"error": reason, "key": key.as_str()}).to_string();
+                let mut response = text(StatusCode::UNPROCESSABLE_ENTITY, body);
+                response.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+                response
+            }
             Self::Internal(what) => {
                 tracing::error!(%what, "internal error while answering a request");
                 text(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error")

@@ -34,11 +34,13 @@
 //! # Ok(()) }
 //! ```
 
+mod anndata_route;
 mod body;
 pub mod channel;
 mod conn;
 mod documents;
 mod error;
+mod gzip;
 mod mount;
 pub mod origin;
 mod path;
@@ -54,7 +56,7 @@ pub use channel::{
 };
 pub use documents::VERSION;
 pub use error::HttpError;
-pub use mount::{Layout, LayoutError, Mount, RESERVED_NAMES};
+pub use mount::{unique_anndata_id, Layout, LayoutError, Mount, RESERVED_NAMES};
 pub use origin::{OriginLayer, OriginPolicy};
 pub use routes::WebUi;
 pub use server::{Limits, Server, ServerConfig, ServerError};

@@ -18,6 +18,25 @@ pub const RESERVED_NAMES: [&str; 7] = [
     "browserconfig.xml",
 ];
 
+/// The id an AnnData input is served under, given the id it asks for and
+/// the ids already taken (compared case-insensitively, as URL paths are): a
+/// reserved name gets `-data`, a clash `-2`, `-3`, … (CONTRACT §1).
+pub fn unique_anndata_id(wanted: &str, taken: &[String]) -> String {
+    let base = if RESERVED_NAMES.contains(&wanted.to_ascii_lowercase().as_str()) {
+        format!("{wanted}-data")
+    } else {
+        wanted.to_owned()
+    };
+    let free = |id: &str| !taken.iter().any(|t| t.eq_ignore_ascii_case(id));
+    if free(&base) {
+        return base;
+    }
+    (2u64..)
+        .map(|n| format!("{base}-{n}"))
+        .find(|id| free(id))
+        .unwrap_or(base)
+}
+
 /// One dataset placed in the URL space.
 #[derive(Debug, Clone)]
 pub struct Mount {

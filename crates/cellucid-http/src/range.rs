@@ -45,7 +45,7 @@ pub(crate) fn select(headers: &HeaderMap, size: u64, etag: &str) -> Selection {
 }
 
 /// `If-None-Match`: a list of tags, compared weakly (`W/` ignored), or `*`.
-fn if_none_match_hits(value: &[u8], etag: &str) -> bool {
+pub(crate) fn if_none_match_hits(value: &[u8], etag: &str) -> bool {
     value.split(|&b| b == b',').any(|tag| {
         let tag = tag.trim_ascii();
         let tag = tag.strip_prefix(b"W/").unwrap_or(tag);

@@ -6,7 +6,7 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use cellucid_core::{FileIdentity, MemoryFile, RelativeKey, SourceFile};
+use cellucid_core::{FileIdentity, MemoryFile, RelativeKey, SourceFile, SourceFormat};
 use cellucid_proxy::{UiAnswer, WebUiFiles};
 use http::{Method, Request, Response};
 use hyper::body::Incoming;
@@ -109,6 +109,9 @@ async fn route<B>(state: &Arc<AppState>, req: &Request<B>) -> Result<Response<Bo
         "datasets.json" => return catalog(state, req).await,
         _ => {}
     }
+    if let Some(route) = path.strip_prefix("_cellucid/anndata/") {
+        return crate::anndata_route::handle(&state.layout, route, req).await;
+    }
     if path == "_cellucid" || path.starts_with("_cellucid/") {
         return Err(HttpError::NotFound(path.to_owned()));
     }
@@ -203,13 +206,38 @@ async fn dataset_file<B>(
     let source = Arc::clone(&mount.source);
     let id = mount.info.id.clone();
     let content_type = content_type_for(key.as_str());
+    // AnnData sources synthesise their files: those may be gzip-encoded.
+    let synthesised = source.format() != SourceFormat::Export;
+    let gzip = synthesised && crate::gzip::applies(req.method(), req.headers(), key.as_str());
+    let binary = synthesised && !key.as_str().ends_with(".json");
     let file = source_io(&Arc::clone(&source), move || source.open(&id, &key)).await?;
-    Ok(response::file(
-        req.method(),
-        req.headers(),
-        file.as_ref(),
-        content_type,
-    )?)
+    if gzip {
+        let tag = crate::gzip::encoded_etag(&file.identity().etag());
+        let matches = req
+            .headers()
+            .get(http::header::IF_NONE_MATCH)
+            .is_some_and(|v| crate::range::if_none_match_hits(v.as_bytes(), &tag));
+        if matches {
+            let mut response = Response::new(Body::empty());
+            *response.status_mut() = http::StatusCode::NOT_MODIFIED;
+            if let Ok(value) = http::HeaderValue::from_str(&tag) {
+                response.headers_mut().insert(http::header::ETAG, value);
+            }
+            return Ok(response);
+        }
+    }
+    let mut response = response::file(req.method(), req.headers(), file.as_ref(), content_type)?;
+    if gzip {
+        let bytes = file.read_range(0..file.len())?;
+        response = crate::gzip::encode(response, &bytes);
+    }
+    if binary && req.method() == Method::GET {
+        response.headers_mut().insert(
+            http::header::VARY,
+            http::HeaderValue::from_static("Accept-Encoding"),
+        );
+    }
+    Ok(response)
 }
 
 /// Runs a source's I/O: inline when the source answers quickly (local export

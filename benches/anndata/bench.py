@@ -1,0 +1,240 @@
+#!/usr/bin/env python3
+"""AnnData serving benchmarks: cellucid-rs against the 0.9.4 AnnData server.
+
+Measures, on loopback only:
+  * gene column latency (GET /var/<g>.values.f32), first request and repeated,
+    for a CSC and a CSR .h5ad (for CSR: after cellucid-rs's one-time index;
+    the index build time is reported separately);
+  * launch -> first 200 on /_cellucid/health;
+  * resident memory while serving (RssAnon sampled every 20 ms, and VmHWM).
+
+Every run is bounded: servers are killed at the end of each measurement.
+
+    /tmp/venv/bin/python benches/anndata/bench.py gene --file /tmp/cellucid-bench/200k_csc.h5ad \
+        --rust target/release/cellucid --py094 /tmp/wheels/c094
+"""
+import argparse
+import json
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+PY = sys.executable
+
+
+def free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(kind, file, port, args, cache_dir=None):
+    if kind == "rust":
+        cmd = [args.rust, "serve", file, "--port", str(port), "--no-browser", "--no-web-ui",
+               "--dataset-id", "bench", "--dataset-name", "bench", "--latent-key", "X_pca"]
+        if cache_dir:
+            cmd += ["--cache-dir", cache_dir]
+        env = dict(os.environ)
+    else:
+        cmd = [PY, "-c", "import sys; from cellucid.cli import main; sys.exit(main())", "serve", file,
+               "--port", str(port), "--no-browser", "--no-web-ui", "--dataset-id", "bench",
+               "--dataset-name", "bench", "--latent-key", "X_pca"]
+        env = dict(os.environ, PYTHONPATH=args.py094)
+    log = tempfile.NamedTemporaryFile("w+", delete=False, suffix=".log")
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+    return proc, t0, log.name
+
+
+def wait_health(port, proc, t0, timeout=600, log=None):
+    url = f"http://127.0.0.1:{port}/_cellucid/health"
+    while time.perf_counter() - t0 < timeout:
+        if proc.poll() is not None:
+            text = open(log).read()[-3000:] if log else ""
+            raise RuntimeError(f"server exited with {proc.returncode}: {text}")
+        try:
+            with urllib.request.urlopen(url, timeout=5) as r:
+                if r.status == 200:
+                    return time.perf_counter() - t0
+        except Exception:
+            time.sleep(0.002)
+    raise RuntimeError("no health 200 in time")
+
+
+def fetch(port, path, timeout=900):
+    t = time.perf_counter()
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/{path}", timeout=timeout) as r:
+        body = r.read()
+    return time.perf_counter() - t, body
+
+
+def wait_log(logfile, needle, proc, timeout=1800):
+    t = time.perf_counter()
+    while time.perf_counter() - t < timeout:
+        with open(logfile) as f:
+            text = f.read()
+        if needle in text:
+            return text
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited: {text[-2000:]}")
+        time.sleep(0.05)
+    raise RuntimeError(f"{needle!r} not logged in time")
+
+
+def stop(proc):
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def rss_sampler(pid, stop_event, out):
+    peak_anon = 0
+    trace = out.setdefault("trace", [])
+    while not stop_event.is_set():
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                for line in f:
+                    if line.startswith("RssAnon:"):
+                        kb = int(line.split()[1])
+                        peak_anon = max(peak_anon, kb)
+                        trace.append((time.perf_counter(), kb))
+                    elif line.startswith("VmHWM:"):
+                        out["VmHWM_kB"] = int(line.split()[1])
+        except FileNotFoundError:
+            break
+        time.sleep(0.02)
+    out["peak_RssAnon_kB"] = peak_anon
+
+
+def warm_page_cache(path):
+    """Reads the file once so neither server pays for cold disk reads."""
+    with open(path, "rb") as f:
+        while f.read(1 << 24):
+            pass
+
+
+def cmd_gene(args):
+    results = {}
+    rng = random.Random(7)
+    for kind in args.servers:
+        warm_page_cache(args.file)
+        port = free_port()
+        cache = tempfile.mkdtemp(prefix="cellucid-bench-cache-")
+        proc, t0, log = start(kind, args.file, port, args, cache)
+        try:
+            wait_health(port, proc, t0, log=log)
+            fetch(port, "dataset_identity.json")  # manifests ready
+            manifest = json.loads(fetch(port, "var_manifest.json")[1])
+            n_genes = len(manifest["fields"])
+            genes = rng.sample(range(n_genes), args.genes if kind == "rust" else args.genes_py)
+            index_ms = None
+            if kind == "rust":
+                text = wait_log(log, "CSR gene index ready", proc) if args.csr else ""
+                for line in text.splitlines():
+                    if "CSR gene index ready" in line and "elapsed_ms=" in line:
+                        index_ms = int(line.split("elapsed_ms=")[1].split()[0])
+            first = [fetch(port, f"var/{g}.values.f32")[0] for g in genes]
+            repeat = [fetch(port, f"var/{g}.values.f32")[0] for g in genes]
+            results[kind] = {
+                "genes": len(genes),
+                "first_median_ms": statistics.median(first) * 1000,
+                "first_max_ms": max(first) * 1000,
+                "repeat_median_ms": statistics.median(repeat) * 1000,
+                "index_build_ms": index_ms,
+            }
+        finally:
+            stop(proc)
+            shutil.rmtree(cache, ignore_errors=True)
+        print(kind, json.dumps(results[kind]), flush=True)
+    return results
+
+
+def cmd_launch(args):
+    for kind in args.servers:
+        times = []
+        for _ in range(args.repeat):
+            port = free_port()
+            cache = tempfile.mkdtemp(prefix="cellucid-bench-cache-")
+            proc, t0, log = start(kind, args.file, port, args, cache)
+            try:
+                times.append(wait_health(port, proc, t0, log=log))
+            finally:
+                stop(proc)
+                shutil.rmtree(cache, ignore_errors=True)
+        print(kind, json.dumps({"launch_to_health_s": [round(t, 4) for t in times],
+                                "median_s": round(statistics.median(times), 4)}), flush=True)
+
+
+def cmd_rss(args):
+    for kind in args.servers:
+        port = free_port()
+        cache = tempfile.mkdtemp(prefix="cellucid-bench-cache-")
+        proc, t0, log = start(kind, args.file, port, args, cache)
+        stats = {}
+        stop_event = threading.Event()
+        sampler = threading.Thread(target=rss_sampler, args=(proc.pid, stop_event, stats))
+        sampler.start()
+        phases = [("start", time.perf_counter())]
+        try:
+            wait_health(port, proc, t0, log=log)
+            ident = json.loads(fetch(port, "dataset_identity.json")[1])
+            obs = json.loads(fetch(port, "obs_manifest.json")[1])
+            phases.append(("manifests ready", time.perf_counter()))
+            if kind == "rust" and args.csr:
+                wait_log(log, "CSR gene index ready", proc)
+                phases.append(("CSR index ready", time.perf_counter()))
+            for item in ident["embeddings"]["items"].values():
+                fetch(port, item["file"])
+            for f in obs["_continuousFields"]:
+                fetch(port, f"obs/{f[0]}.values.f32")
+            for f in obs["_categoricalFields"]:
+                ext = {"uint8": "u8", "uint16": "u16", "uint32": "u32"}[f[3]]
+                fetch(port, f"obs/{f[0]}.codes.{ext}")
+                if obs["_obsSchemas"]["categorical"]["outlierPathPattern"]:
+                    fetch(port, f"obs/{f[0]}.outliers.f32")
+            phases.append(("obs + embeddings served", time.perf_counter()))
+            rng = random.Random(11)
+            for g in rng.sample(range(ident["stats"]["n_genes"]), args.genes):
+                fetch(port, f"var/{g}.values.f32")
+            phases.append((f"{args.genes} genes served", time.perf_counter()))
+        finally:
+            stop_event.set()
+            sampler.join()
+            stop(proc)
+            shutil.rmtree(cache, ignore_errors=True)
+        trace = stats.pop("trace", [])
+        by_phase = {}
+        for (name, begin), (_, end) in zip(phases, phases[1:]):
+            by_phase[name + " -> next"] = max((kb for t, kb in trace if begin <= t <= end), default=0)
+        print(kind, json.dumps({**stats, "peak_RssAnon_kB_by_phase": by_phase}), flush=True)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("what", choices=["gene", "launch", "rss"])
+    p.add_argument("--file", required=True)
+    p.add_argument("--rust", default="target/release/cellucid")
+    p.add_argument("--py094", default="/tmp/wheels/c094", help="unzipped cellucid 0.9.4 wheel")
+    p.add_argument("--servers", nargs="+", default=["rust", "py094"])
+    p.add_argument("--csr", action="store_true", help="X is CSR: wait for the rust gene index")
+    p.add_argument("--genes", type=int, default=20)
+    p.add_argument("--genes-py", type=int, default=5)
+    p.add_argument("--repeat", type=int, default=3)
+    a = p.parse_args()
+    {"gene": cmd_gene, "launch": cmd_launch, "rss": cmd_rss}[a.what](a)
+
+
+if __name__ == "__main__":
+    main()

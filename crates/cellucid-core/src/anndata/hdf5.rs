@@ -1,0 +1,559 @@
+//! The HDF5 backend (`.h5ad`), over the pure-Rust `hdf5-reader`.
+//!
+//! `hdf5-reader` reads files written with every `libver` (including h5py's
+//! `latest`, which Debian's libhdf5 1.10 cannot open), needs no system
+//! library and decodes chunks in parallel without a global lock.
+
+use std::ops::Range;
+use std::path::Path;
+
+use hdf5_reader::{
+    ByteOrder, Dataset, Datatype, Hdf5File, OpenOptions, SliceInfo, SliceInfoElem, StringSize,
+};
+use serde_json::{Map, Value};
+
+use super::backend::{ArrayInfo, Backend, CompoundField, Dtype, NodeKind, Values};
+use super::error::{AnnDataError, Result};
+
+/// Decoded chunks kept by the reader: enough for the metadata and a few
+/// columns, small enough to keep resident memory flat.
+const CHUNK_CACHE_BYTES: usize = 16 * 1024 * 1024;
+
+#[allow(unsafe_code)]
+fn map_readonly(file: &std::fs::File) -> std::io::Result<memmap2::Mmap> {
+    // SAFETY: the mapping is read-only and only ever read as bytes, for which
+    // every bit pattern is valid; hdf5-reader bounds-checks every structure
+    // it parses from them, so another process rewriting the file can make a
+    // read fail or return different numbers but cannot break memory safety.
+    // Truncating the file under the mapping faults (SIGBUS) on access to the
+    // lost pages rather than reading invalid memory (the same contract as
+    // the export files, see crate::file).
+    unsafe { memmap2::Mmap::map(file) }
+}
+
+/// The HDF5 filter id h5py registers for LZF.
+const LZF_FILTER_ID: u16 = 32000;
+/// The most an LZF chunk may inflate to when h5py did not record its size.
+const LZF_MAX_CHUNK: usize = 256 * 1024 * 1024;
+
+/// h5py's LZF filter (`compression="lzf"`), which `hdf5-reader` does not
+/// ship: client data `[version, lzf version, chunk bytes]`.
+fn lzf_filter(
+    filter: &hdf5_reader::messages::filter_pipeline::FilterDescription,
+    data: &[u8],
+    _element_size: usize,
+) -> hdf5_reader::error::Result<Vec<u8>> {
+    let expected = filter
+        .client_data
+        .get(2)
+        .map(|&n| n as usize)
+        .filter(|&n| n > 0);
+    lzf_decompress(data, expected.unwrap_or(LZF_MAX_CHUNK))
+        .ok_or_else(|| hdf5_reader::error::Error::InvalidData("corrupt LZF chunk".into()))
+}
+
+/// Decompresses one LZF block (liblzf's format), refusing to produce more
+/// than `max` bytes or to reference bytes before the start.
+fn lzf_decompress(input: &[u8], max: usize) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(max.min(input.len().saturating_mul(4)));
+    let mut i = 0;
+    while i < input.len() {
+        let ctrl = usize::from(input[i]);
+        i += 1;
+        if ctrl < 32 {
+            let len = ctrl + 1;
+            let lit = input.get(i..i + len)?;
+            if out.len() + len > max {
+                return None;
+            }
+            out.extend_from_slice(lit);
+            i += len;
+        } else {
+            let mut len = ctrl >> 5;
+            if len == 7 {
+                len += usize::from(*input.get(i)?);
+                i += 1;
+            }
+            let back = ((ctrl & 0x1f) << 8) + usize::from(*input.get(i)?) + 1;
+            i += 1;
+            len += 2;
+            let start = out.len().checked_sub(back)?;
+            if out.len() + len > max {
+                return None;
+            }
+            // Byte by byte: the reference may overlap what it produces.
+            for k in 0..len {
+                let b = out[start + k];
+                out.push(b);
+            }
+        }
+    }
+    Some(out)
+}
+
+/// An `.h5ad` file opened read-only.
+pub(super) struct Hdf5Backend {
+    file: Hdf5File,
+}
+
+impl std::fmt::Debug for Hdf5Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hdf5Backend").finish_non_exhaustive()
+    }
+}
+
+impl Hdf5Backend {
+    /// Opens `path` (the superblock and root group are read, nothing else).
+    ///
+    /// # Errors
+    /// [`AnnDataError::Open`] when the file is not readable HDF5.
+    pub(super) fn open(path: &Path) -> Result<Self> {
+        let mut filters = hdf5_reader::FilterRegistry::new();
+        filters.register(LZF_FILTER_ID, Box::new(lzf_filter));
+        let options = OpenOptions::default()
+            .with_chunk_cache_bytes(CHUNK_CACHE_BYTES)
+            .with_filter_registry(filters);
+        let open_err = |reason: String| AnnDataError::Open {
+            path: path.to_owned(),
+            what: "an HDF5 file",
+            reason,
+        };
+        let handle = std::fs::File::open(path).map_err(|err| open_err(err.to_string()))?;
+        let map = map_readonly(&handle).map_err(|err| open_err(err.to_string()))?;
+        // Mapped, chunk reads are slices of the page cache rather than
+        // positioned reads into fresh buffers (3x faster per gene column).
+        let file = Hdf5File::from_mmap_with_options(map, options)
+            .map_err(|err| open_err(err.to_string()))?;
+        file.root_group().map_err(|err| AnnDataError::Open {
+            path: path.to_owned(),
+            what: "an HDF5 file",
+            reason: err.to_string(),
+        })?;
+        Ok(Self { file })
+    }
+
+    fn group(&self, path: &str) -> Option<hdf5_reader::group::Group> {
+        if path.is_empty() {
+            return self.file.root_group().ok();
+        }
+        self.file.group(path).ok()
+    }
+
+    fn dataset(&self, path: &str) -> Result<Dataset> {
+        if path.is_empty() {
+            return Err(AnnDataError::missing(path));
+        }
+        self.file
+            .dataset(path)
+            .map_err(|_| AnnDataError::missing(path))
+    }
+}
+
+impl Backend for Hdf5Backend {
+    fn kind(&self, path: &str) -> Option<NodeKind> {
+        if path.is_empty() {
+            return Some(NodeKind::Group);
+        }
+        let (parent, name) = match path.rsplit_once('/') {
+            Some((p, n)) => (p, n),
+            None => ("", path),
+        };
+        let group = self.group(parent)?;
+        let (groups, datasets) = group.member_names().ok()?;
+        if groups.iter().any(|g| g == name) {
+            Some(NodeKind::Group)
+        } else if datasets.iter().any(|d| d == name) {
+            Some(NodeKind::Array)
+        } else {
+            None
+        }
+    }
+
+    fn attrs(&self, path: &str) -> Result<Map<String, Value>> {
+        let attributes = match self.kind(path) {
+            Some(NodeKind::Group) => self
+                .group(path)
+                .ok_or_else(|| AnnDataError::missing(path))?
+                .attributes()
+                .map_err(|err| AnnDataError::read(path, err))?,
+            Some(NodeKind::Array) => self.dataset(path)?.attributes(),
+            None => return Err(AnnDataError::missing(path)),
+        };
+        let mut map = Map::new();
+        for attr in attributes {
+            if let Some(value) = attribute_json(&attr) {
+                map.insert(attr.name.clone(), value);
+            }
+        }
+        Ok(map)
+    }
+
+    fn children(&self, path: &str) -> Result<Vec<String>> {
+        let group = self
+            .group(path)
+            .ok_or_else(|| AnnDataError::missing(path))?;
+        let (mut groups, datasets) = group
+            .member_names()
+            .map_err(|err| AnnDataError::read(path, err))?;
+        groups.extend(datasets);
+        groups.sort();
+        Ok(groups)
+    }
+
+    fn info(&self, path: &str) -> Result<ArrayInfo> {
+        let ds = self.dataset(path)?;
+        Ok(ArrayInfo {
+            shape: ds.shape().to_vec(),
+            dtype: dtype_of(ds.dtype()),
+        })
+    }
+
+    fn read(&self, path: &str) -> Result<Values> {
+        let ds = self.dataset(path)?;
+        match ds.dtype() {
+            Datatype::String { .. } | Datatype::VarLen { .. } => ds
+                .read_strings()
+                .map(Values::Str)
+                .map_err(|err| AnnDataError::read(path, err)),
+            // Plain floats decode straight into their vector, without a
+            // second copy of the bytes (large obsm matrices).
+            Datatype::FloatingPoint { size: 4, .. } => ds
+                .read_array::<f32>()
+                .map(|a| Values::F32(a.into_raw_vec_and_offset().0))
+                .map_err(|err| AnnDataError::read(path, err)),
+            Datatype::FloatingPoint { size: 8, .. } => ds
+                .read_array::<f64>()
+                .map(|a| Values::F64(a.into_raw_vec_and_offset().0))
+                .map_err(|err| AnnDataError::read(path, err)),
+            dtype => {
+                let raw = ds
+                    .read_raw_bytes()
+                    .map_err(|err| AnnDataError::read(path, err))?;
+                decode(&raw, dtype).ok_or_else(|| unsupported(path, dtype))
+            }
+        }
+    }
+
+    fn read_range(&self, path: &str, range: Range<u64>) -> Result<Values> {
+        let ds = self.dataset(path)?;
+        let sel = SliceInfo {
+            selections: vec![SliceInfoElem::Slice {
+                start: range.start,
+                end: range.end,
+                step: 1,
+            }],
+        };
+        read_slice(&ds, path, &sel)
+    }
+
+    fn read_rows(&self, path: &str, rows: Range<u64>) -> Result<Values> {
+        let ds = self.dataset(path)?;
+        let mut sel = SliceInfo::all(ds.ndim());
+        if let Some(first) = sel.selections.first_mut() {
+            *first = SliceInfoElem::Slice {
+                start: rows.start,
+                end: rows.end,
+                step: 1,
+            };
+        }
+        read_slice(&ds, path, &sel)
+    }
+
+    fn read_column(&self, path: &str, col: u64) -> Result<Values> {
+        let ds = self.dataset(path)?;
+        if ds.ndim() != 2 {
+            return Err(AnnDataError::invalid(path, "expected a 2-D array"));
+        }
+        let sel = SliceInfo {
+            selections: vec![
+                SliceInfoElem::Slice {
+                    start: 0,
+                    end: u64::MAX,
+                    step: 1,
+                },
+                SliceInfoElem::Index(col),
+            ],
+        };
+        read_slice(&ds, path, &sel)
+    }
+
+    fn read_compound(&self, path: &str) -> Result<Vec<CompoundField>> {
+        let ds = self.dataset(path)?;
+        let Datatype::Compound { size, fields } = ds.dtype().clone() else {
+            return Err(AnnDataError::invalid(path, "not a compound dataset"));
+        };
+        let raw = ds
+            .read_raw_bytes()
+            .map_err(|err| AnnDataError::read(path, err))?;
+        let record = size as usize;
+        if record == 0 || raw.len() % record != 0 {
+            return Err(AnnDataError::invalid(path, "records do not fill the data"));
+        }
+        let n = raw.len() / record;
+        let mut out = Vec::with_capacity(fields.len());
+        for field in fields {
+            let (base, width) = match &field.datatype {
+                Datatype::Array { base, dims } => {
+                    (base.as_ref().clone(), dims.iter().product::<u64>() as usize)
+                }
+                other => (other.clone(), 1),
+            };
+            let elem = element_size(&base)
+                .ok_or_else(|| unsupported(&format!("{path}/{}", field.name), &base))?;
+            let offset = field.byte_offset as usize;
+            if offset + elem * width > record {
+                return Err(AnnDataError::invalid(
+                    path,
+                    "a field lies outside its record",
+                ));
+            }
+            let mut bytes = Vec::with_capacity(n * elem * width);
+            for r in 0..n {
+                let start = r * record + offset;
+                bytes.extend_from_slice(&raw[start..start + elem * width]);
+            }
+            let values = match &base {
+                Datatype::String {
+                    size: StringSize::Fixed(len),
+                    ..
+                } => Values::Str(fixed_strings(&bytes, *len as usize)),
+                other => decode(&bytes, other)
+                    .ok_or_else(|| unsupported(&format!("{path}/{}", field.name), other))?,
+            };
+            out.push(CompoundField {
+                name: field.name.clone(),
+                width,
+                values,
+            });
+        }
+        Ok(out)
+    }
+}
+
+fn unsupported(path: &str, dtype: &Datatype) -> AnnDataError {
+    AnnDataError::invalid(path, format!("unsupported HDF5 datatype {dtype:?}"))
+}
+
+fn read_slice(ds: &Dataset, path: &str, sel: &SliceInfo) -> Result<Values> {
+    let err = |e: hdf5_reader::error::Error| AnnDataError::read(path, e);
+    Ok(match dtype_of(ds.dtype()) {
+        Dtype::Float { bytes: 4 } => Values::F32(flat(ds.read_slice::<f32>(sel).map_err(err)?)),
+        Dtype::Float { bytes: 8 } => Values::F64(flat(ds.read_slice::<f64>(sel).map_err(err)?)),
+        Dtype::Int { bytes, signed } => {
+            macro_rules! ints {
+                ($t:ty) => {
+                    Values::Int(
+                        flat(ds.read_slice::<$t>(sel).map_err(err)?)
+                            .into_iter()
+                            .map(|x| x as i64)
+                            .collect(),
+                    )
+                };
+            }
+            match (bytes, signed) {
+                (1, true) => ints!(i8),
+                (1, false) => ints!(u8),
+                (2, true) => ints!(i16),
+                (2, false) => ints!(u16),
+                (4, true) => ints!(i32),
+                (4, false) => ints!(u32),
+                (8, true) => ints!(i64),
+                (8, false) => ints!(u64),
+                _ => return Err(unsupported(path, ds.dtype())),
+            }
+        }
+        _ => return Err(unsupported(path, ds.dtype())),
+    })
+}
+
+/// The elements of a freshly read array in logical (row-major) order:
+/// its own buffer when it is in standard layout (always, for a new read),
+/// else an element-by-element copy. The n-dimensional iterator costs tens of
+/// nanoseconds per element, which dominated large range reads.
+fn flat<T: Clone, D: ndarray::Dimension>(array: ndarray::Array<T, D>) -> Vec<T> {
+    if array.is_standard_layout() {
+        let len = array.len();
+        let (vec, offset) = array.into_raw_vec_and_offset();
+        let offset = offset.unwrap_or(0);
+        if offset == 0 && vec.len() == len {
+            return vec;
+        }
+        return vec.into_iter().skip(offset).take(len).collect();
+    }
+    array.into_iter().collect()
+}
+
+/// The element type an HDF5 datatype stands for.
+fn dtype_of(dtype: &Datatype) -> Dtype {
+    match dtype {
+        Datatype::FixedPoint { size, signed, .. } => Dtype::Int {
+            bytes: *size,
+            signed: *signed,
+        },
+        Datatype::FloatingPoint { size, .. } => Dtype::Float { bytes: *size },
+        Datatype::Enum { base, members } if is_bool_enum(base, members) => Dtype::Bool,
+        Datatype::Enum { base, .. } => dtype_of(base),
+        Datatype::String { .. } => Dtype::Str,
+        Datatype::VarLen { kind, .. } if *kind == hdf5_reader::VarLenKind::String => Dtype::Str,
+        Datatype::Compound { .. } => Dtype::Compound,
+        _ => Dtype::Other,
+    }
+}
+
+/// h5py stores `bool` as an int8 enum with members FALSE=0 and TRUE=1.
+fn is_bool_enum(base: &Datatype, members: &[hdf5_reader::EnumMember]) -> bool {
+    matches!(base, Datatype::FixedPoint { size: 1, .. })
+        && members.len() == 2
+        && members
+            .iter()
+            .all(|m| m.name.eq_ignore_ascii_case("false") || m.name.eq_ignore_ascii_case("true"))
+}
+
+fn element_size(dtype: &Datatype) -> Option<usize> {
+    Some(match dtype {
+        Datatype::FixedPoint { size, .. }
+        | Datatype::FloatingPoint { size, .. }
+        | Datatype::Bitfield { size, .. } => *size as usize,
+        Datatype::Enum { base, .. } => element_size(base)?,
+        Datatype::String {
+            size: StringSize::Fixed(len),
+            ..
+        } => *len as usize,
+        _ => return None,
+    })
+}
+
+/// Decodes raw element bytes (in the datatype's byte order) into values.
+fn decode(raw: &[u8], dtype: &Datatype) -> Option<Values> {
+    fn take<const N: usize>(chunk: &[u8], order: ByteOrder) -> [u8; N] {
+        let mut arr = [0u8; N];
+        arr.copy_from_slice(chunk);
+        if matches!(order, ByteOrder::BigEndian) {
+            arr.reverse();
+        }
+        arr
+    }
+    Some(match dtype {
+        Datatype::Enum { base, members } if is_bool_enum(base, members) => {
+            Values::Bool(raw.iter().map(|&b| b != 0).collect())
+        }
+        Datatype::Enum { base, .. } => decode(raw, base)?,
+        Datatype::FixedPoint {
+            size,
+            signed,
+            byte_order,
+        } => {
+            let n = *size as usize;
+            if n == 0 || !raw.len().is_multiple_of(n) {
+                return None;
+            }
+            let o = *byte_order;
+            let ints: Option<Vec<i64>> = raw
+                .chunks_exact(n)
+                .map(|c| match (n, signed) {
+                    (1, true) => Some(i64::from(c[0] as i8)),
+                    (1, false) => Some(i64::from(c[0])),
+                    (2, true) => Some(i64::from(i16::from_le_bytes(take(c, o)))),
+                    (2, false) => Some(i64::from(u16::from_le_bytes(take(c, o)))),
+                    (4, true) => Some(i64::from(i32::from_le_bytes(take(c, o)))),
+                    (4, false) => Some(i64::from(u32::from_le_bytes(take(c, o)))),
+                    (8, true) => Some(i64::from_le_bytes(take(c, o))),
+                    (8, false) => i64::try_from(u64::from_le_bytes(take(c, o))).ok(),
+                    _ => None,
+                })
+                .collect();
+            Values::Int(ints?)
+        }
+        Datatype::FloatingPoint {
+            size: 4,
+            byte_order,
+        } if raw.len().is_multiple_of(4) => Values::F32(
+            raw.chunks_exact(4)
+                .map(|c| f32::from_le_bytes(take(c, *byte_order)))
+                .collect(),
+        ),
+        Datatype::FloatingPoint {
+            size: 8,
+            byte_order,
+        } if raw.len().is_multiple_of(8) => Values::F64(
+            raw.chunks_exact(8)
+                .map(|c| f64::from_le_bytes(take(c, *byte_order)))
+                .collect(),
+        ),
+        _ => return None,
+    })
+}
+
+/// Fixed-length byte strings, NUL-padded (legacy `S16` fields).
+fn fixed_strings(bytes: &[u8], len: usize) -> Vec<String> {
+    if len == 0 {
+        return Vec::new();
+    }
+    bytes
+        .chunks_exact(len)
+        .map(|c| {
+            let end = c.iter().position(|&b| b == 0).unwrap_or(c.len());
+            String::from_utf8_lossy(&c[..end]).trim_end().to_owned()
+        })
+        .collect()
+}
+
+/// An attribute as JSON; `None` for types a reader of AnnData never needs.
+fn attribute_json(attr: &hdf5_reader::Attribute) -> Option<Value> {
+    let scalar = attr.shape.is_empty();
+    let pack = |mut items: Vec<Value>| {
+        if scalar && items.len() == 1 {
+            items.pop()
+        } else {
+            Some(Value::Array(items))
+        }
+    };
+    if let Some(strings) = &attr.decoded_strings {
+        return pack(strings.iter().cloned().map(Value::String).collect());
+    }
+    match &attr.datatype {
+        Datatype::String { .. } => {
+            let strings = attr.read_strings().ok()?;
+            pack(strings.into_iter().map(Value::String).collect())
+        }
+        Datatype::VarLen { .. } => {
+            let s = String::from_utf8_lossy(&attr.raw_data)
+                .trim_end_matches('\0')
+                .to_owned();
+            Some(Value::String(s))
+        }
+        dtype => {
+            let values = decode(&attr.raw_data, dtype)?;
+            let items: Vec<Value> = match values {
+                Values::Bool(v) => v.into_iter().map(Value::Bool).collect(),
+                Values::Int(v) => v.into_iter().map(Value::from).collect(),
+                Values::F32(v) => v.into_iter().map(|x| Value::from(f64::from(x))).collect(),
+                Values::F64(v) => v.into_iter().map(Value::from).collect(),
+                Values::Str(v) => v.into_iter().map(Value::String).collect(),
+            };
+            pack(items)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lzf_literals_and_back_references() {
+        // "abcabcabc": literal "abc" (ctrl 2), then a back reference of
+        // length 6 at distance 3 (ctrl = (6-2)<<5 | 0, offset byte 2).
+        let block = [2, b'a', b'b', b'c', 4 << 5, 2];
+        assert_eq!(lzf_decompress(&block, 100).unwrap(), b"abcabcabc");
+        assert!(lzf_decompress(&block, 5).is_none(), "over the limit");
+        assert!(
+            lzf_decompress(&[4 << 5, 9], 100).is_none(),
+            "reference before the start"
+        );
+        assert!(
+            lzf_decompress(&[5, b'a'], 100).is_none(),
+            "truncated literal"
+        );
+    }
+}

@@ -1,0 +1,285 @@
+//! Key-value stores under a Zarr hierarchy: a confined folder or a zip
+//! archive, and the adapter that lets `zarrs` read from either.
+//!
+//! `zarrs` ships a path-based filesystem store; we give it our own instead so
+//! every read goes through the `cap-std` directory of the dataset (CONTRACT
+//! §3): no key and no symlink can leave the store.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::{self, Read};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use cap_std::ambient_authority;
+use cap_std::fs::Dir;
+use zarrs::storage::byte_range::ByteRangeIterator;
+use zarrs::storage::{
+    MaybeBytes, MaybeBytesIterator, ReadableStorageTraits, StorageError, StoreKey,
+};
+
+use crate::file::{map_path, open_confined};
+use crate::key::RelativeKey;
+use crate::SourceError;
+
+/// The only dot-files a Zarr store may expose (CONTRACT §3).
+pub const ZARR_DOT_FILES: [&str; 4] = [".zarray", ".zattrs", ".zgroup", ".zmetadata"];
+
+/// One entry of a store folder listing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DirEntry {
+    /// The entry's name (one segment).
+    pub name: String,
+    /// Whether it is a folder.
+    pub is_dir: bool,
+}
+
+/// A read-only map from `/`-separated keys to bytes.
+pub trait KeyStore: Send + Sync + fmt::Debug {
+    /// The bytes of `key`, `None` when there is no such key.
+    ///
+    /// # Errors
+    /// When the key exists but cannot be read.
+    fn get(&self, key: &str) -> io::Result<Option<Bytes>>;
+
+    /// The entries directly under `prefix` (`""` for the root), sorted by name.
+    ///
+    /// # Errors
+    /// When the folder cannot be listed.
+    fn list_dir(&self, prefix: &str) -> io::Result<Vec<DirEntry>>;
+}
+
+/// A Zarr folder, read through a `cap-std` directory.
+#[derive(Debug)]
+pub struct DirStore {
+    dir: Dir,
+}
+
+impl DirStore {
+    /// Opens `path` as the root of the store.
+    ///
+    /// # Errors
+    /// When the folder cannot be opened.
+    pub fn open(path: &Path) -> io::Result<Self> {
+        Ok(Self {
+            dir: Dir::open_ambient_dir(path, ambient_authority())?,
+        })
+    }
+
+    /// The confined directory of the store.
+    pub fn dir(&self) -> &Dir {
+        &self.dir
+    }
+}
+
+impl KeyStore for DirStore {
+    fn get(&self, key: &str) -> io::Result<Option<Bytes>> {
+        let Ok(key) = RelativeKey::parse_allowing(key, &ZARR_DOT_FILES) else {
+            return Ok(None);
+        };
+        match open_confined(&self.dir, &key, None) {
+            Ok(file) => file
+                .read_range(0..file.len())
+                .map(Some)
+                .map_err(|err| io::Error::other(err.to_string())),
+            Err(SourceError::NotFound { .. }) => Ok(None),
+            Err(err) => Err(io::Error::other(err.to_string())),
+        }
+    }
+
+    fn list_dir(&self, prefix: &str) -> io::Result<Vec<DirEntry>> {
+        let entries = if prefix.is_empty() {
+            self.dir.entries()?
+        } else {
+            let Ok(key) = RelativeKey::parse(prefix) else {
+                return Ok(Vec::new());
+            };
+            match self.dir.read_dir(key.as_str()) {
+                Ok(entries) => entries,
+                Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+                Err(err) => return Err(err),
+            }
+        };
+        let mut out = Vec::new();
+        for entry in entries {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let is_dir = entry.file_type()?.is_dir();
+            out.push(DirEntry { name, is_dir });
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+}
+
+/// Where one zip member's bytes are.
+#[derive(Clone, Copy, Debug)]
+struct ZipMember {
+    index: usize,
+    start: u64,
+    stored_len: u64,
+    stored: bool,
+}
+
+/// A zipped Zarr store (`.zarr.zip`), memory-mapped; STORED members (what
+/// zarr and cellucid write) are sliced without copying.
+pub struct ZipStore {
+    bytes: Bytes,
+    members: BTreeMap<String, ZipMember>,
+    archive: Mutex<zip::ZipArchive<io::Cursor<Bytes>>>,
+}
+
+impl fmt::Debug for ZipStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ZipStore")
+            .field("len", &self.bytes.len())
+            .field("members", &self.members.len())
+            .finish()
+    }
+}
+
+impl ZipStore {
+    /// Opens the archive at `path` and indexes its central directory.
+    ///
+    /// # Errors
+    /// When the file cannot be read or is not a valid zip archive.
+    pub fn open(path: &Path) -> io::Result<Self> {
+        let bytes = map_path(path)?;
+        let mut archive = zip::ZipArchive::new(io::Cursor::new(bytes.clone()))
+            .map_err(|err| io::Error::new(io::ErrorKind::InvalidData, err.to_string()))?;
+        let mut members = BTreeMap::new();
+        for index in 0..archive.len() {
+            let file = archive
+                .by_index_raw(index)
+                .map_err(|err| io::Error::new(io::ErrorKind::InvalidData, err.to_string()))?;
+            if file.is_dir() {
+                continue;
+            }
+            let name = file.name().trim_start_matches("./").to_owned();
+            let start = file.data_start();
+            let stored_len = file.compressed_size();
+            if start.saturating_add(stored_len) > bytes.len() as u64 {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("zip member {name:?} lies past the end of the file (truncated?)"),
+                ));
+            }
+            let stored = file.compression() == zip::CompressionMethod::Stored;
+            members.insert(
+                name,
+                ZipMember {
+                    index,
+                    start,
+                    stored_len,
+                    stored,
+                },
+            );
+        }
+        Ok(Self {
+            bytes,
+            members,
+            archive: Mutex::new(archive),
+        })
+    }
+}
+
+impl KeyStore for ZipStore {
+    fn get(&self, key: &str) -> io::Result<Option<Bytes>> {
+        let Some(member) = self.members.get(key).copied() else {
+            return Ok(None);
+        };
+        if member.stored {
+            // Bounds checked when the archive was indexed.
+            let start = member.start as usize;
+            return Ok(Some(
+                self.bytes.slice(start..start + member.stored_len as usize),
+            ));
+        }
+        let mut archive = self
+            .archive
+            .lock()
+            .map_err(|_| io::Error::other("zip archive lock poisoned"))?;
+        let mut file = archive
+            .by_index(member.index)
+            .map_err(|err| io::Error::new(io::ErrorKind::InvalidData, err.to_string()))?;
+        let mut out = Vec::new();
+        file.read_to_end(&mut out)?;
+        Ok(Some(Bytes::from(out)))
+    }
+
+    fn list_dir(&self, prefix: &str) -> io::Result<Vec<DirEntry>> {
+        let base = if prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", prefix.trim_end_matches('/'))
+        };
+        let mut seen: BTreeMap<String, bool> = BTreeMap::new();
+        for name in self.members.keys() {
+            let Some(rest) = name.strip_prefix(&base) else {
+                continue;
+            };
+            match rest.split_once('/') {
+                Some((dir, _)) => {
+                    seen.insert(dir.to_owned(), true);
+                }
+                None if !rest.is_empty() => {
+                    seen.entry(rest.to_owned()).or_insert(false);
+                }
+                None => {}
+            }
+        }
+        Ok(seen
+            .into_iter()
+            .map(|(name, is_dir)| DirEntry { name, is_dir })
+            .collect())
+    }
+}
+
+/// Lets `zarrs` read from any [`KeyStore`].
+#[derive(Debug, Clone)]
+pub struct ZarrsStore(pub Arc<dyn KeyStore>);
+
+fn storage_error(err: io::Error) -> StorageError {
+    StorageError::IOError(Arc::new(err))
+}
+
+impl ReadableStorageTraits for ZarrsStore {
+    fn get_partial_many<'a>(
+        &'a self,
+        key: &StoreKey,
+        byte_ranges: ByteRangeIterator<'a>,
+    ) -> Result<MaybeBytesIterator<'a>, StorageError> {
+        let Some(bytes) = self.0.get(key.as_str()).map_err(storage_error)? else {
+            return Ok(None);
+        };
+        let size = bytes.len() as u64;
+        let iter = byte_ranges.map(move |range| {
+            let r = range.to_range(size);
+            if r.end > size || r.start > r.end {
+                return Err(StorageError::Other(format!(
+                    "byte range {}..{} outside a value of {size} bytes",
+                    r.start, r.end
+                )));
+            }
+            Ok(bytes.slice(r.start as usize..r.end as usize))
+        });
+        Ok(Some(Box::new(iter)))
+    }
+
+    fn get(&self, key: &StoreKey) -> Result<MaybeBytes, StorageError> {
+        self.0.get(key.as_str()).map_err(storage_error)
+    }
+
+    fn size_key(&self, key: &StoreKey) -> Result<Option<u64>, StorageError> {
+        Ok(self
+            .0
+            .get(key.as_str())
+            .map_err(storage_error)?
+            .map(|b| b.len() as u64))
+    }
+
+    fn supports_get_partial(&self) -> bool {
+        true
+    }
+}

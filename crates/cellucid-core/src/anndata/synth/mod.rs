@@ -1,0 +1,1109 @@
+//! The 0.9.4 folder files (`compact_v2` manifests, identity v3) synthesised
+//! from an AnnData store, exactly as the 0.9.4 AnnData server answers them
+//! (reference-formats §3): float32, uncompressed paths.
+//!
+//! [`Plan::build`] reads what the manifests need (obs categories, the
+//! embeddings for centroids, the graph's counts) once; payloads (embedding
+//! coordinates, obs values and codes, outlier quantiles, gene columns,
+//! edges) are computed on request.
+
+mod genes;
+mod geometry;
+mod graph;
+pub(crate) mod pyjson;
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use serde_json::{json, Map, Value};
+
+use super::options::{AnnDataOptions, EmbeddingChoice, ExpressionSource};
+use super::{AnnData, AnnDataError, FrameColumn, Matrix, StoreKind};
+use geometry::Normalization;
+
+/// Cells a category needs for a centroid and outlier quantiles (0.9.4 default).
+const DEFAULT_MIN_POINTS: usize = 10;
+/// The 0.9.4 `centroid_outlier_quantile`.
+const CENTROID_QUANTILE: f64 = 0.95;
+
+/// One served embedding item.
+#[derive(Clone, Debug)]
+pub(crate) struct Item {
+    pub(crate) id: String,
+    key: String,
+    columns: Vec<u64>,
+    dim: usize,
+    norm: Normalization,
+}
+
+/// How one obs field is served.
+#[derive(Clone, Debug)]
+enum ObsField {
+    Continuous { name: String },
+    Categorical { name: String },
+}
+
+/// What a synthesised key is computed from.
+#[derive(Clone, Debug)]
+enum Payload {
+    Embedding(usize),
+    ObsValues(String),
+    ObsCodes(String, &'static str),
+    ObsOutliers(String),
+    EdgeSources,
+    EdgeDestinations,
+    EdgeWeights,
+    Vectors { field: String, item: usize },
+}
+
+/// A payload that cannot be served as the format requires.
+#[derive(Debug, thiserror::Error)]
+pub enum PayloadError {
+    /// Nothing is served under this key.
+    #[error("not a synthesised file")]
+    NotFound,
+    /// The values break the format (non-finite numbers…): 422.
+    #[error("{0}")]
+    Unprocessable(String),
+    /// The store could not be read.
+    #[error(transparent)]
+    Read(#[from] AnnDataError),
+}
+
+/// Everything needed to answer the synthesised files of one dataset.
+#[derive(Debug)]
+pub struct Plan {
+    identity: Bytes,
+    obs_manifest: Bytes,
+    var_manifest: Option<Bytes>,
+    connectivity_manifest: Option<Bytes>,
+    items: Vec<Item>,
+    payloads: HashMap<String, Payload>,
+    expression: Option<Matrix>,
+    n_genes: u64,
+    latent_key: Option<String>,
+    knn: Option<Matrix>,
+    index_bytes: usize,
+    min_points: usize,
+    notes: Vec<String>,
+}
+
+fn uns_default<'a>(adata: &'a AnnData, key: &str) -> Option<&'a Value> {
+    adata
+        .uns_cellucid()
+        .get("defaults")
+        .and_then(|d| d.get(key))
+        .filter(|v| !v.is_null())
+}
+
+impl Plan {
+    /// Builds the manifests for `adata` under `id` / `name`.
+    ///
+    /// # Errors
+    /// When an option names something absent, or nothing can be plotted.
+    pub fn build(
+        adata: &AnnData,
+        options: &AnnDataOptions,
+        id: &str,
+        name: &str,
+    ) -> Result<Self, AnnDataError> {
+        let mut notes = Vec::new();
+        let n = adata.n_obs();
+        let n_usize =
+            usize::try_from(n).map_err(|_| AnnDataError::invalid("obs", "too many cells"))?;
+        let min_points = uns_default(adata, "centroidMinPoints")
+            .and_then(Value::as_u64)
+            .map_or(DEFAULT_MIN_POINTS, |m| m.max(1) as usize);
+
+        // Embeddings.
+        let items = resolve_embeddings(adata, options, &mut notes)?;
+        if items.is_empty() {
+            return Err(AnnDataError::invalid(
+                "obsm",
+                "no usable embedding (a numeric obsm matrix with 1-3 columns and some spread); pass --embedding-2d KEY",
+            ));
+        }
+        let coords: Vec<Vec<f64>> = items
+            .iter()
+            .map(|item| item_coords(adata, item).map(|c| geometry::normalize(&c, &item.norm)))
+            .collect::<Result<_, _>>()?;
+
+        // Latent space and graph.
+        let latent_key = resolve_latent(adata, options)?;
+        notes.push(match &latent_key {
+            Some(k) => format!("latent space  obsm['{k}'] (outlier quantiles)"),
+            None => "latent space  none (no outlier quantiles; pass --latent-key KEY)".into(),
+        });
+        let knn = resolve_knn(adata, options)?;
+        let mut edges_summary = None;
+        let knn = match knn {
+            Some(m) => {
+                let parts = m.read_sparse(adata.backend())?;
+                match graph::edges(&parts, m.layout, n_usize) {
+                    Ok(e) => {
+                        notes.push(format!("graph         {} ({} edges)", m.path, e.src.len()));
+                        edges_summary = Some((e.src.len(), e.max_neighbors));
+                        Some(m)
+                    }
+                    Err(why) => {
+                        notes.push(format!("graph         {} not served: {why}", m.path));
+                        None
+                    }
+                }
+            }
+            None => {
+                notes.push("graph         none".into());
+                None
+            }
+        };
+
+        // Obs fields.
+        let obs = adata.obs();
+        let selected: Vec<String> = if options.obs_keys.is_empty() {
+            obs.columns()
+                .iter()
+                .filter(|c| {
+                    let ok = c.encoding.is_continuous().is_some();
+                    if !ok {
+                        tracing::warn!(column = %c.name, encoding = %c.encoding.describe(), "obs column not served");
+                    }
+                    ok
+                })
+                .map(|c| c.name.clone())
+                .collect()
+        } else {
+            for k in &options.obs_keys {
+                let spec = obs
+                    .column(k)
+                    .ok_or_else(|| AnnDataError::missing(&format!("obs/{k}")))?;
+                if spec.encoding.is_continuous().is_none() {
+                    return Err(AnnDataError::invalid(
+                        &format!("obs/{k}"),
+                        spec.encoding.describe(),
+                    ));
+                }
+            }
+            options.obs_keys.clone()
+        };
+        let mut fields = Vec::new();
+        let mut continuous = Vec::new();
+        let mut categorical = Vec::new();
+        let mut payloads = HashMap::new();
+        for (index, col) in selected.iter().enumerate() {
+            let spec = obs
+                .column(col)
+                .ok_or_else(|| AnnDataError::missing(&format!("obs/{col}")))?;
+            if spec.encoding.is_continuous() == Some(true) {
+                continuous.push(json!([index, col]));
+                fields.push((ObsField::Continuous { name: col.clone() }, None));
+                payloads.insert(
+                    format!("obs/{index}.values.f32"),
+                    Payload::ObsValues(col.clone()),
+                );
+                continue;
+            }
+            let FrameColumn::Categorical {
+                codes, categories, ..
+            } = adata.obs_column(col)?
+            else {
+                return Err(AnnDataError::invalid(
+                    &format!("obs/{col}"),
+                    "expected categories",
+                ));
+            };
+            let (dtype, ext, missing) = codes_dtype(categories.len());
+            let mut by_embedding = Map::new();
+            for (item, xy) in items.iter().zip(&coords) {
+                let list: Vec<Value> = geometry::centroids(xy, item.dim, &codes, categories.len(), min_points, CENTROID_QUANTILE)
+                    .into_iter()
+                    .map(|c| json!({"category": categories[c.code].to_json(), "position": c.position, "n_points": c.n_points}))
+                    .collect();
+                by_embedding.insert(item.id.clone(), Value::Array(list));
+            }
+            let labels: Vec<Value> = categories.iter().map(super::Label::to_json).collect();
+            categorical.push(json!([index, col, labels, dtype, missing, by_embedding]));
+            fields.push((
+                ObsField::Categorical { name: col.clone() },
+                Some(categories.len()),
+            ));
+            payloads.insert(
+                format!("obs/{index}.codes.{ext}"),
+                Payload::ObsCodes(col.clone(), ext),
+            );
+            if latent_key.is_some() {
+                payloads.insert(
+                    format!("obs/{index}.outliers.f32"),
+                    Payload::ObsOutliers(col.clone()),
+                );
+            }
+        }
+        let mut schemas = Map::new();
+        if !continuous.is_empty() {
+            schemas.insert(
+                "continuous".into(),
+                json!({"pathPattern": "obs/{index}.values.f32", "ext": "f32", "dtype": "float32", "quantized": false}),
+            );
+        }
+        if !categorical.is_empty() {
+            schemas.insert(
+                "categorical".into(),
+                if latent_key.is_some() {
+                    json!({"codesPathPattern": "obs/{index}.codes.{ext}", "outlierPathPattern": "obs/{index}.outliers.f32",
+                           "outlierExt": "f32", "outlierDtype": "float32", "outlierQuantized": false})
+                } else {
+                    json!({"codesPathPattern": "obs/{index}.codes.{ext}", "outlierPathPattern": null,
+                           "outlierExt": null, "outlierDtype": null, "outlierQuantized": false})
+                },
+            );
+        }
+        let obs_manifest = json!({
+            "_format": "compact_v2",
+            "n_points": n,
+            "centroid_outlier_quantile": CENTROID_QUANTILE,
+            "latent_key": latent_key,
+            "compression": null,
+            "_obsSchemas": schemas,
+            "_continuousFields": continuous,
+            "_categoricalFields": categorical,
+        });
+
+        // Genes.
+        let (expression, gene_frame) = expression_source(adata, options)?;
+        let n_genes = expression.as_ref().map_or(0, |m| m.shape[1]);
+        let var_manifest = match (&expression, gene_frame) {
+            (Some(m), Some(frame)) => {
+                let names =
+                    genes::gene_names(adata.backend(), frame, options.gene_id_column.as_deref())?;
+                if names.names.len() as u64 != m.shape[1] {
+                    return Err(AnnDataError::invalid(
+                        &m.path,
+                        "gene count differs from its var dataframe",
+                    ));
+                }
+                notes.push(format!(
+                    "genes         {} from {} ({})",
+                    m.shape[1],
+                    m.path,
+                    m.layout.as_str()
+                ));
+                let fields: Vec<Value> = names
+                    .names
+                    .iter()
+                    .enumerate()
+                    .map(|(i, g)| json!([i, g]))
+                    .collect();
+                let renamed: Vec<Value> =
+                    names.renamed.iter().map(|(a, b)| json!([a, b])).collect();
+                Some(json!({
+                    "_format": "compact_v2",
+                    "n_points": n,
+                    "compression": null,
+                    "quantization": null,
+                    "_varSchema": {"kind": "continuous", "pathPattern": "var/{index}.values.f32", "ext": "f32", "dtype": "float32", "quantized": false},
+                    "fields": fields,
+                    "gene_name_sets": [{"source": names.source, "filled_from_index": names.filled_from_index, "renamed": renamed, "names": null}],
+                }))
+            }
+            _ => None,
+        };
+
+        // Connectivity.
+        let index_bytes = if n <= 65536 { 2 } else { 4 };
+        let connectivity_manifest = edges_summary.map(|(n_edges, max_neighbors)| {
+            for (key, payload) in [
+                ("connectivity/edges.src.bin", Payload::EdgeSources),
+                ("connectivity/edges.dst.bin", Payload::EdgeDestinations),
+                ("connectivity/edges.weights.f64.bin", Payload::EdgeWeights),
+            ] {
+                payloads.insert(key.to_owned(), payload);
+            }
+            json!({
+                "format": "edge_pairs", "n_cells": n, "n_edges": n_edges, "max_neighbors": max_neighbors,
+                "index_bytes": index_bytes, "index_dtype": if index_bytes == 2 { "uint16" } else { "uint32" },
+                "sourcesPath": "connectivity/edges.src.bin", "destinationsPath": "connectivity/edges.dst.bin",
+                "weightsPath": "connectivity/edges.weights.f64.bin", "weight_dtype": "float64", "weight_bytes": 8,
+                "compression": null,
+            })
+        });
+
+        // Embedding files and vector fields.
+        let mut item_docs = Map::new();
+        let mut defaults = Map::new();
+        for (e, item) in items.iter().enumerate() {
+            let file = format!("embeddings/{e}_{}d.bin", item.dim);
+            payloads.insert(file.clone(), Payload::Embedding(e));
+            item_docs.insert(
+                item.id.clone(),
+                json!({"label": item.id, "dimension": item.dim, "file": file,
+                       "source": {"key": item.key, "columns": item.columns}}),
+            );
+            defaults
+                .entry(format!("{}d", item.dim))
+                .or_insert_with(|| Value::String(item.id.clone()));
+        }
+        // The default per dimension: an explicit or uns choice, else the first.
+        for (d, choice) in options.embeddings.iter().enumerate() {
+            if let Some(c) = choice {
+                if let Some(item) = items.iter().find(|i| i.dim == d + 1 && i.key == c.key) {
+                    defaults.insert(format!("{}d", d + 1), Value::String(item.id.clone()));
+                }
+            }
+        }
+        let default_dimension = items.iter().map(|i| i.dim).max().unwrap_or(2);
+        let vector_fields = if options.vector_fields {
+            vector_fields(adata, &items, &mut payloads)
+        } else {
+            None
+        };
+
+        let n_cat = fields
+            .iter()
+            .filter(|(f, _)| matches!(f, ObsField::Categorical { .. }))
+            .count();
+        let n_cont = fields.len() - n_cat;
+        let mut obs_fields: Vec<Value> = fields
+            .iter()
+            .filter_map(|(f, _)| match f {
+                ObsField::Continuous { name } => Some(json!({"key": name, "kind": "continuous"})),
+                ObsField::Categorical { .. } => None,
+            })
+            .collect();
+        obs_fields.extend(fields.iter().filter_map(|(f, count)| match f {
+            ObsField::Categorical { name, .. } => {
+                Some(json!({"key": name, "kind": "category", "n_categories": count}))
+            }
+            ObsField::Continuous { .. } => None,
+        }));
+        let mut identity = json!({
+            "version": 3,
+            "id": id,
+            "name": name,
+            "description": "Loaded directly from AnnData",
+            "created_at": utc_now(),
+            "cellucid_data_version": "anndata_adapter",
+            "stats": {
+                "n_cells": n, "n_genes": n_genes, "n_obs_fields": fields.len(),
+                "n_categorical_fields": n_cat, "n_continuous_fields": n_cont,
+                "has_connectivity": edges_summary.is_some(),
+                "n_edges": edges_summary.map(|(e, _)| e),
+            },
+            "embeddings": {"default_dimension": default_dimension, "defaults": defaults, "items": item_docs},
+            "obs_fields": obs_fields,
+            "source": {"name": match adata.kind() { StoreKind::H5ad => "H5AD file", _ => "Zarr store" }},
+        });
+        if let (Some(vf), Some(map)) = (vector_fields, identity.as_object_mut()) {
+            map.insert("vector_fields".into(), vf);
+        }
+        notes.insert(
+            0,
+            format!(
+                "embeddings    {}",
+                items
+                    .iter()
+                    .map(|i| format!("{} ({}d)", i.id, i.dim))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        );
+        Ok(Self {
+            identity: Bytes::from(pyjson::to_vec(&identity)),
+            obs_manifest: Bytes::from(pyjson::to_vec(&obs_manifest)),
+            var_manifest: var_manifest.map(|v| Bytes::from(pyjson::to_vec(&v))),
+            connectivity_manifest: connectivity_manifest.map(|v| Bytes::from(pyjson::to_vec(&v))),
+            items,
+            payloads,
+            expression,
+            n_genes,
+            latent_key,
+            knn,
+            index_bytes,
+            min_points,
+            notes,
+        })
+    }
+
+    /// Lines for the startup block: embeddings, latent space, graph, genes.
+    pub fn notes(&self) -> &[String] {
+        &self.notes
+    }
+
+    /// The expression matrix genes are served from.
+    pub fn expression(&self) -> Option<&Matrix> {
+        self.expression.as_ref()
+    }
+
+    /// The manifest for `key`, when it is one.
+    pub fn manifest(&self, key: &str) -> Option<Bytes> {
+        match key {
+            "dataset_identity.json" => Some(self.identity.clone()),
+            "obs_manifest.json" => Some(self.obs_manifest.clone()),
+            "var_manifest.json" => self.var_manifest.clone(),
+            "connectivity_manifest.json" => self.connectivity_manifest.clone(),
+            _ => None,
+        }
+    }
+
+    /// The gene index `g` of `var/{g}.values.f32` (canonical decimal only).
+    pub fn gene_index(&self, key: &str) -> Option<u64> {
+        let digits = key.strip_prefix("var/")?.strip_suffix(".values.f32")?;
+        if digits.is_empty()
+            || (digits.len() > 1 && digits.starts_with('0'))
+            || !digits.bytes().all(|b| b.is_ascii_digit())
+        {
+            return None;
+        }
+        digits.parse::<u64>().ok().filter(|&g| g < self.n_genes)
+    }
+
+    /// Whether `key` is a synthesised payload (not a manifest, not a gene).
+    pub fn has_payload(&self, key: &str) -> bool {
+        self.payloads.contains_key(key)
+    }
+
+    /// Computes the bytes of payload `key` (not genes: see
+    /// [`Plan::gene_bytes`]).
+    ///
+    /// # Errors
+    /// [`PayloadError`] when there is no such payload or its values break
+    /// the format.
+    pub fn payload(&self, adata: &AnnData, key: &str) -> Result<Bytes, PayloadError> {
+        let payload = self.payloads.get(key).ok_or(PayloadError::NotFound)?;
+        let n = adata.n_obs() as usize;
+        Ok(match payload {
+            Payload::Embedding(e) => {
+                let item = &self.items[*e];
+                let coords = geometry::normalize(&item_coords(adata, item)?, &item.norm);
+                f32_bytes(coords.iter().map(|&v| v as f32))
+            }
+            Payload::ObsValues(col) => match adata.obs_column(col)? {
+                FrameColumn::Continuous { values, missing } => {
+                    let mut v = values.to_f32().ok_or_else(|| {
+                        PayloadError::Unprocessable(format!("obs column {col:?} is not numeric"))
+                    })?;
+                    if let Some(mask) = missing {
+                        for (x, &m) in v.iter_mut().zip(&mask) {
+                            if m {
+                                *x = f32::NAN;
+                            }
+                        }
+                    }
+                    check_finite(&format!("obs column {col:?}"), &v)?;
+                    f32_bytes(v.into_iter())
+                }
+                FrameColumn::Categorical { .. } => return Err(PayloadError::NotFound),
+            },
+            Payload::ObsCodes(col, ext) => {
+                let FrameColumn::Categorical { codes, .. } = adata.obs_column(col)? else {
+                    return Err(PayloadError::NotFound);
+                };
+                let mut out = Vec::with_capacity(n * 4);
+                for c in codes {
+                    match *ext {
+                        "u8" => out.push(u8::try_from(c).unwrap_or(u8::MAX)),
+                        "u16" => out
+                            .extend_from_slice(&u16::try_from(c).unwrap_or(u16::MAX).to_le_bytes()),
+                        _ => out
+                            .extend_from_slice(&u32::try_from(c).unwrap_or(u32::MAX).to_le_bytes()),
+                    }
+                }
+                Bytes::from(out)
+            }
+            Payload::ObsOutliers(col) => {
+                let Some(latent) = &self.latent_key else {
+                    return Err(PayloadError::NotFound);
+                };
+                let FrameColumn::Categorical {
+                    codes, categories, ..
+                } = adata.obs_column(col)?
+                else {
+                    return Err(PayloadError::NotFound);
+                };
+                // The 0.9.4 adapter converts the latent matrix to float32
+                // first. Read it in row blocks so a 1M-cell latent space
+                // never sits in memory whole.
+                let width = adata
+                    .obsm()
+                    .iter()
+                    .find(|e| e.key == *latent)
+                    .map_or(0, |e| e.width as usize);
+                f32_bytes(
+                    geometry::outlier_quantiles_blocked(
+                        n,
+                        width,
+                        &codes,
+                        categories.len(),
+                        self.min_points,
+                        &mut |rows| {
+                            let block = adata
+                                .obsm_rows(latent, rows.start as u64..rows.end as u64)?
+                                .into_f32()
+                                .ok_or_else(|| AnnDataError::invalid(latent, "not numeric"))?;
+                            if block.len() != rows.len() * width {
+                                return Err(AnnDataError::invalid(
+                                    latent,
+                                    "returned fewer values than its shape promises",
+                                ));
+                            }
+                            Ok(block)
+                        },
+                    )?
+                    .into_iter(),
+                )
+            }
+            Payload::EdgeSources | Payload::EdgeDestinations | Payload::EdgeWeights => {
+                let m = self.knn.as_ref().ok_or(PayloadError::NotFound)?;
+                let parts = m.read_sparse(adata.backend())?;
+                let edges =
+                    graph::edges(&parts, m.layout, n).map_err(PayloadError::Unprocessable)?;
+                match payload {
+                    Payload::EdgeWeights => Bytes::from(
+                        edges
+                            .weights
+                            .iter()
+                            .flat_map(|w| w.to_le_bytes())
+                            .collect::<Vec<u8>>(),
+                    ),
+                    other => {
+                        let ids = if matches!(other, Payload::EdgeSources) {
+                            &edges.src
+                        } else {
+                            &edges.dst
+                        };
+                        let mut out = Vec::with_capacity(ids.len() * self.index_bytes);
+                        for &i in ids {
+                            if self.index_bytes == 2 {
+                                out.extend_from_slice(
+                                    &u16::try_from(i).unwrap_or(u16::MAX).to_le_bytes(),
+                                );
+                            } else {
+                                out.extend_from_slice(&i.to_le_bytes());
+                            }
+                        }
+                        Bytes::from(out)
+                    }
+                }
+            }
+            Payload::Vectors { field, item } => {
+                let item = &self.items[*item];
+                let (values, width) = adata.obsm_matrix(field)?;
+                let cols: Vec<usize> = item.columns.iter().map(|&c| c as usize).collect();
+                if cols.iter().any(|&c| c >= width) {
+                    return Err(PayloadError::NotFound);
+                }
+                let v: Vec<f32> = values
+                    .chunks_exact(width)
+                    .flat_map(|row| cols.iter().map(move |&c| (row[c] * item.norm.scale) as f32))
+                    .collect();
+                check_finite(&format!("vector field {field:?}"), &v)?;
+                f32_bytes(v.into_iter())
+            }
+        })
+    }
+
+    /// One gene column as float32 bytes, from `column` (already decoded).
+    ///
+    /// # Errors
+    /// [`PayloadError::Unprocessable`] when a value is not finite.
+    pub fn gene_bytes(&self, g: u64, column: Vec<f32>) -> Result<Bytes, PayloadError> {
+        check_finite(&format!("gene {g}"), &column)?;
+        Ok(f32_bytes(column.into_iter()))
+    }
+
+    /// The latent key in use.
+    pub fn latent_key(&self) -> Option<&str> {
+        self.latent_key.as_deref()
+    }
+}
+
+/// The latent space: `--latent-key`, else `uns['cellucid']['defaults']
+/// ['latentKey']`, else `X_pca` when present.
+///
+/// # Errors
+/// When the chosen key is not in obsm.
+pub(crate) fn resolve_latent(
+    adata: &AnnData,
+    options: &AnnDataOptions,
+) -> Result<Option<String>, AnnDataError> {
+    match options.latent_key.clone().or_else(|| {
+        uns_default(adata, "latentKey")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    }) {
+        Some(k) => {
+            if adata.obsm().iter().any(|e| e.key == k) {
+                Ok(Some(k))
+            } else {
+                Err(AnnDataError::missing(&format!("obsm/{k}")))
+            }
+        }
+        None => Ok(adata
+            .obsm()
+            .iter()
+            .find(|e| e.key == "X_pca")
+            .map(|e| e.key.clone())),
+    }
+}
+
+/// The graph: `--knn`, else `uns['cellucid']['defaults']['knn']`, else
+/// `obsp['connectivities']` (or, pre-0.7, `uns/neighbors/connectivities`).
+///
+/// # Errors
+/// When the chosen key is not in obsp.
+pub(crate) fn resolve_knn(
+    adata: &AnnData,
+    options: &AnnDataOptions,
+) -> Result<Option<Matrix>, AnnDataError> {
+    let knn_key = options.knn.clone().or_else(|| {
+        uns_default(adata, "knn")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    });
+    let find = |k: &str| {
+        adata
+            .obsp()
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, m)| m.clone())
+    };
+    match knn_key {
+        Some(k) => find(&k)
+            .map(Some)
+            .ok_or_else(|| AnnDataError::missing(&format!("obsp/{k}"))),
+        None => Ok(find("connectivities")),
+    }
+}
+
+/// Checks every launch option against the store without reading data, so a
+/// typo fails at startup with one line; returns the quick notes (latent
+/// space and graph) for the startup block.
+///
+/// # Errors
+/// The first option naming something absent or unusable.
+pub(crate) fn validate(
+    adata: &AnnData,
+    options: &AnnDataOptions,
+) -> Result<Vec<String>, AnnDataError> {
+    let latent = resolve_latent(adata, options)?;
+    let knn = resolve_knn(adata, options)?;
+    for choice in options.embeddings.iter().flatten() {
+        if !adata.obsm().iter().any(|e| e.key == choice.key) {
+            return Err(AnnDataError::missing(&format!("obsm/{}", choice.key)));
+        }
+    }
+    for k in &options.obs_keys {
+        let spec = adata
+            .obs()
+            .column(k)
+            .ok_or_else(|| AnnDataError::missing(&format!("obs/{k}")))?;
+        if spec.encoding.is_continuous().is_none() {
+            return Err(AnnDataError::invalid(
+                &format!("obs/{k}"),
+                spec.encoding.describe(),
+            ));
+        }
+    }
+    let (expression, frame) = expression_source(adata, options)?;
+    if let (Some(col), Some(frame)) = (&options.gene_id_column, frame) {
+        if frame.column(col).is_none() {
+            return Err(AnnDataError::missing(&format!("{}/{col}", frame.path())));
+        }
+    }
+    let latent_origin = if options.latent_key.is_some() {
+        "--latent-key"
+    } else if uns_default(adata, "latentKey").is_some() {
+        "uns['cellucid'] defaults"
+    } else {
+        "default"
+    };
+    let knn_origin = if options.knn.is_some() {
+        "--knn"
+    } else if uns_default(adata, "knn").is_some() {
+        "uns['cellucid'] defaults"
+    } else {
+        "default"
+    };
+    Ok(vec![
+        match latent {
+            Some(k) => format!("latent space  obsm['{k}'] ({latent_origin})"),
+            None => "latent space  none: no outlier quantiles (pass --latent-key KEY)".into(),
+        },
+        match knn {
+            Some(m) => format!("graph         {} ({knn_origin})", m.path),
+            None => "graph         none (pass --knn KEY)".into(),
+        },
+        match expression {
+            Some(m) => format!(
+                "genes         {} from {} ({})",
+                m.shape[1],
+                m.path,
+                m.layout.as_str()
+            ),
+            None => "genes         none (no X, raw or layer)".into(),
+        },
+    ])
+}
+
+/// The narrowest codes dtype leaving room for the missing marker.
+fn codes_dtype(n_categories: usize) -> (&'static str, &'static str, u64) {
+    if n_categories < 255 {
+        ("uint8", "u8", 255)
+    } else if n_categories < 65535 {
+        ("uint16", "u16", 65535)
+    } else {
+        ("uint32", "u32", 4_294_967_295)
+    }
+}
+
+fn f32_bytes(values: impl Iterator<Item = f32>) -> Bytes {
+    // Sized up front: a flat_map collect cannot know its length and would
+    // reallocate its way up to a multi-megabyte column.
+    let mut out = Vec::with_capacity(values.size_hint().0 * 4);
+    for v in values {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    Bytes::from(out)
+}
+
+/// The 0.9.4 diagnosis for values the format cannot carry.
+fn check_finite(what: &str, values: &[f32]) -> Result<(), PayloadError> {
+    let bad: Vec<usize> = values
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| !v.is_finite())
+        .map(|(i, _)| i)
+        .take(5)
+        .collect();
+    if bad.is_empty() {
+        return Ok(());
+    }
+    let nan = values.iter().filter(|v| v.is_nan()).count();
+    let inf = values.iter().filter(|v| v.is_infinite()).count();
+    Err(PayloadError::Unprocessable(format!(
+        "{what} has values the viewer format cannot carry ({nan} missing/NaN, {inf} infinite; first at rows {bad:?})"
+    )))
+}
+
+fn item_coords(adata: &AnnData, item: &Item) -> Result<Vec<f64>, AnnDataError> {
+    let (values, width) = adata.obsm_matrix(&item.key)?;
+    let cols: Vec<usize> = item.columns.iter().map(|&c| c as usize).collect();
+    Ok(values
+        .chunks_exact(width)
+        .flat_map(|row| cols.iter().map(move |&c| row[c]))
+        .collect())
+}
+
+/// Fills the 1d/2d/3d slots (reference-formats §3.2): explicit choices and
+/// `uns['cellucid']['defaults']`, else the X_umap rule, else a best guess.
+fn resolve_embeddings(
+    adata: &AnnData,
+    options: &AnnDataOptions,
+    notes: &mut Vec<String>,
+) -> Result<Vec<Item>, AnnDataError> {
+    let width_of = |key: &str| adata.obsm().iter().find(|e| e.key == key).map(|e| e.width);
+    let mut slots: [Option<(EmbeddingChoice, bool)>; 3] = Default::default();
+    for (d, slot) in slots.iter_mut().enumerate() {
+        if let Some(c) = &options.embeddings[d] {
+            *slot = Some((c.clone(), true));
+        } else if let Some(v) = uns_default(adata, &format!("embedding{}d", d + 1)) {
+            let choice = match v {
+                Value::String(k) => Some(EmbeddingChoice {
+                    key: k.clone(),
+                    columns: None,
+                }),
+                Value::Object(o) => o
+                    .get("key")
+                    .and_then(Value::as_str)
+                    .map(|k| EmbeddingChoice {
+                        key: k.to_owned(),
+                        columns: o
+                            .get("columns")
+                            .and_then(Value::as_array)
+                            .map(|a| a.iter().filter_map(Value::as_u64).collect()),
+                    }),
+                _ => None,
+            };
+            *slot = choice.map(|c| (c, false));
+        }
+    }
+    if slots.iter().all(Option::is_none) {
+        let umap_nd: Vec<usize> = (0..3)
+            .filter(|d| width_of(&format!("X_umap_{}d", d + 1)).is_some())
+            .collect();
+        if !umap_nd.is_empty() {
+            for d in umap_nd {
+                slots[d] = Some((
+                    EmbeddingChoice {
+                        key: format!("X_umap_{}d", d + 1),
+                        columns: None,
+                    },
+                    false,
+                ));
+            }
+        } else if let Some(w) = width_of("X_umap").filter(|w| (1..=3).contains(w)) {
+            slots[w as usize - 1] = Some((
+                EmbeddingChoice {
+                    key: "X_umap".into(),
+                    columns: None,
+                },
+                false,
+            ));
+        }
+    }
+    let mut items = Vec::new();
+    for (d, slot) in slots.iter().enumerate() {
+        let Some((choice, explicit)) = slot else {
+            continue;
+        };
+        let dim = d + 1;
+        let width = width_of(&choice.key)
+            .ok_or_else(|| AnnDataError::missing(&format!("obsm/{}", choice.key)))?;
+        let columns = choice
+            .columns
+            .clone()
+            .unwrap_or_else(|| (0..dim as u64).collect());
+        if columns.len() != dim || columns.iter().any(|&c| c >= width) {
+            return Err(AnnDataError::invalid(
+                &format!("obsm/{}", choice.key),
+                format!("has {width} columns; the {dim}d embedding needs {dim} of them, got {columns:?}"),
+            ));
+        }
+        match make_item(adata, &choice.key, columns, width)? {
+            Some(item) => items.push(item),
+            None if *explicit => {
+                return Err(AnnDataError::invalid(
+                    &format!("obsm/{}", choice.key),
+                    "has non-finite values or no spread, so it cannot be drawn",
+                ))
+            }
+            None => notes.push(format!(
+                "embedding {} skipped: non-finite values or no spread",
+                choice.key
+            )),
+        }
+    }
+    if items.is_empty() {
+        items = best_guess(adata, options)?;
+    }
+    items.sort_by(|a, b| (a.dim, &a.id).cmp(&(b.dim, &b.id)));
+    Ok(items)
+}
+
+fn make_item(
+    adata: &AnnData,
+    key: &str,
+    columns: Vec<u64>,
+    width: u64,
+) -> Result<Option<Item>, AnnDataError> {
+    let whole =
+        columns.len() as u64 == width && columns.iter().enumerate().all(|(i, &c)| c == i as u64);
+    let id = if whole {
+        key.to_owned()
+    } else {
+        format!(
+            "{key}[{}]",
+            columns
+                .iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        )
+    };
+    let dim = columns.len();
+    let probe = Item {
+        id,
+        key: key.to_owned(),
+        columns,
+        dim,
+        norm: Normalization {
+            center: vec![0.0; dim],
+            scale: 1.0,
+        },
+    };
+    let coords = item_coords(adata, &probe)?;
+    Ok(geometry::normalization(&coords, dim).map(|norm| Item { norm, ..probe }))
+}
+
+/// The 0.9.4 best guess when no slot is filled: rank candidates by name.
+fn best_guess(adata: &AnnData, options: &AnnDataOptions) -> Result<Vec<Item>, AnnDataError> {
+    let tier = |key: &str| {
+        let k = key.to_ascii_lowercase();
+        let tiers: [&[&str]; 9] = [
+            &["umap"],
+            &["tsne", "t-sne", "t_sne"],
+            &["draw_graph", "force"],
+            &["phate"],
+            &["pacmap", "trimap"],
+            &["spatial"],
+            &["diffmap"],
+            &[],
+            &["pca", "scvi", "latent", "harmony", "x_emb"],
+        ];
+        tiers
+            .iter()
+            .position(|t| t.iter().any(|p| k.contains(p)))
+            .unwrap_or(7)
+    };
+    let is_vector = |key: &str| !key.starts_with("X_umap") && key.contains("_umap");
+    let mut candidates: Vec<&super::ObsmEntry> = adata
+        .obsm()
+        .iter()
+        .filter(|e| !is_vector(&e.key) && Some(&e.key) != options.latent_key.as_ref())
+        .collect();
+    candidates.sort_by(|a, b| (tier(&a.key), &a.key).cmp(&(tier(&b.key), &b.key)));
+    for dim in [3u64, 2, 1] {
+        for c in candidates.iter().filter(|c| c.width == dim) {
+            if let Some(item) = make_item(adata, &c.key, (0..dim).collect(), c.width)? {
+                return Ok(vec![item]);
+            }
+        }
+    }
+    for c in candidates.iter().filter(|c| c.width > 3) {
+        if let Some(item) = make_item(adata, &c.key, vec![0, 1], c.width)? {
+            return Ok(vec![item]);
+        }
+    }
+    Ok(Vec::new())
+}
+
+/// Vector fields `<field>_umap[_<d>d]` drawn over the X_umap items.
+fn vector_fields(
+    adata: &AnnData,
+    items: &[Item],
+    payloads: &mut HashMap<String, Payload>,
+) -> Option<Value> {
+    let mut fields = Map::new();
+    let mut f = 0;
+    let mut keys: Vec<&str> = adata
+        .obsm()
+        .iter()
+        .map(|e| e.key.as_str())
+        .filter(|k| !k.starts_with("X_umap") && k.contains("_umap"))
+        .collect();
+    keys.sort_unstable();
+    let mut by_field: Vec<(String, Vec<&str>)> = Vec::new();
+    for key in keys {
+        let base = match key.rsplit_once('_') {
+            Some((b, "1d" | "2d" | "3d")) => b,
+            _ => key,
+        };
+        match by_field.iter_mut().find(|(b, _)| b == base) {
+            Some((_, list)) => list.push(key),
+            None => by_field.push((base.to_owned(), vec![key])),
+        }
+    }
+    for (field_id, keys) in by_field {
+        let mut files = Map::new();
+        for (e, item) in items.iter().enumerate() {
+            if !(item.key == "X_umap" || item.key == format!("X_umap_{}d", item.dim)) {
+                continue;
+            }
+            let wanted = format!("{field_id}_{}d", item.dim);
+            let source = keys
+                .iter()
+                .find(|k| **k == wanted)
+                .or_else(|| keys.iter().find(|k| **k == field_id));
+            let Some(source) = source else { continue };
+            let width = adata
+                .obsm()
+                .iter()
+                .find(|o| o.key == *source)
+                .map_or(0, |o| o.width);
+            if item.columns.iter().any(|&c| c >= width) {
+                continue;
+            }
+            let path = format!("vectors/{f}_{e}.bin");
+            payloads.insert(
+                path.clone(),
+                Payload::Vectors {
+                    field: (*source).to_owned(),
+                    item: e,
+                },
+            );
+            files.insert(item.id.clone(), Value::String(path));
+        }
+        if !files.is_empty() {
+            fields.insert(field_id.clone(), json!({"label": field_id, "files": files}));
+            f += 1;
+        }
+    }
+    let default = fields.keys().next().cloned()?;
+    Some(json!({"default_field": default, "fields": fields}))
+}
+
+/// The matrix genes are served from, when the options and store give one.
+pub(crate) fn resolve_expression(adata: &AnnData, options: &AnnDataOptions) -> Option<Matrix> {
+    expression_source(adata, options).ok().and_then(|(m, _)| m)
+}
+
+/// Which matrix feeds genes, and the dataframe naming its columns.
+fn expression_source<'a>(
+    adata: &'a AnnData,
+    options: &AnnDataOptions,
+) -> Result<(Option<Matrix>, Option<&'a super::Frame>), AnnDataError> {
+    Ok(match &options.expression {
+        Some(ExpressionSource::X) => (
+            Some(adata.x().ok_or_else(|| AnnDataError::missing("X"))?.clone()),
+            Some(adata.var()),
+        ),
+        Some(ExpressionSource::Raw) => {
+            let raw = adata.raw().ok_or_else(|| AnnDataError::missing("raw/X"))?;
+            (Some(raw.x.clone()), Some(&raw.var))
+        }
+        Some(ExpressionSource::Layer(name)) => {
+            let m = adata
+                .layers()
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, m)| m.clone())
+                .ok_or_else(|| AnnDataError::missing(&format!("layers/{name}")))?;
+            (Some(m), Some(adata.var()))
+        }
+        None => {
+            if let Some(x) = adata.x() {
+                (Some(x.clone()), Some(adata.var()))
+            } else if let Some(raw) = adata.raw() {
+                (Some(raw.x.clone()), Some(&raw.var))
+            } else {
+                let layers = adata.layers();
+                let pick = if layers.len() == 1 {
+                    layers.first()
+                } else {
+                    layers
+                        .iter()
+                        .find(|(k, _)| k.contains("norm") || k.contains("log"))
+                        .or_else(|| {
+                            layers
+                                .iter()
+                                .find(|(k, _)| k != "counts" && k != "raw_counts")
+                        })
+                        .or_else(|| layers.first())
+                };
+                (pick.map(|(_, m)| m.clone()), pick.map(|_| adata.var()))
+            }
+        }
+    })
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ`, now.
+fn utc_now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs()) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Howard Hinnant's civil-from-days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
