@@ -14,6 +14,9 @@ use crate::key::RelativeKey;
 /// cost less to read than to map and unmap.
 pub(crate) const MMAP_THRESHOLD: u64 = 256 * 1024;
 
+/// The same threshold when mappings are kept between requests.
+pub(crate) const CACHED_MMAP_THRESHOLD: u64 = 16 * 1024;
+
 /// What identifies one version of a file's bytes: the base of a strong ETag.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -164,7 +167,14 @@ fn from_std_file(
     }
     let identity = stat_identity(&meta);
     let len = meta.len();
-    if len >= MMAP_THRESHOLD {
+    // With a mapping cache, a mapping is paid once and then served without
+    // a read or a copy, so it pays off for much smaller files.
+    let threshold = if maps.is_some() {
+        CACHED_MMAP_THRESHOLD
+    } else {
+        MMAP_THRESHOLD
+    };
+    if len >= threshold {
         let bytes = match maps {
             Some((cache, scope)) => {
                 let name = format!("{scope}/{key}");
@@ -241,8 +251,9 @@ pub(crate) struct MapCache {
 }
 
 impl MapCache {
-    /// Most mappings kept; each pins one open file.
-    const MAX_ENTRIES: usize = 128;
+    /// Most mappings kept. A mapping holds no file descriptor, only a
+    /// reference to the file and some address space.
+    const MAX_ENTRIES: usize = 1024;
 
     fn get(&self, name: &str, identity: &FileIdentity) -> Option<Bytes> {
         let entries = self
