@@ -31,16 +31,21 @@ pub(crate) fn startup(layout: &Layout, url: &str, web_ui: &str, notes: &[String]
         if mounts.len() == 1 { "" } else { "s" }
     );
     let id_width = mounts.iter().map(|m| m.info.id.len()).max().unwrap_or(0);
-    for mount in mounts {
+    let sizes: Vec<String> = mounts
+        .iter()
+        .map(|m| format!("{} cells × {} genes", m.info.n_cells, m.info.n_genes))
+        .collect();
+    let size_width = sizes.iter().map(|s| s.chars().count()).max().unwrap_or(0);
+    let urls: Vec<String> = mounts
+        .iter()
+        .map(|m| format!("{url}{}", m.advertised_path))
+        .collect();
+    let url_width = urls.iter().map(String::len).max().unwrap_or(0);
+    for ((mount, size), link) in mounts.iter().zip(&sizes).zip(&urls) {
         let _ = writeln!(
             out,
-            "  {:<id_width$}  {} cells × {} genes  {}{}   {}",
-            mount.info.id,
-            mount.info.n_cells,
-            mount.info.n_genes,
-            url,
-            mount.advertised_path,
-            mount.info.name,
+            "  {:<id_width$}  {size:<size_width$}  {link:<url_width$}  {}",
+            mount.info.id, mount.info.name,
         );
     }
     for note in notes {
