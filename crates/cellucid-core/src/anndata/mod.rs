@@ -11,6 +11,7 @@ pub mod csr_index;
 mod error;
 mod frame;
 mod hdf5;
+mod hdf5_direct;
 mod lru;
 mod matrix;
 mod options;
