@@ -38,7 +38,7 @@ async fn the_handshake_follows_the_channel_origin_rule() {
         assert!(ws_connect(addr, Some(&origin)).await.is_ok(), "{origin}");
     }
     for origin in [
-        Some("https://www.cellucid.com"),
+        Some("https://www.cellucid.com"), // an Origin header value, never contacted
         Some("https://evil.example"),
         Some("null"),
         Some("http://localhost:3000/"),

@@ -574,16 +574,16 @@ fn cors_allowed_origins_get_the_canonical_origin() {
         ("https://127.0.0.1", "https://127.0.0.1"),
         ("http://[::1]:8765", "http://[::1]:8765"),
         ("https://[::1]", "https://[::1]"),
-        ("https://cellucid.com", "https://cellucid.com"),
-        ("https://www.cellucid.com", "https://www.cellucid.com"),
+        ("https://cellucid.com", "https://cellucid.com"), // an Origin header value, never contacted
+        ("https://www.cellucid.com", "https://www.cellucid.com"), // an Origin header value, never contacted
         ("https://beta.cellucid.com", "https://beta.cellucid.com"),
         // canonicalisation: scheme/host lower-cased, default port dropped
         ("HTTP://LOCALHOST:1", "http://localhost:1"),
         ("http://localhost:80", "http://localhost"),
         ("https://localhost:443", "https://localhost"),
         ("http://127.0.0.1:80", "http://127.0.0.1"),
-        ("https://WWW.Cellucid.COM", "https://www.cellucid.com"),
-        ("https://cellucid.com:443", "https://cellucid.com"),
+        ("https://WWW.Cellucid.COM", "https://www.cellucid.com"), // an Origin header value, never contacted
+        ("https://cellucid.com:443", "https://cellucid.com"), // an Origin header value, never contacted
     ];
     for (origin, canonical) in cases {
         let case = format!("Origin {origin:?}");
@@ -623,20 +623,20 @@ fn cors_refused_origins_get_no_grant_but_are_served() {
     let expected_body = std::fs::read(single().join("dataset_identity.json")).unwrap();
     let cases = [
         "http://127.0.0.2",
-        "http://www.cellucid.com",
-        "http://cellucid.com",
+        "http://www.cellucid.com", // an Origin header value, never contacted
+        "http://cellucid.com",     // an Origin header value, never contacted
         "https://evil.com",
         "null",
         "file://",
         "http://localhost.evil.com",
         "https://user@localhost",
         "https://user:pw@localhost:3000",
-        "https://www.cellucid.com/",
+        "https://www.cellucid.com/", // an Origin header value, never contacted
         "https://localhost/",
         "https://localhost:3000/app",
-        "https://cellucid.com?x=1",
-        "https://cellucid.com#top",
-        "https://cellucid.com.evil.com",
+        "https://cellucid.com?x=1", // an Origin header value, never contacted
+        "https://cellucid.com#top", // an Origin header value, never contacted
+        "https://cellucid.com.evil.com", // an Origin header value, never contacted
         "https://evilcellucid.com",
         "ftp://localhost",
         "localhost:3000",
@@ -769,10 +769,10 @@ fn preflight_from_allowed_origin() {
         IDENTITY,
         &[own.as_str(), "Origin: HTTPS://WWW.cellucid.com:443"],
     );
-    assert_eq!(reply.status, 204, "OPTIONS from https://www.cellucid.com");
+    assert_eq!(reply.status, 204, "OPTIONS from https://www.cellucid.com"); // an Origin header value, never contacted
     assert_eq!(
         reply.header("access-control-allow-origin"),
-        Some("https://www.cellucid.com"),
+        Some("https://www.cellucid.com"), // an Origin header value, never contacted
         "OPTIONS from HTTPS://WWW.cellucid.com:443"
     );
 }
@@ -784,7 +784,7 @@ fn preflight_from_refused_or_missing_origin_grants_nothing() {
     for origin in [
         Some("https://evil.com"),
         Some("null"),
-        Some("http://www.cellucid.com"),
+        Some("http://www.cellucid.com"), // an Origin header value, never contacted
         Some("https://user@localhost"),
         Some("http://127.0.0.2"),
         None,
