@@ -2,8 +2,6 @@
 //! the raw-byte route `/_cellucid/anndata/<id><ending>[/<key>]`, generated
 //! consolidated metadata, the dot-file rule, and the id rules.
 
-use std::path::Path;
-
 use crate::support::*;
 
 /// CSR gene indexes built by these tests go under target/, never into the
@@ -14,19 +12,6 @@ fn capture(rel: &str) -> serde_json::Value {
     let text =
         std::fs::read_to_string(fixture(&format!("captures/anndata-server-0.9.5/{rel}"))).unwrap();
     serde_json::from_str(&text).unwrap()
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let dest = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &dest);
-        } else {
-            std::fs::copy(entry.path(), &dest).unwrap();
-        }
-    }
 }
 
 #[test]
@@ -122,12 +107,12 @@ fn zarr_folder_keys_follow_the_095_server_and_the_dot_file_rule() {
 fn consolidated_metadata_is_generated_when_absent_v2_and_v3() {
     let dir = tempfile::tempdir().unwrap();
     let v2 = dir.path().join("plain.zarr");
-    copy_dir(&fixture("anndata/tiny.zarr"), &v2);
+    copy_tree(&fixture("anndata/tiny.zarr"), &v2);
     std::fs::remove_file(v2.join(".zmetadata")).unwrap();
     std::fs::write(v2.join(".hidden"), "secret").unwrap();
     std::os::unix::fs::symlink("/etc/hostname", v2.join("escape")).unwrap();
     let v3 = dir.path().join("plain3.zarr");
-    copy_dir(&fixture("anndata/tiny.v3.zarr"), &v3);
+    copy_tree(&fixture("anndata/tiny.v3.zarr"), &v3);
     let mut root: serde_json::Value =
         serde_json::from_slice(&std::fs::read(v3.join("zarr.json")).unwrap()).unwrap();
     root.as_object_mut()
@@ -343,7 +328,7 @@ fn inspect_describes_the_store_and_what_would_be_served() {
 fn a_store_without_embeddings_still_serves_bytes_and_says_why_folder_files_cannot() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("noobsm.zarr");
-    copy_dir(&fixture("anndata/tiny.zarr"), &store);
+    copy_tree(&fixture("anndata/tiny.zarr"), &store);
     std::fs::remove_dir_all(store.join("obsm")).unwrap();
     std::fs::remove_file(store.join(".zmetadata")).unwrap();
     let server = Server::start(&[

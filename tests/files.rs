@@ -448,13 +448,8 @@ fn gz_files_go_out_as_stored_without_content_encoding() {
 
 /// A writable copy of one fixture dataset.
 fn dataset_copy() -> tempfile::TempDir {
-    let src = fixture("exports-0.9.4/pbmc68k-f32");
     let tmp = tempfile::tempdir().unwrap();
-    for rel in files_under(&src) {
-        let to = tmp.path().join(&rel);
-        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-        std::fs::write(&to, std::fs::read(src.join(&rel)).unwrap()).unwrap();
-    }
+    copy_tree(&fixture("exports-0.9.4/pbmc68k-f32"), tmp.path());
     tmp
 }
 

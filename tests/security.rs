@@ -6,7 +6,7 @@
 //! Requests whose exact bytes matter (Host headers, Origins, encoded paths)
 //! go over raw sockets so that no client normalises them away.
 
-use std::os::unix::fs::{symlink, PermissionsExt};
+use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
@@ -229,29 +229,6 @@ fn assert_usage_error(flag: &str, value: &str) {
         "{case}: stderr line {:?}",
         lines[0]
     );
-}
-
-fn make_writable(path: &Path, mode: u32) {
-    let mut perms = std::fs::metadata(path).expect("metadata").permissions();
-    perms.set_mode(mode);
-    std::fs::set_permissions(path, perms).expect("chmod");
-}
-
-/// Recursive copy of regular files and folders; the copy is writable.
-fn copy_tree(src: &Path, dst: &Path) {
-    std::fs::create_dir_all(dst).expect("create copy folder");
-    make_writable(dst, 0o755);
-    for entry in std::fs::read_dir(src).expect("read fixture folder") {
-        let entry = entry.expect("fixture entry");
-        let to = dst.join(entry.file_name());
-        let kind = entry.file_type().expect("file type");
-        if kind.is_dir() {
-            copy_tree(&entry.path(), &to);
-        } else if kind.is_file() {
-            std::fs::copy(entry.path(), &to).expect("copy fixture file");
-            make_writable(&to, 0o644);
-        }
-    }
 }
 
 /// A writable temp copy of the `pbmc68k-f32` export at `<tmp>/pbmc68k-f32`.

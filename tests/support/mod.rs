@@ -310,3 +310,27 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
         .map(|b| format!("{b:02x}"))
         .collect()
 }
+
+/// Recursive copy of regular files and folders (fixtures are read-only; the
+/// copy is writable, so tests can add, change and remove files in it).
+pub fn copy_tree(src: &Path, dst: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let writable = |path: &Path, mode: u32| {
+        let mut perms = std::fs::metadata(path).expect("metadata").permissions();
+        perms.set_mode(mode);
+        std::fs::set_permissions(path, perms).expect("chmod");
+    };
+    std::fs::create_dir_all(dst).expect("create copy folder");
+    writable(dst, 0o755);
+    for entry in std::fs::read_dir(src).expect("read fixture folder") {
+        let entry = entry.expect("fixture entry");
+        let to = dst.join(entry.file_name());
+        let kind = entry.file_type().expect("file type");
+        if kind.is_dir() {
+            copy_tree(&entry.path(), &to);
+        } else if kind.is_file() {
+            std::fs::copy(entry.path(), &to).expect("copy fixture file");
+            writable(&to, 0o644);
+        }
+    }
+}

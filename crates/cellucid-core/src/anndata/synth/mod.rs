@@ -172,17 +172,7 @@ impl Plan {
                 .map(|c| c.name.clone())
                 .collect()
         } else {
-            for k in &options.obs_keys {
-                let spec = obs
-                    .column(k)
-                    .ok_or_else(|| AnnDataError::missing(&format!("obs/{k}")))?;
-                if spec.encoding.is_continuous().is_none() {
-                    return Err(AnnDataError::invalid(
-                        &format!("obs/{k}"),
-                        spec.encoding.describe(),
-                    ));
-                }
-            }
+            check_obs_keys(adata, options)?;
             options.obs_keys.clone()
         };
         let mut fields = Vec::new();
@@ -673,6 +663,23 @@ pub(crate) fn resolve_knn(
     }
 }
 
+/// Checks that every `--obs-key` names an obs column the viewer format can carry.
+fn check_obs_keys(adata: &AnnData, options: &AnnDataOptions) -> Result<(), AnnDataError> {
+    for k in &options.obs_keys {
+        let spec = adata
+            .obs()
+            .column(k)
+            .ok_or_else(|| AnnDataError::missing(&format!("obs/{k}")))?;
+        if spec.encoding.is_continuous().is_none() {
+            return Err(AnnDataError::invalid(
+                &format!("obs/{k}"),
+                spec.encoding.describe(),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Checks every launch option against the store without reading data, so a
 /// typo fails at startup with one line; returns the quick notes (latent
 /// space and graph) for the startup block.
@@ -690,18 +697,7 @@ pub(crate) fn validate(
             return Err(AnnDataError::missing(&format!("obsm/{}", choice.key)));
         }
     }
-    for k in &options.obs_keys {
-        let spec = adata
-            .obs()
-            .column(k)
-            .ok_or_else(|| AnnDataError::missing(&format!("obs/{k}")))?;
-        if spec.encoding.is_continuous().is_none() {
-            return Err(AnnDataError::invalid(
-                &format!("obs/{k}"),
-                spec.encoding.describe(),
-            ));
-        }
-    }
+    check_obs_keys(adata, options)?;
     let (expression, frame) = expression_source(adata, options)?;
     if let (Some(col), Some(frame)) = (&options.gene_id_column, frame) {
         if frame.column(col).is_none() {
