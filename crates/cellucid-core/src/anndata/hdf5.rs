@@ -470,15 +470,10 @@ fn element_size(dtype: &Datatype) -> Option<usize> {
 }
 
 /// Decodes raw element bytes (in the datatype's byte order) into values.
+///
+/// The element width and byte order are matched once per array, so each arm
+/// is one tight loop (a gene column's 20k indices decode in microseconds).
 fn decode(raw: &[u8], dtype: &Datatype) -> Option<Values> {
-    fn take<const N: usize>(chunk: &[u8], order: ByteOrder) -> [u8; N] {
-        let mut arr = [0u8; N];
-        arr.copy_from_slice(chunk);
-        if matches!(order, ByteOrder::BigEndian) {
-            arr.reverse();
-        }
-        arr
-    }
     Some(match dtype {
         Datatype::Enum { base, members } if is_bool_enum(base, members) => {
             Values::Bool(raw.iter().map(|&b| b != 0).collect())
@@ -489,44 +484,68 @@ fn decode(raw: &[u8], dtype: &Datatype) -> Option<Values> {
             signed,
             byte_order,
         } => {
-            let n = *size as usize;
-            if n == 0 || !raw.len().is_multiple_of(n) {
-                return None;
-            }
-            let o = *byte_order;
-            let ints: Option<Vec<i64>> = raw
-                .chunks_exact(n)
-                .map(|c| match (n, signed) {
-                    (1, true) => Some(i64::from(c[0] as i8)),
-                    (1, false) => Some(i64::from(c[0])),
-                    (2, true) => Some(i64::from(i16::from_le_bytes(take(c, o)))),
-                    (2, false) => Some(i64::from(u16::from_le_bytes(take(c, o)))),
-                    (4, true) => Some(i64::from(i32::from_le_bytes(take(c, o)))),
-                    (4, false) => Some(i64::from(u32::from_le_bytes(take(c, o)))),
-                    (8, true) => Some(i64::from_le_bytes(take(c, o))),
-                    (8, false) => i64::try_from(u64::from_le_bytes(take(c, o))).ok(),
-                    _ => None,
-                })
-                .collect();
-            Values::Int(ints?)
+            let big = matches!(byte_order, ByteOrder::BigEndian);
+            Values::Int(match (*size, *signed) {
+                (1, true) => raw.iter().map(|&b| i64::from(b as i8)).collect(),
+                (1, false) => raw.iter().map(|&b| i64::from(b)).collect(),
+                (2, true) => elements(raw, big, |b| i64::from(i16::from_le_bytes(b)))?,
+                (2, false) => elements(raw, big, |b| i64::from(u16::from_le_bytes(b)))?,
+                (4, true) => elements(raw, big, |b| i64::from(i32::from_le_bytes(b)))?,
+                (4, false) => elements(raw, big, |b| i64::from(u32::from_le_bytes(b)))?,
+                (8, true) => elements(raw, big, i64::from_le_bytes)?,
+                (8, false) => {
+                    let wide = elements(raw, big, u64::from_le_bytes)?;
+                    wide.into_iter()
+                        .map(|v| i64::try_from(v).ok())
+                        .collect::<Option<Vec<_>>>()?
+                }
+                _ => return None,
+            })
         }
         Datatype::FloatingPoint {
             size: 4,
             byte_order,
-        } if raw.len().is_multiple_of(4) => Values::F32(
-            raw.chunks_exact(4)
-                .map(|c| f32::from_le_bytes(take(c, *byte_order)))
-                .collect(),
-        ),
+        } => Values::F32(elements(
+            raw,
+            matches!(byte_order, ByteOrder::BigEndian),
+            f32::from_le_bytes,
+        )?),
         Datatype::FloatingPoint {
             size: 8,
             byte_order,
-        } if raw.len().is_multiple_of(8) => Values::F64(
-            raw.chunks_exact(8)
-                .map(|c| f64::from_le_bytes(take(c, *byte_order)))
-                .collect(),
-        ),
+        } => Values::F64(elements(
+            raw,
+            matches!(byte_order, ByteOrder::BigEndian),
+            f64::from_le_bytes,
+        )?),
         _ => return None,
+    })
+}
+
+/// `raw` as `N`-byte elements (byte-swapped first when big-endian), each
+/// converted by `from_le`; `None` when `raw` is not a whole number of them.
+fn elements<const N: usize, T>(
+    raw: &[u8],
+    big: bool,
+    from_le: impl Fn([u8; N]) -> T,
+) -> Option<Vec<T>> {
+    if !raw.len().is_multiple_of(N) {
+        return None;
+    }
+    let chunks = raw.chunks_exact(N).map(|c| {
+        let mut arr = [0u8; N];
+        arr.copy_from_slice(c);
+        arr
+    });
+    Some(if big {
+        chunks
+            .map(|mut arr| {
+                arr.reverse();
+                from_le(arr)
+            })
+            .collect()
+    } else {
+        chunks.map(from_le).collect()
     })
 }
 
