@@ -19,6 +19,7 @@ mod error;
 mod export;
 mod file;
 mod key;
+mod pool;
 pub mod session;
 mod source;
 

@@ -561,3 +561,42 @@ fn a_damaged_index_of_the_right_size_is_refused_not_trusted_blindly() {
     assert_eq!(index.column(0).unwrap(), x.column(ad.backend(), 0).unwrap());
     assert_eq!(index.column(3).unwrap(), x.column(ad.backend(), 3).unwrap());
 }
+
+#[test]
+fn column_entries_expand_to_the_dense_column_on_every_layout() {
+    use cellucid_core::anndata::csr_index::CsrIndex;
+    use cellucid_core::anndata::Column;
+    let dir = tempfile::tempdir().unwrap();
+    let mut sparse_seen = 0;
+    for rel in [
+        "anndata/pbmc68k_reduced.csr.h5ad",
+        "anndata/pbmc68k_reduced.csc.h5ad",
+        "anndata/tiny.zarr",
+    ] {
+        let ad = open(rel);
+        let x = ad.x().unwrap();
+        let index = (x.layout == cellucid_core::anndata::MatrixLayout::Csr)
+            .then(|| CsrIndex::load_or_build(ad.backend(), x, dir.path(), rel).unwrap());
+        for g in (0..x.shape[1]).step_by(5) {
+            let dense = x.column(ad.backend(), g).unwrap();
+            let entries = x.column_entries(ad.backend(), g).unwrap();
+            if let Column::Sparse { rows, values, .. } = &entries {
+                sparse_seen += 1;
+                assert!(
+                    2 * values.len() < dense.len(),
+                    "{rel} {g}: sparse only when smaller"
+                );
+                assert!(rows
+                    .iter()
+                    .zip(values)
+                    .all(|(&r, &v)| dense[r as usize] == v));
+            }
+            assert_eq!(entries.clone().into_dense(), dense, "{rel}: column {g}");
+            if let Some(index) = &index {
+                let indexed = index.column_entries(g).unwrap();
+                assert_eq!(indexed.into_dense(), dense, "{rel}: indexed column {g}");
+            }
+        }
+    }
+    assert!(sparse_seen > 0, "the sparse form was exercised");
+}

@@ -21,6 +21,7 @@ use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
 use super::backend::{join, Backend};
+use super::column::Column;
 use super::error::{AnnDataError, Result};
 use super::matrix::{to_f32, to_i64, Matrix, MatrixLayout};
 use crate::file::map_path;
@@ -285,6 +286,47 @@ impl CsrIndex {
             *out.get_mut(u32::from_le_bytes(r) as usize)? = f32::from_le_bytes(v);
         }
         Some(out)
+    }
+
+    /// Column `col`: its stored entries, or dense values when those are
+    /// the smaller form. `None` when `col` is out of range or the file is
+    /// damaged (the caller then scans the matrix).
+    pub fn column_entries(&self, col: u64) -> Option<Column> {
+        if col >= self.n_cols {
+            return None;
+        }
+        let ptr_at = HEADER + 8 * col as usize;
+        let (a, b) = (
+            u64_at(&self.bytes, ptr_at) as usize,
+            u64_at(&self.bytes, ptr_at + 8) as usize,
+        );
+        if a > b || b > self.nnz as usize {
+            return None;
+        }
+        let n = self.n_rows as usize;
+        let rows_at = HEADER + 8 * (self.n_cols as usize + 1);
+        let values_at = rows_at + 4 * self.nnz as usize;
+        let rows: Vec<u32> = self.bytes[rows_at + 4 * a..rows_at + 4 * b]
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        if rows.iter().any(|&r| r as usize >= n) {
+            return None;
+        }
+        let values: Vec<f32> = self.bytes[values_at + 4 * a..values_at + 4 * b]
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        let column = Column::Sparse {
+            len: n,
+            rows,
+            values,
+        };
+        Some(if Column::prefers_sparse(n, b - a) {
+            column
+        } else {
+            Column::Dense(column.into_dense())
+        })
     }
 
     /// Where the index is kept.

@@ -1,4 +1,4 @@
-//! A least-recently-used cache of byte buffers, bounded by their total size.
+//! A least-recently-used cache bounded by the total memory its values hold.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -6,22 +6,30 @@ use std::sync::Mutex;
 
 use bytes::Bytes;
 
-/// Buffers by key; when the total passes the budget the least recently
-/// used go first. A buffer larger than the whole budget is not kept.
+/// Values by key, each inserted with the bytes it holds (its weight); when
+/// the total passes the budget the least recently used go first. A value
+/// heavier than the whole budget is not kept.
 #[derive(Debug)]
-pub struct ByteLru<K> {
+pub struct ByteLru<K, V = Bytes> {
     budget: usize,
-    inner: Mutex<Inner<K>>,
+    inner: Mutex<Inner<K, V>>,
 }
 
 #[derive(Debug)]
-struct Inner<K> {
-    entries: HashMap<K, (Bytes, u64)>,
+struct Inner<K, V> {
+    entries: HashMap<K, Entry<V>>,
     total: usize,
     tick: u64,
 }
 
-impl<K: Hash + Eq + Clone> ByteLru<K> {
+#[derive(Debug)]
+struct Entry<V> {
+    value: V,
+    weight: usize,
+    used: u64,
+}
+
+impl<K: Hash + Eq + Clone, V: Clone> ByteLru<K, V> {
     /// An empty cache holding at most `budget` bytes.
     pub fn new(budget: usize) -> Self {
         Self {
@@ -34,42 +42,49 @@ impl<K: Hash + Eq + Clone> ByteLru<K> {
         }
     }
 
-    /// The buffer for `key`, marking it used.
-    pub fn get(&self, key: &K) -> Option<Bytes> {
+    /// The value for `key`, marking it used.
+    pub fn get(&self, key: &K) -> Option<V> {
         let mut inner = self.inner.lock().ok()?;
         inner.tick += 1;
         let tick = inner.tick;
         let entry = inner.entries.get_mut(key)?;
-        entry.1 = tick;
-        Some(entry.0.clone())
+        entry.used = tick;
+        Some(entry.value.clone())
     }
 
-    /// Keeps `bytes` under `key`, evicting the least recently used.
-    pub fn insert(&self, key: K, bytes: Bytes) {
-        if bytes.len() > self.budget {
+    /// Keeps `value`, which holds `weight` bytes, under `key`, evicting the
+    /// least recently used.
+    pub fn insert(&self, key: K, value: V, weight: usize) {
+        if weight > self.budget {
             return;
         }
         let Ok(mut inner) = self.inner.lock() else {
             return;
         };
         inner.tick += 1;
-        let tick = inner.tick;
-        let len = bytes.len();
-        if let Some((old, _)) = inner.entries.insert(key, (bytes, tick)) {
-            inner.total -= old.len();
+        let used = inner.tick;
+        if let Some(old) = inner.entries.insert(
+            key,
+            Entry {
+                value,
+                weight,
+                used,
+            },
+        ) {
+            inner.total -= old.weight;
         }
-        inner.total += len;
+        inner.total += weight;
         while inner.total > self.budget {
             let Some(oldest) = inner
                 .entries
                 .iter()
-                .min_by_key(|(_, (_, t))| *t)
+                .min_by_key(|(_, e)| e.used)
                 .map(|(k, _)| k.clone())
             else {
                 break;
             };
-            if let Some((gone, _)) = inner.entries.remove(&oldest) {
-                inner.total -= gone.len();
+            if let Some(gone) = inner.entries.remove(&oldest) {
+                inner.total -= gone.weight;
             }
         }
     }
@@ -86,15 +101,16 @@ mod tests {
 
     #[test]
     fn evicts_least_recently_used_within_budget() {
-        let lru = ByteLru::new(10);
-        lru.insert(1, Bytes::from(vec![0; 4]));
-        lru.insert(2, Bytes::from(vec![0; 4]));
+        let lru: ByteLru<i32> = ByteLru::new(10);
+        let b = |n: usize| Bytes::from(vec![0; n]);
+        lru.insert(1, b(4), 4);
+        lru.insert(2, b(4), 4);
         assert!(lru.get(&1).is_some());
-        lru.insert(3, Bytes::from(vec![0; 4]));
+        lru.insert(3, b(4), 4);
         assert!(lru.get(&2).is_none(), "2 was least recently used");
         assert!(lru.get(&1).is_some() && lru.get(&3).is_some());
         assert_eq!(lru.total(), 8);
-        lru.insert(4, Bytes::from(vec![0; 11]));
+        lru.insert(4, b(11), 11);
         assert!(lru.get(&4).is_none(), "larger than the budget");
     }
 }

@@ -6,6 +6,7 @@ use std::ops::Range;
 use serde_json::Value;
 
 use super::backend::{join, Backend, NodeKind, Values};
+use super::column::Column;
 use super::error::{AnnDataError, Result};
 use super::frame::check_encoding;
 
@@ -169,13 +170,23 @@ impl Matrix {
 
     /// Column `col` as dense `f32` values (zeros included).
     ///
+    /// # Errors
+    /// As [`Self::column_entries`].
+    pub fn column(&self, backend: &dyn Backend, col: u64) -> Result<Vec<f32>> {
+        Ok(self.column_entries(backend, col)?.into_dense())
+    }
+
+    /// Column `col`: dense values, or the stored entries of a sparse column
+    /// when they are the smaller form.
+    ///
     /// Dense: a strided read. CSC: one range of `data`/`indices`. CSR: a
     /// scan of every stored entry (callers with many columns to read should
     /// build a column index instead, see [`super::csr_index`]).
     ///
     /// # Errors
-    /// When `col` is out of range or the data cannot be read.
-    pub fn column(&self, backend: &dyn Backend, col: u64) -> Result<Vec<f32>> {
+    /// When `col` is out of range, a row index is out of range, or the data
+    /// cannot be read.
+    pub fn column_entries(&self, backend: &dyn Backend, col: u64) -> Result<Column> {
         let [rows, cols] = self.shape;
         if col >= cols {
             return Err(AnnDataError::invalid(
@@ -186,24 +197,29 @@ impl Matrix {
         let n = usize::try_from(rows)
             .map_err(|_| AnnDataError::invalid(&self.path, "too many rows"))?;
         match self.layout {
-            MatrixLayout::Dense => to_f32(&self.path, backend.read_column(&self.path, col)?),
+            MatrixLayout::Dense => Ok(Column::Dense(to_f32(
+                &self.path,
+                backend.read_column(&self.path, col)?,
+            )?)),
             MatrixLayout::Csc => {
                 let ptr = self.pointer_range(backend, col)?;
-                let mut out = vec![0f32; n];
-                if ptr.start < ptr.end {
-                    let rows_of = to_i64(
-                        &self.path,
-                        backend.read_range(&join(&self.path, "indices"), ptr.clone())?,
-                    )?;
-                    let values = to_f32(
-                        &self.path,
-                        backend.read_range(&join(&self.path, "data"), ptr)?,
-                    )?;
-                    scatter(&self.path, &mut out, &rows_of, &values)?;
-                }
-                Ok(out)
+                let (rows_of, values) = if ptr.start < ptr.end {
+                    (
+                        to_i64(
+                            &self.path,
+                            backend.read_range(&join(&self.path, "indices"), ptr.clone())?,
+                        )?,
+                        to_f32(
+                            &self.path,
+                            backend.read_range(&join(&self.path, "data"), ptr)?,
+                        )?,
+                    )
+                } else {
+                    (Vec::new(), Vec::new())
+                };
+                sparse_column(&self.path, n, &rows_of, values)
             }
-            MatrixLayout::Csr => self.csr_column_scan(backend, col, n),
+            MatrixLayout::Csr => Ok(Column::Dense(self.csr_column_scan(backend, col, n)?)),
         }
     }
 
@@ -312,16 +328,32 @@ pub(crate) fn to_i64(path: &str, values: Values) -> Result<Vec<i64>> {
         .ok_or_else(|| AnnDataError::invalid(path, "indices are not integers"))
 }
 
-fn scatter(path: &str, out: &mut [f32], rows: &[i64], values: &[f32]) -> Result<()> {
+/// A column from its stored entries (`rows` checked against `n`), kept
+/// sparse when that is smaller, else expanded.
+fn sparse_column(path: &str, n: usize, rows: &[i64], values: Vec<f32>) -> Result<Column> {
     if rows.len() != values.len() {
         return Err(AnnDataError::invalid(path, "indices and data disagree"));
     }
-    for (&r, &v) in rows.iter().zip(values) {
-        let slot = usize::try_from(r)
-            .ok()
-            .and_then(|r| out.get_mut(r))
-            .ok_or_else(|| AnnDataError::invalid(path, format!("row index {r} is out of range")))?;
-        *slot = v;
-    }
-    Ok(())
+    let checked: Vec<u32> = rows
+        .iter()
+        .map(|&r| {
+            usize::try_from(r)
+                .ok()
+                .filter(|&r| r < n)
+                .and_then(|r| u32::try_from(r).ok())
+                .ok_or_else(|| {
+                    AnnDataError::invalid(path, format!("row index {r} is out of range"))
+                })
+        })
+        .collect::<Result<_>>()?;
+    let column = Column::Sparse {
+        len: n,
+        rows: checked,
+        values,
+    };
+    Ok(if Column::prefers_sparse(n, column.stored_values().len()) {
+        column
+    } else {
+        Column::Dense(column.into_dense())
+    })
 }

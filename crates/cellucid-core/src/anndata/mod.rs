@@ -7,6 +7,7 @@
 //! dataframes, the matrices, the synthesised viewer files) is written once.
 
 mod backend;
+mod column;
 pub mod csr_index;
 mod error;
 mod frame;
@@ -27,6 +28,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 pub use backend::{ArrayInfo, Backend, CompoundField, Dtype, NodeKind, Values};
+pub use column::{Column, ColumnFile};
 pub use error::{AnnDataError, Result};
 pub use frame::{ColumnEncoding, ColumnSpec, Frame, FrameColumn, Label};
 pub use lru::ByteLru;

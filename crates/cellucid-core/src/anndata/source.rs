@@ -4,10 +4,10 @@
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
-use bytes::Bytes;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use super::column::{Column, ColumnFile};
 use super::csr_index::{default_cache_dir, CsrIndex};
 use super::lru::ByteLru;
 use super::options::AnnDataOptions;
@@ -30,7 +30,7 @@ struct Synth {
     adata: Arc<AnnData>,
     options: AnnDataOptions,
     plan: OnceLock<Result<Plan, String>>,
-    cache: ByteLru<String>,
+    cache: ByteLru<String, Arc<dyn SourceFile>>,
     generation: String,
     /// The CSR gene index, once built or loaded (`None` inside: failed).
     csr: OnceLock<Option<CsrIndex>>,
@@ -208,6 +208,23 @@ impl AnnDataSource {
         notes
     }
 
+    /// Gene `g` of the expression matrix, checked finite: from the CSR
+    /// column index once it exists, else read from the matrix (a CSC range,
+    /// a dense column, or, for CSR without its index, a scan).
+    fn gene_column(&self, plan: &Plan, g: u64) -> Result<Column, PayloadError> {
+        let matrix = plan.expression().ok_or(PayloadError::NotFound)?;
+        let indexed = match (matrix.layout, self.synth.csr.get()) {
+            (MatrixLayout::Csr, Some(Some(index))) => index.column_entries(g),
+            _ => None,
+        };
+        let column = match indexed {
+            Some(column) => column,
+            None => matrix.column_entries(self.adata.backend(), g)?,
+        };
+        plan.check_gene(g, &column)?;
+        Ok(column)
+    }
+
     /// The raw store.
     pub fn raw(&self) -> &RawStore {
         &self.raw
@@ -241,34 +258,27 @@ impl DatasetSource for AnnDataSource {
             let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
             return Ok(Arc::new(MemoryFile::new(bytes, FileIdentity::Digest(hex))));
         }
-        let identity = FileIdentity::Digest(payload_tag(&self.synth.generation, k));
-        if let Some(bytes) = self.synth.cache.get(&k.to_owned()) {
-            return Ok(Arc::new(MemoryFile::new(bytes, identity)));
+        if let Some(file) = self.synth.cache.get(&k.to_owned()) {
+            return Ok(file);
         }
-        let computed: Result<Bytes, PayloadError> = if let Some(g) = plan.gene_index(k) {
-            plan.expression()
-                .ok_or(PayloadError::NotFound)
-                .and_then(|matrix| {
-                    // CSR: one range of the persisted column index once it
-                    // exists; until then (or if it failed) a block scan.
-                    let indexed = match (matrix.layout, self.synth.csr.get()) {
-                        (MatrixLayout::Csr, Some(Some(index))) => index.column(g),
-                        _ => None,
-                    };
-                    match indexed {
-                        Some(col) => Ok(col),
-                        None => matrix
-                            .column(self.adata.backend(), g)
-                            .map_err(PayloadError::from),
-                    }
-                    .and_then(|col| plan.gene_bytes(g, col))
+        let identity = FileIdentity::Digest(payload_tag(&self.synth.generation, k));
+        let computed: Result<(Arc<dyn SourceFile>, usize), PayloadError> =
+            if let Some(g) = plan.gene_index(k) {
+                self.gene_column(plan, g).map(|column| {
+                    let weight = column.footprint();
+                    let file: Arc<dyn SourceFile> = Arc::new(ColumnFile::new(column, identity));
+                    (file, weight)
                 })
-        } else if plan.has_payload(k) {
-            plan.payload(&self.adata, k)
-        } else {
-            Err(PayloadError::NotFound)
-        };
-        let bytes = computed.map_err(|err| match err {
+            } else if plan.has_payload(k) {
+                plan.payload(&self.adata, k).map(|bytes| {
+                    let weight = bytes.len();
+                    let file: Arc<dyn SourceFile> = Arc::new(MemoryFile::new(bytes, identity));
+                    (file, weight)
+                })
+            } else {
+                Err(PayloadError::NotFound)
+            };
+        let (file, weight) = computed.map_err(|err| match err {
             PayloadError::NotFound => SourceError::NotFound { key: key.clone() },
             PayloadError::Unprocessable(why) => unprocessable(why),
             PayloadError::Read(e) => {
@@ -276,8 +286,10 @@ impl DatasetSource for AnnDataSource {
                 unprocessable(e.to_string())
             }
         })?;
-        self.synth.cache.insert(k.to_owned(), bytes.clone());
-        Ok(Arc::new(MemoryFile::new(bytes, identity)))
+        self.synth
+            .cache
+            .insert(k.to_owned(), Arc::clone(&file), weight);
+        Ok(file)
     }
 
     fn raw_store(&self, id: &str) -> Option<&RawStore> {

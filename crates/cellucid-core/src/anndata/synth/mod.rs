@@ -17,6 +17,7 @@ use std::collections::HashMap;
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
+use super::column::Column;
 use super::options::{AnnDataOptions, EmbeddingChoice, ExpressionSource};
 use super::{AnnData, AnnDataError, FrameColumn, Matrix, StoreKind};
 use geometry::Normalization;
@@ -451,7 +452,7 @@ impl Plan {
     }
 
     /// Computes the bytes of payload `key` (not genes: see
-    /// [`Plan::gene_bytes`]).
+    /// [`Plan::check_gene`]).
     ///
     /// # Errors
     /// [`PayloadError`] when there is no such payload or its values break
@@ -590,13 +591,15 @@ impl Plan {
         })
     }
 
-    /// One gene column as float32 bytes, from `column` (already decoded).
+    /// Checks that gene `g`'s `column` can be served: the format carries
+    /// finite values only.
     ///
     /// # Errors
     /// [`PayloadError::Unprocessable`] when a value is not finite.
-    pub fn gene_bytes(&self, g: u64, column: Vec<f32>) -> Result<Bytes, PayloadError> {
-        check_finite(&format!("gene {g}"), &column)?;
-        Ok(f32_bytes(column.into_iter()))
+    pub fn check_gene(&self, g: u64, column: &Column) -> Result<(), PayloadError> {
+        check_finite_at(&format!("gene {g}"), column.stored_values(), |k| {
+            column.stored_row(k)
+        })
     }
 
     /// The latent key in use.
@@ -762,13 +765,29 @@ fn f32_bytes(values: impl Iterator<Item = f32>) -> Bytes {
 
 /// The 0.9.4 diagnosis for values the format cannot carry.
 fn check_finite(what: &str, values: &[f32]) -> Result<(), PayloadError> {
-    let bad: Vec<usize> = values
+    check_finite_at(what, values, |k| k)
+}
+
+/// [`check_finite`] for values that sit at rows `row(k)` (a sparse column's
+/// stored entries).
+fn check_finite_at(
+    what: &str,
+    values: &[f32],
+    row: impl Fn(usize) -> usize,
+) -> Result<(), PayloadError> {
+    if values.iter().all(|v| v.is_finite()) {
+        return Ok(());
+    }
+    // Stored entries need not be in row order: the first rows, not the
+    // first entries.
+    let mut bad: Vec<usize> = values
         .iter()
         .enumerate()
         .filter(|(_, v)| !v.is_finite())
-        .map(|(i, _)| i)
-        .take(5)
+        .map(|(k, _)| row(k))
         .collect();
+    bad.sort_unstable();
+    bad.truncate(5);
     if bad.is_empty() {
         return Ok(());
     }

@@ -1,0 +1,245 @@
+//! One matrix column on its way to the wire as little-endian float32.
+//!
+//! A gene column of a sparse matrix is mostly zeros: 200k cells at 10 %
+//! density are 800 KB dense but 160 KB as (row, value) entries. Keeping the
+//! entries, and writing the dense bytes only when a response needs them,
+//! lets the payload cache hold five times more genes, and lets each response
+//! be written in one pass into a recycled buffer ([`crate::pool`]) instead
+//! of a fresh 800 KB allocation (whose page faults cost more than the rest
+//! of the request on a small VM).
+
+use std::fmt;
+use std::ops::Range;
+
+use bytes::Bytes;
+
+use crate::error::SourceError;
+use crate::file::{FileIdentity, SourceFile};
+use crate::pool;
+
+/// A column's values: every row, or only the stored entries of a sparse
+/// column (every other row is zero).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Column {
+    /// One value per row.
+    Dense(Vec<f32>),
+    /// `values[k]` sits at row `rows[k]`; rows are below `len`.
+    Sparse {
+        /// Number of rows.
+        len: usize,
+        /// Row of each stored value.
+        rows: Vec<u32>,
+        /// The stored values.
+        values: Vec<f32>,
+    },
+}
+
+impl Column {
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        match self {
+            Self::Dense(v) => v.len(),
+            Self::Sparse { len, .. } => *len,
+        }
+    }
+
+    /// Whether there are no rows.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The values that are not implied zeros (all of them when dense).
+    pub fn stored_values(&self) -> &[f32] {
+        match self {
+            Self::Dense(v) => v,
+            Self::Sparse { values, .. } => values,
+        }
+    }
+
+    /// Row of the `k`-th stored value.
+    pub fn stored_row(&self, k: usize) -> usize {
+        match self {
+            Self::Dense(_) => k,
+            Self::Sparse { rows, .. } => rows.get(k).map_or(k, |&r| r as usize),
+        }
+    }
+
+    /// Every row's value.
+    pub fn into_dense(self) -> Vec<f32> {
+        match self {
+            Self::Dense(v) => v,
+            Self::Sparse { len, rows, values } => {
+                let mut out = vec![0f32; len];
+                for (&r, v) in rows.iter().zip(values) {
+                    // Rows were checked against `len` when the column was made.
+                    if let Some(slot) = out.get_mut(r as usize) {
+                        *slot = v;
+                    }
+                }
+                out
+            }
+        }
+    }
+
+    /// Bytes of memory the column holds.
+    pub fn footprint(&self) -> usize {
+        match self {
+            Self::Dense(v) => 4 * v.len(),
+            Self::Sparse { rows, values, .. } => 4 * (rows.len() + values.len()),
+        }
+    }
+
+    /// Whether the sparse form is the smaller one to keep.
+    pub fn prefers_sparse(len: usize, stored: usize) -> bool {
+        2 * stored < len
+    }
+
+    /// Writes bytes `range` of the little-endian float32 encoding into
+    /// `out` (whose length is the range's).
+    fn write_le(&self, range: Range<usize>, out: &mut [u8]) {
+        match self {
+            Self::Dense(v) => {
+                // Whole values only: the range may start or end inside one.
+                let first = range.start / 4;
+                let last = range.end.div_ceil(4);
+                let mut at = 0usize;
+                for (i, value) in v[first..last].iter().enumerate() {
+                    let bytes = value.to_le_bytes();
+                    let begin = ((first + i) * 4).max(range.start) - (first + i) * 4;
+                    let end = ((first + i) * 4 + 4).min(range.end) - (first + i) * 4;
+                    out[at..at + end - begin].copy_from_slice(&bytes[begin..end]);
+                    at += end - begin;
+                }
+            }
+            Self::Sparse { rows, values, .. } => {
+                out.fill(0);
+                for (&r, value) in rows.iter().zip(values) {
+                    let start = r as usize * 4;
+                    if start + 4 <= range.start || start >= range.end {
+                        continue;
+                    }
+                    let bytes = value.to_le_bytes();
+                    let begin = start.max(range.start);
+                    let end = (start + 4).min(range.end);
+                    out[begin - range.start..end - range.start]
+                        .copy_from_slice(&bytes[begin - start..end - start]);
+                }
+            }
+        }
+    }
+}
+
+/// A column served as a float32 file, written out per request.
+pub struct ColumnFile {
+    column: Column,
+    identity: FileIdentity,
+}
+
+impl ColumnFile {
+    /// Serves `column` under `identity`.
+    pub fn new(column: Column, identity: FileIdentity) -> Self {
+        Self { column, identity }
+    }
+
+    /// The column.
+    pub fn column(&self) -> &Column {
+        &self.column
+    }
+}
+
+impl fmt::Debug for ColumnFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ColumnFile")
+            .field("len", &self.column.len())
+            .field("stored", &self.column.stored_values().len())
+            .field("identity", &self.identity)
+            .finish()
+    }
+}
+
+impl SourceFile for ColumnFile {
+    fn len(&self) -> u64 {
+        4 * self.column.len() as u64
+    }
+
+    fn identity(&self) -> &FileIdentity {
+        &self.identity
+    }
+
+    fn read_range(&self, range: Range<u64>) -> Result<Bytes, SourceError> {
+        if range.start > range.end || range.end > self.len() {
+            return Err(SourceError::RangeOutOfBounds {
+                range,
+                len: self.len(),
+            });
+        }
+        // Within `len`, which is a `usize` product.
+        let (start, end) = (range.start as usize, range.end as usize);
+        let mut buf = pool::take(end - start);
+        self.column.write_le(start..end, buf.as_mut_slice());
+        Ok(buf.into_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn le(values: &[f32]) -> Vec<u8> {
+        values.iter().flat_map(|v| v.to_le_bytes()).collect()
+    }
+
+    #[test]
+    fn sparse_and_dense_write_the_same_bytes_for_every_range() {
+        let dense = vec![0.0, 1.5, 0.0, 0.0, -2.25, 0.0, 7.0];
+        let sparse = Column::Sparse {
+            len: 7,
+            rows: vec![4, 1, 6],
+            values: vec![-2.25, 1.5, 7.0],
+        };
+        assert_eq!(sparse.clone().into_dense(), dense);
+        let expected = le(&dense);
+        let files = [
+            ColumnFile::new(
+                Column::Dense(dense),
+                FileIdentity::Digest("d".into()),
+            ),
+            ColumnFile::new(sparse, FileIdentity::Digest("s".into())),
+        ];
+        for file in &files {
+            assert_eq!(file.len(), 28);
+            for start in 0..=28u64 {
+                for end in start..=28u64 {
+                    let got = file.read_range(start..end).unwrap();
+                    assert_eq!(
+                        &got[..],
+                        &expected[start as usize..end as usize],
+                        "{file:?} {start}..{end}"
+                    );
+                }
+            }
+            assert!(file.read_range(0..29).is_err());
+        }
+    }
+
+    #[test]
+    fn recycled_buffers_are_written_clean() {
+        // A buffer that held another column's bytes must not leak them.
+        let noisy = ColumnFile::new(
+            Column::Dense(vec![9.0; 1000]),
+            FileIdentity::Digest("n".into()),
+        );
+        drop(noisy.read_range(0..4000).unwrap());
+        let quiet = ColumnFile::new(
+            Column::Sparse {
+                len: 1000,
+                rows: vec![3],
+                values: vec![1.0],
+            },
+            FileIdentity::Digest("q".into()),
+        );
+        let mut expected = vec![0f32; 1000];
+        expected[3] = 1.0;
+        assert_eq!(&quiet.read_range(0..4000).unwrap()[..], &le(&expected)[..]);
+    }
+}
