@@ -332,6 +332,69 @@ fn synthesised_binaries_are_gzip_encoded_when_accepted_like_094() {
     assert!(json.header("content-encoding").is_none());
 }
 
+#[test]
+fn zstd_is_preferred_when_offered_and_encoded_bodies_are_reused() {
+    let path = fixture("anndata/pbmc68k_reduced.h5ad");
+    let server = Server::start(&[
+        "--no-web-ui",
+        "--cache-dir",
+        TEST_CACHE,
+        path.to_str().unwrap(),
+    ]);
+    let addr = server_addr(&server);
+    // What current Chromium sends.
+    let browser = "Accept-Encoding: gzip, deflate, br, zstd";
+    for key in [
+        "/var/3.values.f32",
+        "/obs/1.values.f32",
+        "/embeddings/0_2d.bin",
+    ] {
+        let plain = get(&server.url(key));
+        assert_eq!(plain.status, 200, "{key}");
+        let zs = raw_get_method(addr, "GET", key, &[browser]);
+        assert_eq!(zs.status, 200, "{key}");
+        assert_eq!(zs.header("content-encoding"), Some("zstd"), "{key}");
+        assert_eq!(
+            zs.header("content-length"),
+            Some(zs.body.len().to_string().as_str())
+        );
+        let decoded = zstd::stream::decode_all(&zs.body[..]).unwrap();
+        assert_eq!(
+            decoded, plain.body,
+            "{key}: zstd decodes to the plain bytes"
+        );
+        let gz = raw_get_method(addr, "GET", key, &["Accept-Encoding: gzip"]);
+        assert_eq!(gz.header("content-encoding"), Some("gzip"));
+        let tags = [plain.header("etag"), zs.header("etag"), gz.header("etag")];
+        assert!(
+            tags[0] != tags[1] && tags[1] != tags[2] && tags[0] != tags[2],
+            "{key}: one tag per representation: {tags:?}"
+        );
+        // Again: the kept body, byte for byte, and its tag revalidates.
+        let again = raw_get_method(addr, "GET", key, &[browser]);
+        assert_eq!(again.body, zs.body);
+        let etag = format!("If-None-Match: {}", zs.header("etag").unwrap());
+        let revalidated = raw_get_method(addr, "GET", key, &[browser, &etag]);
+        assert_eq!(revalidated.status, 304);
+        // zstd refused: gzip; nothing acceptable: plain.
+        let refused = raw_get_method(addr, "GET", key, &["Accept-Encoding: zstd;q=0, gzip"]);
+        assert_eq!(refused.header("content-encoding"), Some("gzip"));
+        let identity = raw_get_method(addr, "GET", key, &["Accept-Encoding: identity"]);
+        assert!(identity.header("content-encoding").is_none());
+        assert_eq!(identity.body, plain.body);
+    }
+    // A Range request gets the plain bytes it asked for, never encoded ones.
+    let part = raw_get_method(
+        addr,
+        "GET",
+        "/var/3.values.f32",
+        &[browser, "Range: bytes=4-11"],
+    );
+    assert_eq!(part.status, 206);
+    assert!(part.header("content-encoding").is_none());
+    assert_eq!(part.body, get(&server.url("/var/3.values.f32")).body[4..12]);
+}
+
 fn server_addr(server: &Server) -> std::net::SocketAddr {
     server.host().parse().unwrap()
 }

@@ -43,26 +43,51 @@ class KeepAliveClient:
     keep-alive was honoured). No Accept-Encoding: neither server compresses.
     """
 
-    def __init__(self, port, timeout=900):
+    def __init__(self, port, timeout=900, accept_encoding=None):
         self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
         self.requests = 0
         self.reconnects = 0
+        self.headers = {"Accept-Encoding": accept_encoding} if accept_encoding else {}
+        self.encodings = {}
+        self.wire_bytes = []
+        self.decode_s = []
 
     def get(self, path):
+        """Time to the last byte of the body as sent (not decoded)."""
         if self.conn.sock is None and self.requests:
             self.reconnects += 1
         t = time.perf_counter()
-        self.conn.request("GET", "/" + path)
+        self.conn.request("GET", "/" + path, headers=self.headers)
         r = self.conn.getresponse()
         body = r.read()
         elapsed = time.perf_counter() - t
         self.requests += 1
         if r.status != 200:
             raise RuntimeError(f"GET /{path}: {r.status} {body[:200]!r}")
+        coding = r.getheader("Content-Encoding") or "identity"
+        self.encodings[coding] = self.encodings.get(coding, 0) + 1
+        self.wire_bytes.append(len(body))
+        if coding != "identity":
+            # What the browser would do next, timed apart from the server.
+            t = time.perf_counter()
+            body = decode(coding, body)
+            self.decode_s.append(time.perf_counter() - t)
         return elapsed, body
 
     def close(self):
         self.conn.close()
+
+
+def decode(coding, body):
+    if coding == "gzip":
+        import zlib
+
+        return zlib.decompress(body, 16 + zlib.MAX_WBITS)
+    if coding == "zstd":
+        import zstandard  # pip install zstandard (venv outside the repo)
+
+        return zstandard.ZstdDecompressor().decompress(body, max_output_size=1 << 30)
+    raise RuntimeError(f"unexpected Content-Encoding {coding}")
 
 
 def summary_ms(samples):
@@ -189,20 +214,28 @@ def cmd_gene(args):
                 for line in text.splitlines():
                     if "CSR gene index ready" in line and "elapsed_ms=" in line:
                         index_ms = int(line.split("elapsed_ms=")[1].split()[0])
-            client = KeepAliveClient(port)
+            client = KeepAliveClient(port, accept_encoding=args.accept_encoding)
             try:
                 client.get("_cellucid/health")  # opens the connection untimed
-                first = [client.get(f"var/{g}.values.f32")[0] for g in genes]
-                repeat = [client.get(f"var/{g}.values.f32")[0] for g in genes]
+                first = [client.get(f"var/{g}.values.f32") for g in genes]
+                repeat = [client.get(f"var/{g}.values.f32") for g in genes]
             finally:
                 client.close()
+            bodies = {}
+            for g, (_, body) in zip(genes + genes, first + repeat):
+                if bodies.setdefault(g, body) != body:
+                    raise RuntimeError(f"gene {g}: the repeat differs from the first answer")
             results[kind] = {
                 "genes": len(genes),
-                "first_ms": summary_ms(first),
-                "repeat_ms": summary_ms(repeat),
+                "first_ms": summary_ms([t for t, _ in first]),
+                "repeat_ms": summary_ms([t for t, _ in repeat]),
                 "reconnects": client.reconnects,
                 "requests": client.requests,
                 "index_build_ms": index_ms,
+                "accept_encoding": args.accept_encoding,
+                "content_encodings": client.encodings,
+                "median_wire_bytes": int(statistics.median(client.wire_bytes)),
+                "client_decode_ms": summary_ms(client.decode_s) if client.decode_s else None,
             }
         finally:
             stop(proc)
@@ -280,6 +313,10 @@ def main():
     p.add_argument("--servers", nargs="+", default=["rust", "py094"])
     p.add_argument("--csr", action="store_true", help="X is CSR: wait for the rust gene index")
     p.add_argument("--genes", type=int, default=20)
+    p.add_argument("--accept-encoding", default=None,
+                   help='e.g. "gzip, deflate, br, zstd" (what Chromium sends); default: none, '
+                        "so neither server compresses. Timings stop at the last byte sent; "
+                        "client_decode_ms reports the decoding a browser would do next")
     p.add_argument("--genes-py", type=int, default=5)
     p.add_argument("--repeat", type=int, default=3)
     a = p.parse_args()

@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 
 use crate::body::Body;
 use crate::channel::{self, Channel};
+use crate::content_coding::{self, Coding, EncodedCache};
 use crate::documents::Documents;
 use crate::error::HttpError;
 use crate::mount::{Layout, Mount};
@@ -43,6 +44,8 @@ pub(crate) struct AppState {
     documents: Documents,
     generated_catalog: MemoryFile,
     web_ui: WebUi,
+    /// Compressed bodies of synthesised files, computed once per version.
+    encoded: Arc<EncodedCache>,
 }
 
 impl AppState {
@@ -61,6 +64,7 @@ impl AppState {
             documents,
             generated_catalog,
             web_ui,
+            encoded: Arc::new(EncodedCache::new()),
         }
     }
 }
@@ -117,7 +121,7 @@ async fn route<B>(state: &Arc<AppState>, req: &Request<B>) -> Result<Response<Bo
     }
     // The viewer UI comes last: a path a dataset serves is never shadowed.
     match state.layout.resolve(path) {
-        Some((mount, key)) => match dataset_file(mount, key, req).await {
+        Some((mount, key)) => match dataset_file(mount, key, req, &state.encoded).await {
             Err(
                 err @ (HttpError::Source(cellucid_core::SourceError::NotFound { .. })
                 | HttpError::NotFound(_)),
@@ -201,41 +205,94 @@ async fn dataset_file<B>(
     mount: &Mount,
     key: &str,
     req: &Request<B>,
+    encoded: &Arc<EncodedCache>,
 ) -> Result<Response<Body>, HttpError> {
     let key = RelativeKey::parse(key).map_err(|_| HttpError::NotFound(key.to_owned()))?;
     let source = Arc::clone(&mount.source);
     let id = mount.info.id.clone();
     let content_type = content_type_for(key.as_str());
-    // AnnData sources synthesise their files: those may be gzip-encoded.
+    // AnnData sources synthesise their files: those may be compressed.
     let synthesised = source.format() != SourceFormat::Export;
-    let gzip = synthesised && crate::gzip::applies(req.method(), req.headers(), key.as_str());
+    let coding = synthesised
+        .then(|| content_coding::applies(req.method(), req.headers(), key.as_str()))
+        .flatten();
     let binary = synthesised && !key.as_str().ends_with(".json");
     let file = source_io(&Arc::clone(&source), move || source.open(&id, &key)).await?;
-    if gzip {
-        let tag = crate::gzip::encoded_etag(&file.identity().etag());
-        let matches = req
-            .headers()
-            .get(http::header::IF_NONE_MATCH)
-            .is_some_and(|v| crate::range::if_none_match_hits(v.as_bytes(), &tag));
-        if matches {
-            let mut response = Response::new(Body::empty());
-            *response.status_mut() = http::StatusCode::NOT_MODIFIED;
-            if let Ok(value) = http::HeaderValue::from_str(&tag) {
-                response.headers_mut().insert(http::header::ETAG, value);
-            }
-            return Ok(response);
-        }
-    }
-    let mut response = response::file(req.method(), req.headers(), file.as_ref(), content_type)?;
-    if gzip {
-        let bytes = file.read_range(0..file.len())?;
-        response = crate::gzip::encode(response, &bytes);
-    }
+    let mut response = match coding {
+        Some(coding) => encoded_file(req, file, coding, content_type, encoded).await?,
+        None => response::file(req.method(), req.headers(), file.as_ref(), content_type)?,
+    };
     if binary && req.method() == Method::GET {
         response.headers_mut().insert(
             http::header::VARY,
             http::HeaderValue::from_static("Accept-Encoding"),
         );
+    }
+    Ok(response)
+}
+
+/// A whole synthesised file in `coding`: from the cache of encoded bodies,
+/// else encoded now (off the async workers) and kept.
+async fn encoded_file<B>(
+    req: &Request<B>,
+    file: Arc<dyn SourceFile>,
+    coding: Coding,
+    content_type: http::HeaderValue,
+    encoded: &Arc<EncodedCache>,
+) -> Result<Response<Body>, HttpError> {
+    let tag = coding.etag(&file.identity().etag());
+    let tag_value = http::HeaderValue::from_str(&tag).ok();
+    let matches = req
+        .headers()
+        .get(http::header::IF_NONE_MATCH)
+        .is_some_and(|v| crate::range::if_none_match_hits(v.as_bytes(), &tag));
+    if matches {
+        let mut response = Response::new(Body::empty());
+        *response.status_mut() = http::StatusCode::NOT_MODIFIED;
+        if let Some(value) = tag_value {
+            response.headers_mut().insert(http::header::ETAG, value);
+        }
+        return Ok(response);
+    }
+    let body = match encoded.get(&tag) {
+        Some(body) => body,
+        None => {
+            let cache = Arc::clone(encoded);
+            let key = tag.clone();
+            let plain = Arc::clone(&file);
+            let made = blocking(move || {
+                let bytes = plain.read_range(0..plain.len())?;
+                Ok(coding.encode(&bytes).ok().map(|body| {
+                    let body = Bytes::from(body);
+                    cache.insert(key, body.clone());
+                    body
+                }))
+            })
+            .await?;
+            match made {
+                Some(body) => body,
+                // Could not encode: the plain file is a correct answer.
+                None => {
+                    return Ok(response::file(
+                        req.method(),
+                        req.headers(),
+                        file.as_ref(),
+                        content_type,
+                    )?)
+                }
+            }
+        }
+    };
+    let mut response = Response::new(Body::from_bytes(body.clone()));
+    let headers = response.headers_mut();
+    headers.insert(http::header::CONTENT_TYPE, content_type);
+    headers.insert(http::header::CONTENT_LENGTH, body.len().into());
+    headers.insert(
+        http::header::CONTENT_ENCODING,
+        http::HeaderValue::from_static(coding.token()),
+    );
+    if let Some(value) = tag_value {
+        headers.insert(http::header::ETAG, value);
     }
     Ok(response)
 }
