@@ -195,3 +195,40 @@ fn chromium_lets_an_allowed_origin_read_data_and_blocks_a_refused_one() {
     let dom = dump_dom(&format!("{}/cors.html", refused.url()));
     assert_eq!(out_text(&dom), "blocked TypeError");
 }
+
+/// A folder viewer's fetches of large gene columns, as Chromium makes them
+/// (with its own `Accept-Encoding`): the page reads each column's
+/// `Content-Encoding` and the SHA-256 of the decoded bytes.
+#[test]
+fn chromium_decodes_the_encoded_gene_columns_it_is_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, path) = crate::anndata_large::large_store(dir.path());
+    let server = Server::start(&[
+        "--no-web-ui",
+        "--dataset-id",
+        "large",
+        path.to_str().unwrap(),
+    ]);
+    let genes: Vec<usize> = (0..store.n_vars).collect();
+    let page = format!(
+        "<!doctype html><html><body><div id=\"out\">loading</div><script>\n\
+         const hex = b => [...new Uint8Array(b)].map(x => x.toString(16).padStart(2, '0')).join('');\n\
+         Promise.all({genes:?}.map(async g => {{\n\
+           const r = await fetch('{base}/var/' + g + '.values.f32');\n\
+           const body = await r.arrayBuffer();\n\
+           return r.headers.get('Content-Encoding') + ':' + hex(await crypto.subtle.digest('SHA-256', body));\n\
+         }}))\n\
+           .then(parts => {{ document.getElementById('out').textContent = parts.join(' '); }})\n\
+           .catch(e => {{ document.getElementById('out').textContent = 'failed ' + e; }});\n\
+         </script></body></html>",
+        base = server.base
+    );
+    let origin = Upstream::start(UiBuild::new("unused"));
+    origin.add_page("genes.html", &page, "text/html; charset=utf-8");
+    let dom = dump_dom(&format!("{}/genes.html", origin.url()));
+    let want: Vec<String> = genes
+        .iter()
+        .map(|&g| format!("zstd:{}", crate::support::sha256_hex(&store.gene_bytes(g))))
+        .collect();
+    assert_eq!(out_text(&dom), want.join(" "));
+}

@@ -14,6 +14,7 @@
 mod support;
 
 mod anndata_folder;
+mod anndata_large;
 mod anndata_raw;
 mod browser;
 mod channel_cli;

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod upstream;
+pub mod zarr_store;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};

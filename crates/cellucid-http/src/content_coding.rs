@@ -49,7 +49,7 @@ impl Coding {
     /// Encodes `bytes`.
     pub(crate) fn encode(self, bytes: &[u8]) -> std::io::Result<Vec<u8>> {
         match self {
-            Self::Zstd => zstd::bulk::compress(bytes, 1),
+            Self::Zstd => zstd_frames(bytes),
             Self::Gzip => {
                 // mtime 0 and OS 255, as the 0.9.4 server wrote them: the
                 // same bytes give the same body.
@@ -62,6 +62,41 @@ impl Coding {
             }
         }
     }
+}
+
+/// Input bytes per zstd frame when a body is split across threads.
+const ZSTD_FRAME_INPUT: usize = 256 * 1024;
+
+/// `bytes` as zstd level 1: one frame, or for a large body several frames
+/// compressed side by side on the available cores. RFC 8878 §3: zstd data
+/// is one or more frames, and decoders (browsers included) read them in
+/// sequence, so the concatenation decodes to `bytes`. Splitting costs ~1 %
+/// in size (each frame starts without history) and divides the latency of
+/// a first request by the number of idle cores.
+fn zstd_frames(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let parts = bytes.len().div_ceil(ZSTD_FRAME_INPUT).clamp(1, cores);
+    if parts == 1 {
+        return zstd::bulk::compress(bytes, 1);
+    }
+    let frames: Vec<std::io::Result<Vec<u8>>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = bytes
+            .chunks(bytes.len().div_ceil(parts))
+            .map(|part| scope.spawn(move || zstd::bulk::compress(part, 1)))
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| {
+                w.join()
+                    .unwrap_or_else(|_| Err(std::io::Error::other("a zstd worker failed")))
+            })
+            .collect()
+    });
+    let mut out = Vec::with_capacity(bytes.len() / 4);
+    for frame in frames {
+        out.extend_from_slice(&frame?);
+    }
+    Ok(out)
 }
 
 /// The coding to use for a client sending `headers`: zstd when offered at
@@ -190,5 +225,14 @@ mod tests {
         let zs = Coding::Zstd.encode(&column).unwrap();
         assert_eq!(zstd::bulk::decompress(&zs, column.len()).unwrap(), column);
         assert!(gz.len() < column.len() / 4 && zs.len() < column.len() / 4);
+        // Large enough to be split: the frames decode in sequence.
+        let big: Vec<u8> = column
+            .iter()
+            .cycle()
+            .take(3 * ZSTD_FRAME_INPUT + 5)
+            .copied()
+            .collect();
+        let frames = Coding::Zstd.encode(&big).unwrap();
+        assert_eq!(zstd::stream::decode_all(&frames[..]).unwrap(), big);
     }
 }

@@ -200,10 +200,7 @@ mod tests {
         assert_eq!(sparse.clone().into_dense(), dense);
         let expected = le(&dense);
         let files = [
-            ColumnFile::new(
-                Column::Dense(dense),
-                FileIdentity::Digest("d".into()),
-            ),
+            ColumnFile::new(Column::Dense(dense), FileIdentity::Digest("d".into())),
             ColumnFile::new(sparse, FileIdentity::Digest("s".into())),
         ];
         for file in &files {

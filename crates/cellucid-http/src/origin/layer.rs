@@ -19,9 +19,13 @@ const ALLOW_METHODS: HeaderValue = HeaderValue::from_static("GET, HEAD, POST, OP
 /// The request headers a preflight may ask for.
 const ALLOW_HEADERS: HeaderValue =
     HeaderValue::from_static("Content-Type, Range, X-Cellucid-Viewer-Token, Authorization");
-/// The response headers an allowed page may read.
-const EXPOSE_HEADERS: HeaderValue =
-    HeaderValue::from_static("Accept-Ranges, Content-Length, Content-Range, ETag");
+/// The response headers an allowed page may read. `Content-Encoding` as in
+/// the 0.9.5 server: synthesised files may be compressed, and a header that
+/// is not exposed reads as absent, so a viewer would size its progress from
+/// the compressed `Content-Length` without knowing the body was encoded.
+const EXPOSE_HEADERS: HeaderValue = HeaderValue::from_static(
+    "Accept-Ranges, Content-Encoding, Content-Length, Content-Range, ETag",
+);
 /// How long a browser may cache a preflight answer, in seconds.
 const PREFLIGHT_MAX_AGE: HeaderValue = HeaderValue::from_static("600");
 
