@@ -86,6 +86,15 @@ pub trait DatasetSource: Send + Sync + fmt::Debug {
         true
     }
 
+    /// The file `key` of dataset `id` when the source already holds it in
+    /// memory (a computed file it made before), so a server can answer
+    /// without moving off its async workers; `None` means "call
+    /// [`DatasetSource::open`]". The default holds nothing.
+    fn open_if_ready(&self, id: &str, key: &RelativeKey) -> Option<Arc<dyn SourceFile>> {
+        let _ = (id, key);
+        None
+    }
+
     /// The source's own `datasets.json`, byte for byte, when it has one (an
     /// export catalog). The server serves it as is when this source is the
     /// only one.

@@ -600,3 +600,28 @@ fn column_entries_expand_to_the_dense_column_on_every_layout() {
     }
     assert!(sparse_seen > 0, "the sparse form was exercised");
 }
+
+#[test]
+fn computed_files_are_offered_without_blocking_once_made() {
+    use cellucid_core::anndata::{AnnDataOptions, AnnDataSource};
+    use cellucid_core::{DatasetSource, RelativeKey};
+    let dir = tempfile::tempdir().unwrap();
+    let options = AnnDataOptions {
+        cache_dir: Some(dir.path().to_owned()),
+        ..AnnDataOptions::default()
+    };
+    let source =
+        AnnDataSource::open(&fixture("anndata/pbmc68k_reduced.csc.h5ad"), options).unwrap();
+    let id = source.datasets()[0].id.clone();
+    let key = RelativeKey::parse("var/5.values.f32").unwrap();
+    assert!(source.open_if_ready(&id, &key).is_none(), "not made yet");
+    let made = source.open(&id, &key).unwrap();
+    let ready = source
+        .open_if_ready(&id, &key)
+        .expect("kept after the first open");
+    assert_eq!(
+        ready.read_range(0..ready.len()).unwrap(),
+        made.read_range(0..made.len()).unwrap()
+    );
+    assert!(source.open_if_ready("another-id", &key).is_none());
+}

@@ -217,7 +217,10 @@ async fn dataset_file<B>(
         .then(|| content_coding::applies(req.method(), req.headers(), key.as_str()))
         .flatten();
     let binary = synthesised && !key.as_str().ends_with(".json");
-    let file = source_io(&Arc::clone(&source), move || source.open(&id, &key)).await?;
+    let file = match source.open_if_ready(&id, &key) {
+        Some(file) => file,
+        None => source_io(&Arc::clone(&source), move || source.open(&id, &key)).await?,
+    };
     let mut response = match coding {
         Some(coding) => encoded_file(req, file, coding, content_type, encoded).await?,
         None => response::file(req.method(), req.headers(), file.as_ref(), content_type)?,

@@ -292,6 +292,13 @@ impl DatasetSource for AnnDataSource {
         Ok(file)
     }
 
+    fn open_if_ready(&self, id: &str, key: &RelativeKey) -> Option<Arc<dyn SourceFile>> {
+        if id != self.info[0].id {
+            return None;
+        }
+        self.synth.cache.get(&key.as_str().to_owned())
+    }
+
     fn raw_store(&self, id: &str) -> Option<&RawStore> {
         (id == self.info[0].id).then_some(&self.raw)
     }
