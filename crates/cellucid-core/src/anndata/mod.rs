@@ -117,6 +117,16 @@ pub struct AnnData {
 /// Largest uns array turned into JSON (uns holds metadata, not data).
 const MAX_UNS_ELEMENTS: u64 = 10_000;
 
+/// The Zarr backend over `store`, or `not_zarr()` when its root is no group.
+fn open_zarr(
+    store: Arc<dyn store::KeyStore>,
+    not_zarr: impl FnOnce() -> AnnDataError,
+) -> Result<(Arc<dyn Backend>, ZarrVersion)> {
+    let zarr = zarr::ZarrBackend::open(store)?.ok_or_else(not_zarr)?;
+    let version = zarr.version();
+    Ok((Arc::new(zarr), version))
+}
+
 impl AnnData {
     /// Opens `path`, recognising `.h5ad`, Zarr folders and `.zarr.zip` by
     /// content. Reads metadata only.
@@ -142,28 +152,25 @@ impl AnnData {
         let (backend, kind): (Arc<dyn Backend>, StoreKind) = match kind {
             InputKind::H5ad => (Arc::new(hdf5::Hdf5Backend::open(path)?), StoreKind::H5ad),
             InputKind::ZarrFolder => {
-                let store = store::DirStore::open(path)
-                    .map_err(|err| open_err("a Zarr folder", err.to_string()))?;
-                let zarr = zarr::ZarrBackend::open(Arc::new(store))?.ok_or_else(|| {
-                    open_err(
-                        "a Zarr folder",
-                        "no .zgroup or zarr.json at its root".into(),
-                    )
+                let what = "a Zarr folder";
+                let store =
+                    store::DirStore::open(path).map_err(|err| open_err(what, err.to_string()))?;
+                let (zarr, version) = open_zarr(Arc::new(store), || {
+                    open_err(what, "no .zgroup or zarr.json at its root".into())
                 })?;
-                let version = zarr.version();
-                (Arc::new(zarr), StoreKind::ZarrFolder(version))
+                (zarr, StoreKind::ZarrFolder(version))
             }
             InputKind::ZarrZip => {
-                let store = store::ZipStore::open(path)
-                    .map_err(|err| open_err("a zipped Zarr store", err.to_string()))?;
-                let zarr = zarr::ZarrBackend::open(Arc::new(store))?.ok_or_else(|| {
+                let what = "a zipped Zarr store";
+                let store =
+                    store::ZipStore::open(path).map_err(|err| open_err(what, err.to_string()))?;
+                let (zarr, version) = open_zarr(Arc::new(store), || {
                     open_err(
-                        "a zipped Zarr store",
+                        what,
                         "the archive holds no .zgroup or zarr.json at its root".into(),
                     )
                 })?;
-                let version = zarr.version();
-                (Arc::new(zarr), StoreKind::ZarrZip(version))
+                (zarr, StoreKind::ZarrZip(version))
             }
             other => {
                 return Err(open_err(
