@@ -41,6 +41,7 @@ mod conn;
 mod content_coding;
 mod documents;
 mod error;
+mod hooked_io;
 mod mount;
 pub mod origin;
 mod path;

@@ -7,12 +7,10 @@
 //! is lifted.
 
 use std::io;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use crate::hooked_io::{HookedIo, ReadHook};
 
 /// Bytes the peer may still send; `u64::MAX` once lifted.
 #[derive(Clone, Debug)]
@@ -35,56 +33,23 @@ impl Budget {
 }
 
 /// An I/O object whose reads draw on a [`Budget`].
-#[derive(Debug)]
-pub(crate) struct BudgetIo<T> {
-    inner: T,
-    budget: Budget,
-}
+pub(crate) type BudgetIo<T> = HookedIo<T, Budget>;
 
-impl<T> BudgetIo<T> {
-    pub(crate) fn new(inner: T, budget: Budget) -> Self {
-        Self { inner, budget }
-    }
-}
-
-impl<T: AsyncRead + Unpin> AsyncRead for BudgetIo<T> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let left = self.budget.0.load(Ordering::Relaxed);
-        if left == 0 {
-            return Poll::Ready(Err(io::Error::other(
+impl ReadHook for Budget {
+    fn before_read(&self) -> io::Result<()> {
+        if self.exhausted() {
+            return Err(io::Error::other(
                 "the peer sent too much before its hello frame",
-            )));
+            ));
         }
-        let before = buf.filled().len();
-        let result = Pin::new(&mut self.inner).poll_read(cx, buf);
+        Ok(())
+    }
+
+    fn after_read(&self, bytes: usize) {
+        let left = self.0.load(Ordering::Relaxed);
         if left != u64::MAX {
-            let read = (buf.filled().len() - before) as u64;
-            self.budget
-                .0
-                .store(left.saturating_sub(read), Ordering::Relaxed);
+            self.0
+                .store(left.saturating_sub(bytes as u64), Ordering::Relaxed);
         }
-        result
-    }
-}
-
-impl<T: AsyncWrite + Unpin> AsyncWrite for BudgetIo<T> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
