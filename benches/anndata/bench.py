@@ -139,9 +139,12 @@ def wait_health(port, proc, t0, timeout=600, log=None):
     raise RuntimeError("no health 200 in time")
 
 
-def fetch(port, path, timeout=900):
+def fetch(port, path, timeout=900, accept_encoding=None):
+    """GET over a new connection; the body as sent (still encoded, if it was)."""
+    headers = {"Accept-Encoding": accept_encoding} if accept_encoding else {}
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/{path}", headers=headers)
     t = time.perf_counter()
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/{path}", timeout=timeout) as r:
+    with urllib.request.urlopen(req, timeout=timeout) as r:
         body = r.read()
     return time.perf_counter() - t, body
 
@@ -361,19 +364,20 @@ def cmd_rss(args):
             if kind == "rust" and args.csr:
                 wait_log(log, "CSR gene index ready", proc)
                 phases.append(("CSR index ready", time.perf_counter()))
+            ae = args.accept_encoding
             for item in ident["embeddings"]["items"].values():
-                fetch(port, item["file"])
+                fetch(port, item["file"], accept_encoding=ae)
             for f in obs["_continuousFields"]:
-                fetch(port, f"obs/{f[0]}.values.f32")
+                fetch(port, f"obs/{f[0]}.values.f32", accept_encoding=ae)
             for f in obs["_categoricalFields"]:
                 ext = {"uint8": "u8", "uint16": "u16", "uint32": "u32"}[f[3]]
-                fetch(port, f"obs/{f[0]}.codes.{ext}")
+                fetch(port, f"obs/{f[0]}.codes.{ext}", accept_encoding=ae)
                 if obs["_obsSchemas"]["categorical"]["outlierPathPattern"]:
-                    fetch(port, f"obs/{f[0]}.outliers.f32")
+                    fetch(port, f"obs/{f[0]}.outliers.f32", accept_encoding=ae)
             phases.append(("obs + embeddings served", time.perf_counter()))
             rng = random.Random(11)
             for g in rng.sample(range(ident["stats"]["n_genes"]), args.genes):
-                fetch(port, f"var/{g}.values.f32")
+                fetch(port, f"var/{g}.values.f32", accept_encoding=ae)
             phases.append((f"{args.genes} genes served", time.perf_counter()))
         finally:
             stop_event.set()
