@@ -106,6 +106,8 @@ struct BuildPlan {
     block: u64,
     /// Threads (each takes a contiguous run of rows).
     threads: usize,
+    /// Entries staged per column (`None`: [`stage_len`] of the columns).
+    stage: Option<usize>,
 }
 
 impl BuildPlan {
@@ -119,6 +121,7 @@ impl BuildPlan {
             } else {
                 cores.clamp(1, MAX_THREADS)
             },
+            stage: None,
         }
     }
 }
@@ -305,7 +308,11 @@ impl CsrIndex {
             let (rows, values) = body
                 .split_at_mut_checked(4 * nnz as usize)
                 .ok_or_else(changed)?;
-            let writers = part_writers(rows, values, &counts).ok_or_else(changed)?;
+            let stage = plan
+                .stage
+                .unwrap_or_else(|| stage_len(n_cols as usize))
+                .max(1);
+            let writers = part_writers(rows, values, &counts, stage).ok_or_else(changed)?;
             let jobs: Vec<(Part, PartWriter<'_>)> = parts.into_iter().zip(writers).collect();
             in_parallel(jobs, progress, |(part, mut out), mut progress| {
                 let mut row = part.first_row;
@@ -703,17 +710,20 @@ fn scatter(
 /// Bytes of staged entries per build thread: half a core's L2 cache on
 /// today's machines, so the stages stay cached.
 const STAGE_BYTES: usize = 1 << 20;
+/// The most bytes staged per build thread, however many columns there
+/// are (anonymous memory, which stays small while serving).
+const STAGE_BYTES_MAX: usize = 8 << 20;
 
 /// Entries a [`PartWriter`] stages per column before writing them to the
-/// map together: as many as [`STAGE_BYTES`] allows for `n_cols` columns,
-/// 16 (a 64-byte cache line of rows and one of values) to 256.
+/// map together: a power of two, as many as [`STAGE_BYTES`] allows for
+/// `n_cols` columns, at least 16 (a 64-byte cache line of rows and one of
+/// values) while that stays within [`STAGE_BYTES_MAX`], at most 256.
 fn stage_len(n_cols: usize) -> usize {
-    let fits = STAGE_BYTES / 8 / n_cols.max(1);
-    if fits < 16 {
-        16
-    } else {
-        (1usize << fits.ilog2()).min(256)
-    }
+    let fits = |bytes: usize| bytes / 8 / n_cols.max(1);
+    let len = fits(STAGE_BYTES)
+        .max(fits(STAGE_BYTES_MAX).min(16))
+        .clamp(1, 256);
+    1 << len.ilog2()
 }
 
 /// Where one build thread writes: per column, its share of the column's
@@ -792,6 +802,7 @@ fn part_writers<'m>(
     rows: &'m mut [u8],
     values: &'m mut [u8],
     counts: &[Vec<u64>],
+    stage: usize,
 ) -> Option<Vec<PartWriter<'m>>> {
     let (mut rows, []) = rows.as_chunks_mut::<4>() else {
         return None;
@@ -800,7 +811,6 @@ fn part_writers<'m>(
         return None;
     };
     let n_cols = counts.first().map_or(0, Vec::len);
-    let stage = stage_len(n_cols);
     let mut writers: Vec<PartWriter<'m>> = counts
         .iter()
         .map(|_| PartWriter::new(n_cols, stage))
@@ -913,8 +923,19 @@ mod tests {
         // values: the stored-bytes path, with blocks that cross chunks. The
         // gzip file and the Zarr store take the decoding path; tiny.h5ad has
         // empty rows, and more threads than it has rows with values.
-        let plans = [(BLOCK, 1), (7, 1), (7, 2), (1000, 3), (3, 5), (5000, 2)]
-            .map(|(block, threads)| BuildPlan { block, threads });
+        let plans = [
+            (BLOCK, 1, None),
+            (7, 1, Some(1)),
+            (7, 2, Some(2)),
+            (1000, 3, None),
+            (3, 5, Some(16)),
+            (5000, 2, Some(1)),
+        ]
+        .map(|(block, threads, stage)| BuildPlan {
+            block,
+            threads,
+            stage,
+        });
         for name in [
             "pbmc68k_reduced.csr.h5ad",
             "tiny.h5ad",
@@ -1003,6 +1024,20 @@ mod tests {
         for len in [0, 8, HEADER, full.len() / 2, full.len() - 1] {
             std::fs::write(&path, &full[..len]).unwrap();
             assert!(CsrIndex::load(&path, x, nnz).is_none(), "{len} bytes");
+        }
+    }
+
+    #[test]
+    fn stages_stay_small_however_many_columns() {
+        assert_eq!(stage_len(2_000), 64);
+        assert_eq!(stage_len(30_000), 16);
+        for n_cols in [0, 1, 4, 100, 2_000, 30_000, 100_000, 1 << 20, 1 << 24] {
+            let len = stage_len(n_cols);
+            assert!(len.is_power_of_two() && len <= 256, "{n_cols}: {len}");
+            assert!(
+                len == 1 || 8 * len * n_cols <= STAGE_BYTES_MAX,
+                "{n_cols}: {len}"
+            );
         }
     }
 
