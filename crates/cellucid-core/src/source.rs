@@ -86,6 +86,10 @@ pub trait DatasetSource: Send + Sync + fmt::Debug {
         true
     }
 
+    /// Called once when the server stops: ends background work and removes
+    /// the temporary files it was writing. The default has none.
+    fn shutdown(&self) {}
+
     /// The file `key` of dataset `id` when the source already holds it in
     /// memory (a computed file it made before), so a server can answer
     /// without moving off its async workers; `None` means "call

@@ -69,6 +69,16 @@ impl AppState {
     }
 }
 
+impl AppState {
+    /// Tells every dataset source the server stopped (they remove their
+    /// temporary files).
+    pub(crate) fn shutdown_sources(&self) {
+        for mount in self.layout.mounts() {
+            mount.source.shutdown();
+        }
+    }
+}
+
 /// A file of bytes made in memory, named by the start of their SHA-256.
 fn digest_file(bytes: Bytes) -> MemoryFile {
     let digest = Sha256::digest(&bytes);

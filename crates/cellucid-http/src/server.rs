@@ -286,6 +286,8 @@ impl Server {
             );
             connections.shutdown().await;
         }
+        let sources = Arc::clone(&state);
+        let _ = tokio::task::spawn_blocking(move || sources.shutdown_sources()).await;
         Ok(())
     }
 }

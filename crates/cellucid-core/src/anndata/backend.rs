@@ -7,6 +7,7 @@
 use std::fmt;
 use std::ops::Range;
 
+use bytes::Bytes;
 use serde_json::{Map, Value};
 
 use super::error::Result;
@@ -189,6 +190,18 @@ pub struct CompoundField {
     pub values: Values,
 }
 
+/// The stored bytes of a range of a 1-D number array, not decoded: what a
+/// bulk pass (the CSR column index build) reads instead of [`Values`], so
+/// it loops over the elements as stored without an intermediate vector.
+#[derive(Clone, Debug)]
+pub struct RawRange {
+    /// The element type: [`Dtype::Int`] or [`Dtype::Float`], little-endian.
+    pub dtype: Dtype,
+    /// The elements' bytes, in order, in pieces that each hold a whole
+    /// number of elements (a piece per stored chunk the range touches).
+    pub pieces: Vec<Bytes>,
+}
+
 /// What the AnnData model needs from a storage format.
 pub trait Backend: Send + Sync + fmt::Debug {
     /// The kind of node at `path`, `None` when nothing is there.
@@ -223,6 +236,19 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// # Errors
     /// When the range is outside the array or the bytes cannot be decoded.
     fn read_range(&self, path: &str, range: Range<u64>) -> Result<Values>;
+
+    /// Elements `range` of a 1-D number array as stored (little-endian),
+    /// borrowed from the store where it can lend them; `None` when the
+    /// store cannot hand them out undecoded (filtered or big-endian data,
+    /// a format without the support): the caller then uses
+    /// [`Backend::read_range`].
+    ///
+    /// # Errors
+    /// When the array is missing.
+    fn read_range_raw(&self, path: &str, range: Range<u64>) -> Result<Option<RawRange>> {
+        let _ = (path, range);
+        Ok(None)
+    }
 
     /// Rows `rows` of a 2-D array, row-major.
     ///

@@ -14,7 +14,7 @@ use hdf5_reader::{
 };
 use serde_json::{Map, Value};
 
-use super::backend::{ArrayInfo, Backend, CompoundField, Dtype, NodeKind, Values};
+use super::backend::{ArrayInfo, Backend, CompoundField, Dtype, NodeKind, RawRange, Values};
 use super::error::{AnnDataError, Result};
 use super::hdf5_direct::DirectLayout;
 
@@ -290,6 +290,34 @@ impl Backend for Hdf5Backend {
             }
         }
         self.read_range_decoded(&ds, path, range)
+    }
+
+    fn read_range_raw(&self, path: &str, range: Range<u64>) -> Result<Option<RawRange>> {
+        let ds = self.dataset(path)?;
+        let little = matches!(
+            ds.dtype(),
+            Datatype::FixedPoint {
+                byte_order: ByteOrder::LittleEndian,
+                ..
+            } | Datatype::FloatingPoint {
+                byte_order: ByteOrder::LittleEndian,
+                ..
+            }
+        );
+        // Out-of-range requests go to `read_range`, which says what is wrong.
+        if !little
+            || range.start > range.end
+            || range.end > ds.shape().first().copied().unwrap_or(0)
+        {
+            return Ok(None);
+        }
+        Ok(self
+            .direct_layout(path, &ds)
+            .and_then(|layout| layout.pieces(&self.file, range))
+            .map(|pieces| RawRange {
+                dtype: dtype_of(ds.dtype()),
+                pieces,
+            }))
     }
 
     fn read_rows(&self, path: &str, rows: Range<u64>) -> Result<Values> {

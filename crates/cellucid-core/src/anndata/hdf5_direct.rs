@@ -11,6 +11,7 @@
 
 use std::ops::Range;
 
+use bytes::Bytes;
 use hdf5_reader::btree_v1::{collect_btree_v1_leaves_storage, BTreeV1Key};
 use hdf5_reader::messages::layout::DataLayout;
 use hdf5_reader::messages::HdfMessage;
@@ -154,9 +155,20 @@ impl DirectLayout {
 
     /// The stored bytes of elements `range` (clamped to the dataset).
     pub(super) fn read(&self, file: &Hdf5File, range: Range<u64>) -> Option<Vec<u8>> {
+        let pieces = self.pieces(file, range)?;
+        let mut out = Vec::with_capacity(pieces.iter().map(|p| p.len()).sum());
+        for piece in &pieces {
+            out.extend_from_slice(piece);
+        }
+        Some(out)
+    }
+
+    /// The stored bytes of elements `range` (clamped to the dataset), one
+    /// piece per chunk touched, each borrowed from the memory map.
+    pub(super) fn pieces(&self, file: &Hdf5File, range: Range<u64>) -> Option<Vec<Bytes>> {
         let end = range.end.min(self.len);
         let mut start = range.start.min(end);
-        let mut out = Vec::with_capacity(usize::try_from((end - start) * self.elem).ok()?);
+        let mut out = Vec::new();
         let storage = file.storage();
         while start < end {
             let chunk = start / self.chunk_len;
@@ -169,7 +181,7 @@ impl DirectLayout {
                     usize::try_from(take * self.elem).ok()?,
                 )
                 .ok()?;
-            out.extend_from_slice(&bytes);
+            out.push(Bytes::from_owner(bytes));
             start += take;
         }
         Some(out)

@@ -27,7 +27,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-pub use backend::{ArrayInfo, Backend, CompoundField, Dtype, NodeKind, Values};
+pub use backend::{ArrayInfo, Backend, CompoundField, Dtype, NodeKind, RawRange, Values};
 pub use column::{Column, ColumnFile};
 pub use error::{AnnDataError, Result};
 pub use frame::{ColumnEncoding, ColumnSpec, Frame, FrameColumn, Label};

@@ -8,7 +8,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::column::{Column, ColumnFile};
-use super::csr_index::{default_cache_dir, CsrIndex};
+use super::csr_index::{self, default_cache_dir, CsrIndex};
 use super::lru::ByteLru;
 use super::options::AnnDataOptions;
 use super::raw::RawStore;
@@ -141,12 +141,14 @@ impl AnnDataSource {
                         );
                         if let Some(m) = plan.expression().filter(|m| m.layout == MatrixLayout::Csr) {
                             let dir = synth.options.cache_dir.clone().unwrap_or_else(default_cache_dir);
-                            let index = CsrIndex::load_or_build(synth.adata.backend(), m, &dir, &synth.generation)
-                                .map_err(|err| {
-                                    tracing::warn!(dataset = %id, error = %err, "no CSR gene index: each gene scans the matrix");
-                                })
-                                .ok();
-                            let _ = synth.csr.set(index);
+                            // Serves as soon as it is built; saved to disk afterwards.
+                            let built = CsrIndex::load_or_build_then_save(synth.adata.backend(), m, &dir, &synth.generation, |index| {
+                                let _ = synth.csr.set(Some(index));
+                            });
+                            if let Err(err) = built {
+                                tracing::warn!(dataset = %id, error = %err, "no CSR gene index: each gene scans the matrix");
+                                let _ = synth.csr.set(None);
+                            }
                         }
                     }
                     Err(err) => {
@@ -290,6 +292,15 @@ impl DatasetSource for AnnDataSource {
             .cache
             .insert(k.to_owned(), Arc::clone(&file), weight);
         Ok(file)
+    }
+
+    fn shutdown(&self) {
+        let dir = self
+            .options
+            .cache_dir
+            .clone()
+            .unwrap_or_else(default_cache_dir);
+        csr_index::remove_unfinished(&dir);
     }
 
     fn open_if_ready(&self, id: &str, key: &RelativeKey) -> Option<Arc<dyn SourceFile>> {
