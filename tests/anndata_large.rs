@@ -81,3 +81,26 @@ fn large_sparse_genes_are_exact_whole_in_ranges_and_encoded() {
         assert!(inflated == want, "gene {g}: gzip decodes");
     }
 }
+
+#[test]
+fn a_gene_with_a_row_index_out_of_range_is_a_422_for_that_gene_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, path) = large_store(dir.path());
+    // Gene 0's first stored entry now points one past the last cell.
+    let chunk = path.join("X/indices/0");
+    let mut bytes = std::fs::read(&chunk).unwrap();
+    bytes[..4].copy_from_slice(&(store.n_obs as i32).to_le_bytes());
+    std::fs::write(&chunk, bytes).unwrap();
+    let server = Server::start(&[
+        "--no-web-ui",
+        "--dataset-id",
+        "large",
+        path.to_str().unwrap(),
+    ]);
+    let bad = get(&server.url("/var/0.values.f32"));
+    assert_eq!(bad.status, 422, "{}", bad.text());
+    assert!(bad.text().contains("X/indices"), "{}", bad.text());
+    let good = get(&server.url("/var/1.values.f32"));
+    assert_eq!(good.status, 200);
+    assert!(good.body == store.gene_bytes(1));
+}

@@ -99,33 +99,35 @@ impl Column {
     fn write_le(&self, range: Range<usize>, out: &mut [u8]) {
         match self {
             Self::Dense(v) => {
-                // Whole values only: the range may start or end inside one.
-                let first = range.start / 4;
-                let last = range.end.div_ceil(4);
-                let mut at = 0usize;
-                for (i, value) in v[first..last].iter().enumerate() {
-                    let bytes = value.to_le_bytes();
-                    let begin = ((first + i) * 4).max(range.start) - (first + i) * 4;
-                    let end = ((first + i) * 4 + 4).min(range.end) - (first + i) * 4;
-                    out[at..at + end - begin].copy_from_slice(&bytes[begin..end]);
-                    at += end - begin;
+                for (i, value) in v
+                    .iter()
+                    .enumerate()
+                    .take(range.end.div_ceil(4))
+                    .skip(range.start / 4)
+                {
+                    put(out, &range, 4 * i, value.to_le_bytes());
                 }
             }
             Self::Sparse { rows, values, .. } => {
                 out.fill(0);
                 for (&r, value) in rows.iter().zip(values) {
-                    let start = r as usize * 4;
-                    if start + 4 <= range.start || start >= range.end {
-                        continue;
-                    }
-                    let bytes = value.to_le_bytes();
-                    let begin = start.max(range.start);
-                    let end = (start + 4).min(range.end);
-                    out[begin - range.start..end - range.start]
-                        .copy_from_slice(&bytes[begin - start..end - start]);
+                    put(out, &range, 4 * r as usize, value.to_le_bytes());
                 }
             }
         }
+    }
+}
+
+/// Puts the 4 bytes that sit at file offset `at` into `out`, which holds
+/// file bytes `range`: whole when inside it (a fixed-size copy the compiler
+/// turns into one store), clipped at its edges, nothing when outside.
+fn put(out: &mut [u8], range: &Range<usize>, at: usize, bytes: [u8; 4]) {
+    if at >= range.start && at + 4 <= range.end {
+        let o = at - range.start;
+        out[o..o + 4].copy_from_slice(&bytes);
+    } else if at + 4 > range.start && at < range.end {
+        let (begin, end) = (at.max(range.start), (at + 4).min(range.end));
+        out[begin - range.start..end - range.start].copy_from_slice(&bytes[begin - at..end - at]);
     }
 }
 

@@ -35,7 +35,7 @@ use sha2::{Digest, Sha256};
 use super::backend::{join, Backend, Dtype};
 use super::column::Column;
 use super::error::{AnnDataError, Result};
-use super::matrix::{to_f32, to_i64, Matrix, MatrixLayout};
+use super::matrix::{read_minor_indices, to_f32, to_i64, Matrix, MatrixLayout};
 use crate::file::map_path;
 
 const MAGIC: &[u8; 8] = b"CLCSRIX1";
@@ -655,49 +655,8 @@ impl Source<'_> {
     /// below `n_cols`: straight from the stored bytes when the backend lends
     /// them, else decoded.
     fn read_cols(&self, range: Range<u64>, out: &mut Vec<u32>) -> Result<()> {
-        out.clear();
-        let n_cols = self.n_cols;
-        let stored = self.backend.read_range_raw(&self.indices, range.clone())?;
-        let ok = match stored {
-            Some(raw) => match raw.dtype {
-                Dtype::Int {
-                    bytes: 4,
-                    signed: true,
-                } => push_cols(&raw.pieces, out, n_cols, |b| {
-                    i64::from(i32::from_le_bytes(b)) as u64
-                }),
-                Dtype::Int {
-                    bytes: 4,
-                    signed: false,
-                } => push_cols(&raw.pieces, out, n_cols, |b| {
-                    u64::from(u32::from_le_bytes(b))
-                }),
-                Dtype::Int {
-                    bytes: 8,
-                    signed: true,
-                } => push_cols(&raw.pieces, out, n_cols, |b| i64::from_le_bytes(b) as u64),
-                Dtype::Int {
-                    bytes: 8,
-                    signed: false,
-                } => push_cols(&raw.pieces, out, n_cols, u64::from_le_bytes),
-                _ => None,
-            },
-            None => None,
-        };
-        match ok {
-            Some(true) => return Ok(()),
-            Some(false) => return Err(self.out_of_range()),
-            None => {}
-        }
-        out.clear();
-        for c in to_i64(self.matrix, self.backend.read_range(&self.indices, range)?)? {
-            let c = u32::try_from(c)
-                .ok()
-                .filter(|&c| u64::from(c) < n_cols)
-                .ok_or_else(|| self.out_of_range())?;
-            out.push(c);
-        }
-        Ok(())
+        read_minor_indices(self.backend, &self.indices, range, self.n_cols, out)
+            .map_err(|_| self.out_of_range())
     }
 
     fn out_of_range(&self) -> AnnDataError {
@@ -728,33 +687,6 @@ impl Source<'_> {
         decoded.extend(values.into_iter().map(f32::to_le_bytes));
         visit(decoded)
     }
-}
-
-/// Appends the column of every element of `pieces` (`N`-byte integers,
-/// converted by `col`, negative ones to above `u32::MAX`) to `out`:
-/// `Some(false)` when one is not below `n_cols`, `None` when a piece is not
-/// whole elements.
-fn push_cols<const N: usize>(
-    pieces: &[Bytes],
-    out: &mut Vec<u32>,
-    n_cols: u64,
-    col: impl Fn([u8; N]) -> u64,
-) -> Option<bool> {
-    // One check for the whole block rather than a branch per element, so
-    // the loop is a plain conversion the compiler vectorises.
-    let mut all_below = true;
-    for piece in pieces {
-        let (elements, []) = piece.as_chunks::<N>() else {
-            return None;
-        };
-        out.extend(elements.iter().map(|&e| {
-            let c = col(e);
-            all_below &= c < n_cols;
-            // Only kept when all are below `n_cols`, which fits a u32.
-            c as u32
-        }));
-    }
-    Some(all_below)
 }
 
 /// Writes the values `vals` (the stored values from `first` on) and their

@@ -3,9 +3,10 @@
 
 use std::ops::Range;
 
+use bytes::Bytes;
 use serde_json::Value;
 
-use super::backend::{join, Backend, NodeKind, Values};
+use super::backend::{join, Backend, Dtype, NodeKind, Values};
 use super::column::Column;
 use super::error::{AnnDataError, Result};
 use super::frame::check_encoding;
@@ -203,21 +204,20 @@ impl Matrix {
             )?)),
             MatrixLayout::Csc => {
                 let ptr = self.pointer_range(backend, col)?;
-                let (rows_of, values) = if ptr.start < ptr.end {
-                    (
-                        to_i64(
-                            &self.path,
-                            backend.read_range(&join(&self.path, "indices"), ptr.clone())?,
-                        )?,
-                        to_f32(
-                            &self.path,
-                            backend.read_range(&join(&self.path, "data"), ptr)?,
-                        )?,
-                    )
+                let mut rows_of = Vec::new();
+                let values = if ptr.start < ptr.end {
+                    read_minor_indices(
+                        backend,
+                        &join(&self.path, "indices"),
+                        ptr.clone(),
+                        rows,
+                        &mut rows_of,
+                    )?;
+                    read_values_f32(backend, &join(&self.path, "data"), ptr)?
                 } else {
-                    (Vec::new(), Vec::new())
+                    Vec::new()
                 };
-                sparse_column(&self.path, n, &rows_of, values)
+                sparse_column(&self.path, n, rows_of, values)
             }
             MatrixLayout::Csr => Ok(Column::Dense(self.csr_column_scan(backend, col, n)?)),
         }
@@ -316,6 +316,128 @@ impl Matrix {
     }
 }
 
+/// The minor indices `range` of the sparse array at `path` (row numbers of
+/// a CSC matrix, column numbers of a CSR one) into `out`, each checked to
+/// be below `bound`: straight from the stored bytes when the backend lends
+/// them, else decoded.
+///
+/// # Errors
+/// When one is not below `bound`, or they cannot be read.
+pub(crate) fn read_minor_indices(
+    backend: &dyn Backend,
+    path: &str,
+    range: Range<u64>,
+    bound: u64,
+    out: &mut Vec<u32>,
+) -> Result<()> {
+    out.clear();
+    let out_of_range = || AnnDataError::invalid(path, format!("an index is not below {bound}"));
+    let stored = backend.read_range_raw(path, range.clone())?;
+    let ok = match stored.as_ref().map(|raw| (raw.dtype, &raw.pieces)) {
+        Some((
+            Dtype::Int {
+                bytes: 4,
+                signed: true,
+            },
+            pieces,
+        )) => push_cols(pieces, out, bound, |b| {
+            i64::from(i32::from_le_bytes(b)) as u64
+        }),
+        Some((
+            Dtype::Int {
+                bytes: 4,
+                signed: false,
+            },
+            pieces,
+        )) => push_cols(pieces, out, bound, |b| u64::from(u32::from_le_bytes(b))),
+        Some((
+            Dtype::Int {
+                bytes: 8,
+                signed: true,
+            },
+            pieces,
+        )) => push_cols(pieces, out, bound, |b| i64::from_le_bytes(b) as u64),
+        Some((
+            Dtype::Int {
+                bytes: 8,
+                signed: false,
+            },
+            pieces,
+        )) => push_cols(pieces, out, bound, u64::from_le_bytes),
+        _ => None,
+    };
+    match ok {
+        Some(true) => return Ok(()),
+        Some(false) => return Err(out_of_range()),
+        None => {}
+    }
+    out.clear();
+    for i in to_i64(path, backend.read_range(path, range)?)? {
+        let i = u32::try_from(i)
+            .ok()
+            .filter(|&i| u64::from(i) < bound)
+            .ok_or_else(out_of_range)?;
+        out.push(i);
+    }
+    Ok(())
+}
+
+/// The values `range` of the array at `path` as `f32`: straight from the
+/// stored bytes when they are little-endian float32 the backend lends,
+/// else decoded.
+///
+/// # Errors
+/// When they are not numbers or cannot be read.
+pub(crate) fn read_values_f32(
+    backend: &dyn Backend,
+    path: &str,
+    range: Range<u64>,
+) -> Result<Vec<f32>> {
+    if let Some(raw) = backend.read_range_raw(path, range.clone())? {
+        if raw.dtype == (Dtype::Float { bytes: 4 }) && raw.pieces.iter().all(|p| p.len() % 4 == 0) {
+            let mut out = Vec::with_capacity(raw.pieces.iter().map(|p| p.len() / 4).sum());
+            for piece in &raw.pieces {
+                out.extend(
+                    piece
+                        .as_chunks::<4>()
+                        .0
+                        .iter()
+                        .map(|&b| f32::from_le_bytes(b)),
+                );
+            }
+            return Ok(out);
+        }
+    }
+    to_f32(path, backend.read_range(path, range)?)
+}
+
+/// Appends the column of every element of `pieces` (`N`-byte integers,
+/// converted by `col`, negative ones to above `u32::MAX`) to `out`:
+/// `Some(false)` when one is not below `n_cols`, `None` when a piece is not
+/// whole elements.
+fn push_cols<const N: usize>(
+    pieces: &[Bytes],
+    out: &mut Vec<u32>,
+    n_cols: u64,
+    col: impl Fn([u8; N]) -> u64,
+) -> Option<bool> {
+    // One check for the whole block rather than a branch per element, so
+    // the loop is a plain conversion the compiler vectorises.
+    let mut all_below = true;
+    for piece in pieces {
+        let (elements, []) = piece.as_chunks::<N>() else {
+            return None;
+        };
+        out.extend(elements.iter().map(|&e| {
+            let c = col(e);
+            all_below &= c < n_cols;
+            // Only kept when all are below `n_cols`, which fits a u32.
+            c as u32
+        }));
+    }
+    Some(all_below)
+}
+
 pub(crate) fn to_f32(path: &str, values: Values) -> Result<Vec<f32>> {
     values
         .into_f32()
@@ -328,30 +450,19 @@ pub(crate) fn to_i64(path: &str, values: Values) -> Result<Vec<i64>> {
         .ok_or_else(|| AnnDataError::invalid(path, "indices are not integers"))
 }
 
-/// A column from its stored entries (`rows` checked against `n`), kept
-/// sparse when that is smaller, else expanded.
-fn sparse_column(path: &str, n: usize, rows: &[i64], values: Vec<f32>) -> Result<Column> {
+/// A column from its stored entries (rows already checked below `n`),
+/// kept sparse when that is smaller, else expanded.
+fn sparse_column(path: &str, n: usize, rows: Vec<u32>, values: Vec<f32>) -> Result<Column> {
     if rows.len() != values.len() {
         return Err(AnnDataError::invalid(path, "indices and data disagree"));
     }
-    let checked: Vec<u32> = rows
-        .iter()
-        .map(|&r| {
-            usize::try_from(r)
-                .ok()
-                .filter(|&r| r < n)
-                .and_then(|r| u32::try_from(r).ok())
-                .ok_or_else(|| {
-                    AnnDataError::invalid(path, format!("row index {r} is out of range"))
-                })
-        })
-        .collect::<Result<_>>()?;
+    let sparse = Column::prefers_sparse(n, values.len());
     let column = Column::Sparse {
         len: n,
-        rows: checked,
+        rows,
         values,
     };
-    Ok(if Column::prefers_sparse(n, column.stored_values().len()) {
+    Ok(if sparse {
         column
     } else {
         Column::Dense(column.into_dense())
