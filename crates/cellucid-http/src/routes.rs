@@ -227,12 +227,13 @@ async fn dataset_file<B>(
         .then(|| content_coding::applies(req.method(), req.headers(), key.as_str()))
         .flatten();
     let binary = synthesised && !key.as_str().ends_with(".json");
+    let key_name = key.as_str().to_owned();
     let file = match source.open_if_ready(&id, &key) {
         Some(file) => file,
         None => source_io(&Arc::clone(&source), move || source.open(&id, &key)).await?,
     };
     let mut response = match coding {
-        Some(coding) => encoded_file(req, file, coding, content_type, encoded).await?,
+        Some(coding) => encoded_file(req, file, key_name, coding, content_type, encoded).await?,
         None => response::file(req.method(), req.headers(), file.as_ref(), content_type)?,
     };
     if binary && req.method() == Method::GET {
@@ -249,6 +250,7 @@ async fn dataset_file<B>(
 async fn encoded_file<B>(
     req: &Request<B>,
     file: Arc<dyn SourceFile>,
+    key_name: String,
     coding: Coding,
     content_type: http::HeaderValue,
     encoded: &Arc<EncodedCache>,
@@ -275,7 +277,7 @@ async fn encoded_file<B>(
             let plain = Arc::clone(&file);
             let made = blocking(move || {
                 let bytes = plain.read_range(0..plain.len())?;
-                Ok(coding.encode(&bytes).ok().map(|body| {
+                Ok(coding.encode(&key_name, &bytes).ok().map(|body| {
                     let body = Bytes::from(body);
                     cache.insert(key, body.clone());
                     body
