@@ -288,3 +288,29 @@ fn json_logs_are_one_object_per_line() {
     let all = server.stderr().join("\n");
     assert!(!all.contains("secret123"), "a query token reached the log");
 }
+
+/// The environment of process `pid`, as `NAME=value` entries.
+fn environ(pid: u32) -> Vec<String> {
+    std::fs::read(format!("/proc/{pid}/environ"))
+        .unwrap()
+        .split(|&b| b == 0)
+        .map(|e| String::from_utf8_lossy(e).into_owned())
+        .collect()
+}
+
+#[test]
+fn serve_runs_with_few_malloc_arenas_unless_the_user_chose() {
+    let demo = fixture("exports-demo");
+    let demo = demo.to_str().unwrap();
+    // Started once more in place: same pid, so signals and exit codes reach
+    // whoever started it, and the variable is in its environment.
+    let server = Server::start(&["--no-web-ui", demo]);
+    assert!(environ(server.pid()).contains(&"MALLOC_ARENA_MAX=2".to_owned()));
+    assert_eq!(get(&server.url("/_cellucid/health")).status, 200);
+    assert!(server.terminate().success());
+    let chosen =
+        Server::try_start_with_env(&["--no-web-ui", demo], &[("MALLOC_ARENA_MAX", "8")]).unwrap();
+    let env = environ(chosen.pid());
+    assert!(env.contains(&"MALLOC_ARENA_MAX=8".to_owned()), "{env:?}");
+    assert!(!env.contains(&"MALLOC_ARENA_MAX=2".to_owned()));
+}

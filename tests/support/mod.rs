@@ -18,7 +18,8 @@ pub fn cellucid() -> Command {
     // Never let a test open a browser or pick up a user's log settings.
     cmd.env_remove("DISPLAY")
         .env_remove("WAYLAND_DISPLAY")
-        .env_remove("RUST_LOG");
+        .env_remove("RUST_LOG")
+        .env_remove("MALLOC_ARENA_MAX");
     cmd
 }
 
@@ -48,7 +49,13 @@ impl Server {
 
     /// Like [`Server::start`], reporting failure instead of panicking.
     pub fn try_start(args: &[&str]) -> Result<Server, String> {
+        Self::try_start_with_env(args, &[])
+    }
+
+    /// Like [`Server::try_start`], with extra environment variables.
+    pub fn try_start_with_env(args: &[&str], env: &[(&str, &str)]) -> Result<Server, String> {
         let mut cmd = cellucid();
+        cmd.envs(env.iter().copied());
         cmd.arg("serve").arg("--no-browser").arg("--port").arg("0");
         cmd.args(args);
         cmd.stdin(Stdio::null())
@@ -89,6 +96,11 @@ impl Server {
             base,
             stderr: lines,
         })
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// `base` + `path`.

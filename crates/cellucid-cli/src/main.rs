@@ -10,6 +10,7 @@ mod error;
 mod inputs;
 mod inspect;
 mod logging;
+mod malloc_arenas;
 mod serve;
 mod session;
 mod viewer;
@@ -22,6 +23,9 @@ use clap::Parser;
 fn main() -> ExitCode {
     error::install_panic_hook();
     let cli = args::Cli::parse();
+    if matches!(cli.command, args::Command::Serve(_)) {
+        malloc_arenas::ensure_few_arenas();
+    }
     let result = match cli.command {
         args::Command::Serve(args) => serve::run(args),
         args::Command::Cache(args) => cache::run(args),

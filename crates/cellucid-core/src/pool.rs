@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use bytes::Bytes;
 
 /// Idle bytes kept for reuse at most.
-const IDLE_BUDGET: usize = 16 * 1024 * 1024;
+const IDLE_BUDGET: usize = 8 * 1024 * 1024;
 /// Buffers larger than this are not kept (one would take a large share of
 /// the budget).
 const LARGEST_KEPT: usize = 8 * 1024 * 1024;

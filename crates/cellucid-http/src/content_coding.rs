@@ -19,7 +19,7 @@ use http::Method;
 
 /// Encoded bodies kept at most, in bytes (a compressed 200k-cell gene
 /// column is ~110 KB, so a few hundred genes).
-const ENCODED_CACHE_BYTES: usize = 32 * 1024 * 1024;
+const ENCODED_CACHE_BYTES: usize = 16 * 1024 * 1024;
 
 /// A content coding the server produces.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,6 +49,14 @@ impl Coding {
 
     /// Encodes `bytes`, the file under `key`.
     pub(crate) fn encode(self, key: &str, bytes: &[u8]) -> std::io::Result<Vec<u8>> {
+        let mut body = self.encode_into_vec(key, bytes)?;
+        // zstd writes into a buffer of the input's worst-case size: the kept
+        // body must hold only its bytes (the cache counts their length).
+        body.shrink_to_fit();
+        Ok(body)
+    }
+
+    fn encode_into_vec(self, key: &str, bytes: &[u8]) -> std::io::Result<Vec<u8>> {
         match self {
             Self::Zstd => zstd_frames(bytes, zstd_level(key)),
             Self::Gzip => {
@@ -93,12 +101,12 @@ fn zstd_frames(bytes: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     let parts = bytes.len().div_ceil(ZSTD_FRAME_INPUT).clamp(1, cores);
     if parts == 1 {
-        return zstd::bulk::compress(bytes, level);
+        return zstd_frame(bytes, level);
     }
     let frames: Vec<std::io::Result<Vec<u8>>> = std::thread::scope(|scope| {
         let workers: Vec<_> = bytes
             .chunks(bytes.len().div_ceil(parts))
-            .map(|part| scope.spawn(move || zstd::bulk::compress(part, level)))
+            .map(|part| scope.spawn(move || zstd_frame(part, level)))
             .collect();
         workers
             .into_iter()
@@ -113,6 +121,17 @@ fn zstd_frames(bytes: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
         out.extend_from_slice(&frame?);
     }
     Ok(out)
+}
+
+/// One zstd frame of `bytes`, written into a buffer that grows with the
+/// output: the one-shot API allocates the input's worst-case size first,
+/// megabytes per frame for a 1M-cell column, which the allocator kept.
+fn zstd_frame(bytes: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
+    let mut encoder = zstd::stream::Encoder::new(Vec::with_capacity(bytes.len() / 8 + 64), level)?;
+    encoder.include_contentsize(true)?;
+    encoder.set_pledged_src_size(Some(bytes.len() as u64))?;
+    encoder.write_all(bytes)?;
+    encoder.finish()
 }
 
 /// The coding to use for a client sending `headers`: zstd when offered at

@@ -22,7 +22,7 @@ use crate::source::{DatasetInfo, DatasetSource, SourceFormat};
 
 /// Decoded payloads kept in memory: enough for a few hundred gene columns
 /// of a 200k-cell dataset, small enough to keep resident memory flat.
-const PAYLOAD_CACHE_BYTES: usize = 64 * 1024 * 1024;
+const PAYLOAD_CACHE_BYTES: usize = 40 * 1024 * 1024;
 
 /// The synthesised side, shared with the background thread that builds it.
 #[derive(Debug)]

@@ -461,11 +461,7 @@ impl Plan {
         let payload = self.payloads.get(key).ok_or(PayloadError::NotFound)?;
         let n = adata.n_obs() as usize;
         Ok(match payload {
-            Payload::Embedding(e) => {
-                let item = &self.items[*e];
-                let coords = geometry::normalize(&item_coords(adata, item)?, &item.norm);
-                f32_bytes(coords.iter().map(|&v| v as f32))
-            }
+            Payload::Embedding(e) => embedding_bytes(adata, &self.items[*e], n)?,
             Payload::ObsValues(col) => match adata.obs_column(col)? {
                 FrameColumn::Continuous { values, missing } => {
                     let mut v = values.to_f32().ok_or_else(|| {
@@ -796,6 +792,50 @@ fn check_finite_at(
     Err(PayloadError::Unprocessable(format!(
         "{what} has values the viewer format cannot carry ({nan} missing/NaN, {inf} infinite; first at rows {bad:?})"
     )))
+}
+
+/// Rows of an embedding read per block while writing its file.
+const EMBEDDING_BLOCK_ROWS: usize = 1 << 16;
+
+/// The embedding file of `item`: its columns normalised, as float32, in
+/// row blocks, so a 1M-cell embedding never sits in memory as f64 copies
+/// (three of them, ~40 MB, which the allocator then kept).
+fn embedding_bytes(adata: &AnnData, item: &Item, n: usize) -> Result<Bytes, AnnDataError> {
+    let path = super::backend::join("obsm", &item.key);
+    let width = adata
+        .obsm()
+        .iter()
+        .find(|e| e.key == item.key)
+        .map(|e| e.width as usize)
+        .ok_or_else(|| AnnDataError::missing(&path))?;
+    let cols: Vec<usize> = item.columns.iter().map(|&c| c as usize).collect();
+    if cols.len() != item.norm.center.len() || cols.iter().any(|&c| c >= width) {
+        return Err(AnnDataError::invalid(
+            &path,
+            "columns do not match its width",
+        ));
+    }
+    let mut out = Vec::with_capacity(n * cols.len() * 4);
+    for start in (0..n).step_by(EMBEDDING_BLOCK_ROWS) {
+        let end = (start + EMBEDDING_BLOCK_ROWS).min(n);
+        let block = adata
+            .obsm_rows(&item.key, start as u64..end as u64)?
+            .to_f64()
+            .ok_or_else(|| AnnDataError::invalid(&path, "not numeric"))?;
+        if block.len() != (end - start) * width {
+            return Err(AnnDataError::invalid(
+                &path,
+                "returned fewer values than its shape promises",
+            ));
+        }
+        for row in block.chunks_exact(width) {
+            for (&c, center) in cols.iter().zip(&item.norm.center) {
+                let v = (row[c] - center) * item.norm.scale;
+                out.extend_from_slice(&(v as f32).to_le_bytes());
+            }
+        }
+    }
+    Ok(Bytes::from(out))
 }
 
 fn item_coords(adata: &AnnData, item: &Item) -> Result<Vec<f64>, AnnDataError> {
