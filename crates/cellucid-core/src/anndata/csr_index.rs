@@ -339,6 +339,9 @@ impl CsrIndex {
         file.write_all(&header).map_err(io_err)?;
         let total = header.len() as u64 + 8 * nnz;
         file.set_len(total).map_err(io_err)?;
+        // Blocks allocated up front: writing through the map then skips the
+        // filesystem's delayed allocation on each first write to a page.
+        let _ = fs4::fs_std::FileExt::allocate(&file, total);
         let mut map = map_mut(&file).map_err(io_err)?;
         let changed = || {
             AnnDataError::invalid(
