@@ -287,20 +287,27 @@ pub(crate) fn map_path(path: &std::path::Path) -> std::io::Result<Bytes> {
     map_file(&file, &key).map_err(|err| std::io::Error::other(err.to_string()))
 }
 
-#[allow(unsafe_code)]
 fn map_file(file: &std::fs::File, key: &RelativeKey) -> Result<Bytes, SourceError> {
-    // SAFETY: `Mmap::map` is unsafe because the mapped bytes may change if
-    // another process writes the file. The mapping is read-only and we only
-    // ever treat it as `[u8]`, for which every bit pattern is valid, so a
-    // concurrent write can change the bytes we send but cannot break any
-    // invariant of ours; no `&mut` to the memory exists. Shrinking the file
-    // while it is mapped would fault (SIGBUS) on access to the lost pages,
-    // which ends the process rather than reading invalid memory; dataset
-    // files are written once by the exporter and then only read, and the
-    // identity (size, mtime, inode) changes on any rewrite, so clients never
-    // mix versions.
-    let map = unsafe { memmap2::Mmap::map(file) }.map_err(|err| SourceError::io(key, err))?;
+    let map = map_readonly(file).map_err(|err| SourceError::io(key, err))?;
     Ok(Bytes::from_owner(map))
+}
+
+/// Maps `file` read-only: the one place files are mapped for reading.
+#[allow(unsafe_code)]
+pub(crate) fn map_readonly(file: &std::fs::File) -> std::io::Result<memmap2::Mmap> {
+    // SAFETY: `Mmap::map` is unsafe because the mapped bytes may change if
+    // another process writes the file. The mapping is read-only and only
+    // ever read as `[u8]`, for which every bit pattern is valid, and no
+    // `&mut` to the memory exists. Every reader treats the bytes as
+    // untrusted input: export files are sent as they are, and hdf5-reader
+    // bounds-checks every structure it parses from an `.h5ad`. So a
+    // concurrent write can change the bytes we send or make a parse fail,
+    // but cannot break an invariant of ours. Shrinking the file while it is
+    // mapped faults (SIGBUS) on access to the lost pages, which ends the
+    // process rather than reading invalid memory; dataset files are written
+    // once and then only read, and the identity (size, mtime, inode) changes
+    // on any rewrite, so clients never mix versions.
+    unsafe { memmap2::Mmap::map(file) }
 }
 
 fn stat_identity(meta: &std::fs::Metadata) -> FileIdentity {

@@ -882,7 +882,7 @@ fn map_mut(file: &fs::File) -> io::Result<memmap2::MmapMut> {
     // our pid no longer runs; unlinking it leaves the mapping valid. So the
     // `&mut [u8]` view cannot alias memory changed behind our back. (Another
     // program truncating it would fault the process, as for every mapped
-    // file; see `map_file`.)
+    // file; see `crate::file::map_readonly`.)
     unsafe { memmap2::MmapMut::map_mut(file) }
 }
 

@@ -17,22 +17,11 @@ use serde_json::{Map, Value};
 use super::backend::{ArrayInfo, Backend, CompoundField, Dtype, NodeKind, RawRange, Values};
 use super::error::{AnnDataError, Result};
 use super::hdf5_direct::DirectLayout;
+use crate::file::map_readonly;
 
 /// Decoded chunks kept by the reader: enough for the metadata and a few
 /// columns, small enough to keep resident memory flat.
 const CHUNK_CACHE_BYTES: usize = 16 * 1024 * 1024;
-
-#[allow(unsafe_code)]
-fn map_readonly(file: &std::fs::File) -> std::io::Result<memmap2::Mmap> {
-    // SAFETY: the mapping is read-only and only ever read as bytes, for which
-    // every bit pattern is valid; hdf5-reader bounds-checks every structure
-    // it parses from them, so another process rewriting the file can make a
-    // read fail or return different numbers but cannot break memory safety.
-    // Truncating the file under the mapping faults (SIGBUS) on access to the
-    // lost pages rather than reading invalid memory (the same contract as
-    // the export files, see crate::file).
-    unsafe { memmap2::Mmap::map(file) }
-}
 
 /// The HDF5 filter id h5py registers for LZF.
 const LZF_FILTER_ID: u16 = 32000;
