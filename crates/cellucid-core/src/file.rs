@@ -280,7 +280,7 @@ impl MapCache {
     }
 }
 
-/// Maps the whole file at `path` read-only (see [`map_file`] for why this is sound).
+/// Maps the whole file at `path` read-only (see [`map_readonly`] for why this is sound).
 pub(crate) fn map_path(path: &std::path::Path) -> std::io::Result<Bytes> {
     let file = std::fs::File::open(path)?;
     let key = RelativeKey::parse("input").map_err(|err| std::io::Error::other(err.to_string()))?;
