@@ -89,9 +89,17 @@ impl Column {
         }
     }
 
-    /// Whether the sparse form is the smaller one to keep.
-    pub fn prefers_sparse(len: usize, stored: usize) -> bool {
-        2 * stored < len
+    /// A column of `len` rows from its stored entries (rows below `len`,
+    /// as many as values): kept sparse when that is the smaller form (under
+    /// 50 % density), else expanded.
+    pub fn from_entries(len: usize, rows: Vec<u32>, values: Vec<f32>) -> Self {
+        let sparse = 2 * values.len() < len;
+        let column = Self::Sparse { len, rows, values };
+        if sparse {
+            column
+        } else {
+            Self::Dense(column.into_dense())
+        }
     }
 
     /// Writes bytes `range` of the little-endian float32 encoding into

@@ -481,31 +481,9 @@ impl CsrIndex {
         Ok(())
     }
 
-    /// Column `col` as dense values.
+    /// Column `col` as dense values (see [`Self::column_entries`]).
     pub fn column(&self, col: u64) -> Option<Vec<f32>> {
-        if col >= self.n_cols {
-            return None;
-        }
-        let ptr_at = HEADER + 8 * col as usize;
-        let (a, b) = (
-            u64_at(&self.bytes, ptr_at) as usize,
-            u64_at(&self.bytes, ptr_at + 8) as usize,
-        );
-        // A damaged cache file of the right size: refuse, the caller scans.
-        if a > b || b > self.nnz as usize {
-            return None;
-        }
-        let rows_at = HEADER + 8 * (self.n_cols as usize + 1);
-        let values_at = rows_at + 4 * self.nnz as usize;
-        let mut out = vec![0f32; self.n_rows as usize];
-        for k in a..b {
-            let mut r = [0u8; 4];
-            r.copy_from_slice(&self.bytes[rows_at + 4 * k..rows_at + 4 * k + 4]);
-            let mut v = [0u8; 4];
-            v.copy_from_slice(&self.bytes[values_at + 4 * k..values_at + 4 * k + 4]);
-            *out.get_mut(u32::from_le_bytes(r) as usize)? = f32::from_le_bytes(v);
-        }
-        Some(out)
+        self.column_entries(col).map(Column::into_dense)
     }
 
     /// Column `col`: its stored entries, or dense values when those are
@@ -520,6 +498,7 @@ impl CsrIndex {
             u64_at(&self.bytes, ptr_at) as usize,
             u64_at(&self.bytes, ptr_at + 8) as usize,
         );
+        // A damaged cache file of the right size: refuse, the caller scans.
         if a > b || b > self.nnz as usize {
             return None;
         }
@@ -537,16 +516,7 @@ impl CsrIndex {
             .chunks_exact(4)
             .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
             .collect();
-        let column = Column::Sparse {
-            len: n,
-            rows,
-            values,
-        };
-        Some(if Column::prefers_sparse(n, b - a) {
-            column
-        } else {
-            Column::Dense(column.into_dense())
-        })
+        Some(Column::from_entries(n, rows, values))
     }
 
     /// Where the index is kept.

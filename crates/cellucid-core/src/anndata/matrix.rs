@@ -450,21 +450,10 @@ pub(crate) fn to_i64(path: &str, values: Values) -> Result<Vec<i64>> {
         .ok_or_else(|| AnnDataError::invalid(path, "indices are not integers"))
 }
 
-/// A column from its stored entries (rows already checked below `n`),
-/// kept sparse when that is smaller, else expanded.
+/// A column from its stored entries (rows already checked below `n`).
 fn sparse_column(path: &str, n: usize, rows: Vec<u32>, values: Vec<f32>) -> Result<Column> {
     if rows.len() != values.len() {
         return Err(AnnDataError::invalid(path, "indices and data disagree"));
     }
-    let sparse = Column::prefers_sparse(n, values.len());
-    let column = Column::Sparse {
-        len: n,
-        rows,
-        values,
-    };
-    Ok(if sparse {
-        column
-    } else {
-        Column::Dense(column.into_dense())
-    })
+    Ok(Column::from_entries(n, rows, values))
 }
