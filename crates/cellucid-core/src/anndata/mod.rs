@@ -285,6 +285,11 @@ impl AnnData {
         &self.obsm
     }
 
+    /// The obsm entry named `key`.
+    pub fn obsm_entry(&self, key: &str) -> Option<&ObsmEntry> {
+        self.obsm.iter().find(|e| e.key == key)
+    }
+
     /// `X`, when present.
     pub fn x(&self) -> Option<&Matrix> {
         self.x.as_ref()
@@ -324,9 +329,7 @@ impl AnnData {
     /// When the key is missing or not a numeric matrix.
     pub fn obsm_values(&self, key: &str) -> Result<(Values, usize)> {
         let entry = self
-            .obsm
-            .iter()
-            .find(|e| e.key == key)
+            .obsm_entry(key)
             .ok_or_else(|| AnnDataError::missing(&join("obsm", key)))?;
         let values = if self.legacy_obsm {
             self.backend
@@ -377,35 +380,10 @@ impl AnnData {
     /// # Errors
     /// When the key is missing or not a numeric matrix.
     pub fn obsm_matrix(&self, key: &str) -> Result<(Vec<f64>, usize)> {
-        let entry = self
-            .obsm
-            .iter()
-            .find(|e| e.key == key)
-            .ok_or_else(|| AnnDataError::missing(&join("obsm", key)))?;
-        let width = entry.width as usize;
-        let values = if self.legacy_obsm {
-            self.backend
-                .read_compound("obsm")?
-                .into_iter()
-                .find(|f| f.name == key)
-                .map(|f| f.values)
-                .ok_or_else(|| AnnDataError::missing(&join("obsm", key)))?
-        } else {
-            self.backend.read(&join("obsm", key))?
-        };
+        let (values, width) = self.obsm_values(key)?;
         let values = values
             .to_f64()
             .ok_or_else(|| AnnDataError::invalid(&join("obsm", key), "not numeric"))?;
-        if values.len() as u64 != self.n_obs * entry.width {
-            return Err(AnnDataError::invalid(
-                &join("obsm", key),
-                format!(
-                    "holds {} values; {} cells × {width} columns expected",
-                    values.len(),
-                    self.n_obs
-                ),
-            ));
-        }
         Ok((values, width))
     }
 }

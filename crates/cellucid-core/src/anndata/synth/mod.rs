@@ -508,11 +508,7 @@ impl Plan {
                 // The 0.9.4 adapter converts the latent matrix to float32
                 // first. Read it in row blocks so a 1M-cell latent space
                 // never sits in memory whole.
-                let width = adata
-                    .obsm()
-                    .iter()
-                    .find(|e| e.key == *latent)
-                    .map_or(0, |e| e.width as usize);
+                let width = adata.obsm_entry(latent).map_or(0, |e| e.width as usize);
                 f32_bytes(
                     geometry::outlier_quantiles_blocked(
                         n,
@@ -625,11 +621,7 @@ pub(crate) fn resolve_latent(
                 Err(AnnDataError::missing(&format!("obsm/{k}")))
             }
         }
-        None => Ok(adata
-            .obsm()
-            .iter()
-            .find(|e| e.key == "X_pca")
-            .map(|e| e.key.clone())),
+        None => Ok(adata.obsm_entry("X_pca").map(|e| e.key.clone())),
     }
 }
 
@@ -803,9 +795,7 @@ const EMBEDDING_BLOCK_ROWS: usize = 1 << 16;
 fn embedding_bytes(adata: &AnnData, item: &Item, n: usize) -> Result<Bytes, AnnDataError> {
     let path = super::backend::join("obsm", &item.key);
     let width = adata
-        .obsm()
-        .iter()
-        .find(|e| e.key == item.key)
+        .obsm_entry(&item.key)
         .map(|e| e.width as usize)
         .ok_or_else(|| AnnDataError::missing(&path))?;
     let cols: Vec<usize> = item.columns.iter().map(|&c| c as usize).collect();
@@ -854,7 +844,7 @@ fn resolve_embeddings(
     options: &AnnDataOptions,
     notes: &mut Vec<String>,
 ) -> Result<Vec<Item>, AnnDataError> {
-    let width_of = |key: &str| adata.obsm().iter().find(|e| e.key == key).map(|e| e.width);
+    let width_of = |key: &str| adata.obsm_entry(key).map(|e| e.width);
     let mut slots: [Option<(EmbeddingChoice, bool)>; 3] = Default::default();
     for (d, slot) in slots.iter_mut().enumerate() {
         if let Some(c) = &options.embeddings[d] {
