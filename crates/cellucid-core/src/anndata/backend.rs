@@ -68,6 +68,17 @@ impl Values {
         }
     }
 
+    /// The values as JSON values (attributes, `uns` entries).
+    pub fn into_json(self) -> Vec<Value> {
+        match self {
+            Self::Bool(v) => v.into_iter().map(Value::Bool).collect(),
+            Self::Int(v) => v.into_iter().map(Value::from).collect(),
+            Self::F32(v) => v.into_iter().map(|x| Value::from(f64::from(x))).collect(),
+            Self::F64(v) => v.into_iter().map(Value::from).collect(),
+            Self::Str(v) => v.into_iter().map(Value::String).collect(),
+        }
+    }
+
     /// The values as `f64` (booleans as 0/1); `None` for text.
     pub fn to_f64(&self) -> Option<Vec<f64>> {
         Some(match self {

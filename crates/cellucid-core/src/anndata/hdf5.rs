@@ -606,13 +606,7 @@ fn attribute_json(attr: &hdf5_reader::Attribute) -> Option<Value> {
         }
         dtype => {
             let values = decode(&attr.raw_data, dtype)?;
-            let items: Vec<Value> = match values {
-                Values::Bool(v) => v.into_iter().map(Value::Bool).collect(),
-                Values::Int(v) => v.into_iter().map(Value::from).collect(),
-                Values::F32(v) => v.into_iter().map(|x| Value::from(f64::from(x))).collect(),
-                Values::F64(v) => v.into_iter().map(Value::from).collect(),
-                Values::Str(v) => v.into_iter().map(Value::String).collect(),
-            };
+            let items: Vec<Value> = values.into_json();
             pack(items)
         }
     }

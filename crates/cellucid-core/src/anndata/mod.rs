@@ -540,13 +540,7 @@ fn json_tree(b: &dyn Backend, path: &str, depth: usize) -> Value {
             let Ok(values) = b.read(path) else {
                 return Value::Null;
             };
-            let items: Vec<Value> = match values {
-                Values::Bool(v) => v.into_iter().map(Value::Bool).collect(),
-                Values::Int(v) => v.into_iter().map(Value::from).collect(),
-                Values::F32(v) => v.into_iter().map(|x| Value::from(f64::from(x))).collect(),
-                Values::F64(v) => v.into_iter().map(Value::from).collect(),
-                Values::Str(v) => v.into_iter().map(Value::String).collect(),
-            };
+            let items: Vec<Value> = values.into_json();
             if info.shape.is_empty() {
                 items.into_iter().next().unwrap_or(Value::Null)
             } else {
