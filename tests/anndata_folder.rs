@@ -7,10 +7,6 @@ use std::path::Path;
 
 use crate::support::*;
 
-/// CSR gene indexes built by these tests go under target/, never into the
-/// user's cache dir.
-const TEST_CACHE: &str = concat!(env!("CARGO_TARGET_TMPDIR"), "/csr-index");
-
 const CAPTURE: &str = "captures/anndata-server-0.9.4/h5ad";
 
 fn capture_json(rel: &str) -> serde_json::Value {
@@ -64,16 +60,15 @@ fn capture_files(dir: &Path, prefix: &str, out: &mut Vec<String>) {
 
 fn assert_matches_094_capture(input: &str, ignore_source: bool) {
     let path = fixture(input);
-    let server = Server::start(&[
-        "--no-web-ui",
-        "--cache-dir",
-        TEST_CACHE,
-        path.to_str().unwrap(),
-        "--dataset-id",
-        "pbmc68k-reduced",
-        "--dataset-name",
-        "PBMC 68k reduced (scanpy)",
-    ]);
+    let server = serve_anndata(
+        &path,
+        &[
+            "--dataset-id",
+            "pbmc68k-reduced",
+            "--dataset-name",
+            "PBMC 68k reduced (scanpy)",
+        ],
+    );
     let mut ignored = vec!["created_at"];
     if ignore_source {
         ignored.push("source");
@@ -244,12 +239,7 @@ fn tiny_h5ad_and_zarr_synthesise_identical_manifests_with_the_captured_shapes() 
 #[test]
 fn a_column_the_format_cannot_carry_is_a_422_for_that_file_only() {
     let path = fixture("anndata/tiny.zarr");
-    let server = Server::start(&[
-        "--no-web-ui",
-        "--cache-dir",
-        TEST_CACHE,
-        path.to_str().unwrap(),
-    ]);
+    let server = serve_anndata(&path, &[]);
     let obs = get(&server.url("/obs_manifest.json")).json();
     let f32_index = obs["_continuousFields"]
         .as_array()
@@ -270,12 +260,7 @@ fn a_column_the_format_cannot_carry_is_a_422_for_that_file_only() {
 #[test]
 fn synthesised_binaries_are_gzip_encoded_when_accepted_like_094() {
     let path = fixture("anndata/pbmc68k_reduced.h5ad");
-    let server = Server::start(&[
-        "--no-web-ui",
-        "--cache-dir",
-        TEST_CACHE,
-        path.to_str().unwrap(),
-    ]);
+    let server = serve_anndata(&path, &[]);
     let plain = get(&server.url("/embeddings/0_2d.bin"));
     assert_eq!(plain.status, 200);
     assert_eq!(plain.body.len(), 5600);
@@ -335,12 +320,7 @@ fn synthesised_binaries_are_gzip_encoded_when_accepted_like_094() {
 #[test]
 fn zstd_is_preferred_when_offered_and_encoded_bodies_are_reused() {
     let path = fixture("anndata/pbmc68k_reduced.h5ad");
-    let server = Server::start(&[
-        "--no-web-ui",
-        "--cache-dir",
-        TEST_CACHE,
-        path.to_str().unwrap(),
-    ]);
+    let server = serve_anndata(&path, &[]);
     let addr = server_addr(&server);
     // What current Chromium sends.
     let browser = "Accept-Encoding: gzip, deflate, br, zstd";
@@ -414,12 +394,7 @@ fn csr_gene_index_is_built_once_in_the_background_and_reused() {
     let cache = tempfile::tempdir().unwrap();
     let csr = fixture("anndata/pbmc68k_reduced.csr.h5ad");
     let csc = fixture("anndata/pbmc68k_reduced.csc.h5ad");
-    let reference = Server::start(&[
-        "--no-web-ui",
-        "--cache-dir",
-        TEST_CACHE,
-        csc.to_str().unwrap(),
-    ]);
+    let reference = serve_anndata(&csc, &[]);
     let want: Vec<Vec<u8>> = [0, 7, 764]
         .iter()
         .map(|g| get(&reference.url(&format!("/var/{g}.values.f32"))).body)
@@ -488,21 +463,20 @@ fn f32s(bytes: &[u8]) -> Vec<f32> {
 #[test]
 fn the_094_flags_choose_embeddings_vector_fields_and_expression() {
     let path = fixture("anndata/tiny.zarr");
-    let server = Server::start(&[
-        "--no-web-ui",
-        "--cache-dir",
-        TEST_CACHE,
-        path.to_str().unwrap(),
-        "--embedding-2d",
-        "X_umap",
-        "--embedding-1d",
-        "X_pca:3",
-        "--vector-fields",
-        "--expression",
-        "layer:counts_csc",
-        "--knn",
-        "connectivities",
-    ]);
+    let server = serve_anndata(
+        &path,
+        &[
+            "--embedding-2d",
+            "X_umap",
+            "--embedding-1d",
+            "X_pca:3",
+            "--vector-fields",
+            "--expression",
+            "layer:counts_csc",
+            "--knn",
+            "connectivities",
+        ],
+    );
     let identity = get(&server.url("/dataset_identity.json")).json();
     let items = &identity["embeddings"]["items"];
     assert_eq!(items["X_pca[3]"]["file"], "embeddings/0_1d.bin");

@@ -4,10 +4,6 @@
 
 use crate::support::*;
 
-/// CSR gene indexes built by these tests go under target/, never into the
-/// user's cache dir.
-const TEST_CACHE: &str = concat!(env!("CARGO_TARGET_TMPDIR"), "/csr-index");
-
 fn capture(rel: &str) -> serde_json::Value {
     let text =
         std::fs::read_to_string(fixture(&format!("captures/anndata-server-0.9.5/{rel}"))).unwrap();
@@ -17,12 +13,7 @@ fn capture(rel: &str) -> serde_json::Value {
 #[test]
 fn prepared_h5ad_documents_match_the_095_capture_and_bytes_are_exact() {
     let file = fixture("prepared-0.9.5/pbmc68k_reduced.cellucid.h5ad");
-    let server = Server::start(&[
-        "--no-web-ui",
-        "--cache-dir",
-        TEST_CACHE,
-        file.to_str().unwrap(),
-    ]);
+    let server = serve_anndata(&file, &[]);
     let datasets = get(&server.url("/_cellucid/datasets")).json();
     let want = capture("prepared_h5ad/_cellucid_datasets.json");
     let entry = &datasets["datasets"][0];
@@ -73,12 +64,7 @@ fn prepared_h5ad_documents_match_the_095_capture_and_bytes_are_exact() {
 #[test]
 fn zarr_folder_keys_follow_the_095_server_and_the_dot_file_rule() {
     let store = fixture("prepared-0.9.5/pbmc68k_reduced.cellucid.zarr");
-    let server = Server::start(&[
-        "--no-web-ui",
-        "--cache-dir",
-        TEST_CACHE,
-        store.to_str().unwrap(),
-    ]);
+    let server = serve_anndata(&store, &[]);
     let datasets = get(&server.url("/_cellucid/datasets")).json();
     let want = capture("prepared_zarr_v2/_cellucid_datasets.json");
     assert_eq!(
@@ -120,13 +106,7 @@ fn consolidated_metadata_is_generated_when_absent_v2_and_v3() {
         .remove("consolidated_metadata");
     std::fs::write(v3.join("zarr.json"), serde_json::to_vec(&root).unwrap()).unwrap();
 
-    let server = Server::start(&[
-        "--no-web-ui",
-        "--cache-dir",
-        TEST_CACHE,
-        v2.to_str().unwrap(),
-        v3.to_str().unwrap(),
-    ]);
+    let server = serve_anndata(&v2, &[v3.to_str().unwrap()]);
     let meta = get(&server.url("/_cellucid/anndata/tiny.zarr/.zmetadata"));
     assert_eq!(meta.status, 200);
     let etag = meta.header("etag").unwrap();
@@ -181,12 +161,7 @@ fn consolidated_metadata_is_generated_when_absent_v2_and_v3() {
 #[test]
 fn zip_store_and_launch_choices_are_described_like_095() {
     let zip = fixture("prepared-0.9.5/pbmc68k_reduced.cellucid.zarr.zip");
-    let server = Server::start(&[
-        "--no-web-ui",
-        "--cache-dir",
-        TEST_CACHE,
-        zip.to_str().unwrap(),
-    ]);
+    let server = serve_anndata(&zip, &[]);
     let entry = &get(&server.url("/_cellucid/datasets")).json()["datasets"][0];
     assert_eq!(
         entry["anndata"]["file"],
@@ -197,30 +172,29 @@ fn zip_store_and_launch_choices_are_described_like_095() {
     drop(server);
 
     let modern = fixture("anndata/pbmc68k_reduced.modern.h5ad");
-    let server = Server::start(&[
-        "--no-web-ui",
-        "--cache-dir",
-        TEST_CACHE,
-        modern.to_str().unwrap(),
-        "--dataset-id",
-        "pbmc68k-reduced",
-        "--dataset-name",
-        "PBMC 68k reduced (scanpy)",
-        "--embedding-2d",
-        "X_umap",
-        "--embedding-3d",
-        "X_pca",
-        "--knn",
-        "connectivities",
-        "--latent-key",
-        "X_pca",
-        "--obs-key",
-        "bulk_labels",
-        "--obs-key",
-        "louvain",
-        "--obs-key",
-        "n_counts",
-    ]);
+    let server = serve_anndata(
+        &modern,
+        &[
+            "--dataset-id",
+            "pbmc68k-reduced",
+            "--dataset-name",
+            "PBMC 68k reduced (scanpy)",
+            "--embedding-2d",
+            "X_umap",
+            "--embedding-3d",
+            "X_pca",
+            "--knn",
+            "connectivities",
+            "--latent-key",
+            "X_pca",
+            "--obs-key",
+            "bulk_labels",
+            "--obs-key",
+            "louvain",
+            "--obs-key",
+            "n_counts",
+        ],
+    );
     let got = get(&server.url("/_cellucid/datasets")).json();
     let want = capture("plain_modern_h5ad/_cellucid_datasets.json");
     assert_eq!(
@@ -331,12 +305,7 @@ fn a_store_without_embeddings_still_serves_bytes_and_says_why_folder_files_canno
     copy_tree(&fixture("anndata/tiny.zarr"), &store);
     std::fs::remove_dir_all(store.join("obsm")).unwrap();
     std::fs::remove_file(store.join(".zmetadata")).unwrap();
-    let server = Server::start(&[
-        "--no-web-ui",
-        "--cache-dir",
-        TEST_CACHE,
-        store.to_str().unwrap(),
-    ]);
+    let server = serve_anndata(&store, &[]);
     assert_eq!(get(&server.url("/_cellucid/health")).json()["n_cells"], 6);
     assert_eq!(
         get(&server.url("/_cellucid/anndata/tiny.zarr/.zgroup")).status,

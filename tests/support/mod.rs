@@ -33,6 +33,22 @@ pub fn fixture(rel: &str) -> PathBuf {
     repo().join("../shared/fixtures").join(rel)
 }
 
+/// Where AnnData tests keep CSR gene indexes: under target/, never in the
+/// user's cache dir.
+pub const TEST_CACHE: &str = concat!(env!("CARGO_TARGET_TMPDIR"), "/csr-index");
+
+/// `cellucid serve --no-web-ui --cache-dir TEST_CACHE PATH EXTRA...`.
+pub fn serve_anndata(path: &Path, extra: &[&str]) -> Server {
+    let mut args = vec![
+        "--no-web-ui",
+        "--cache-dir",
+        TEST_CACHE,
+        path.to_str().expect("a UTF-8 fixture path"),
+    ];
+    args.extend_from_slice(extra);
+    Server::start(&args)
+}
+
 /// A `cellucid serve` process on a free loopback port; killed on drop.
 pub struct Server {
     child: Child,
