@@ -145,17 +145,19 @@ pub(crate) fn negotiate(headers: &HeaderMap) -> Option<Coding> {
         let Ok(text) = value.to_str() else { continue };
         for item in text.split(',') {
             let mut parts = item.split(';');
-            let coding = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+            let coding = parts.next().unwrap_or("").trim();
             let q = parts
                 .filter_map(|p| p.trim().strip_prefix("q="))
                 .filter_map(|q| q.trim().parse::<f32>().ok())
                 .next()
                 .unwrap_or(1.0);
-            match coding.as_str() {
-                "gzip" | "x-gzip" => gzip = Some(q),
-                "zstd" => zstd = Some(q),
-                "*" => star = Some(q),
-                _ => {}
+            let is = |name: &str| coding.eq_ignore_ascii_case(name);
+            if is("gzip") || is("x-gzip") {
+                gzip = Some(q);
+            } else if is("zstd") {
+                zstd = Some(q);
+            } else if coding == "*" {
+                star = Some(q);
             }
         }
     }
@@ -200,7 +202,7 @@ impl EncodedCache {
 
     /// The body tagged `etag`, if kept.
     pub(crate) fn get(&self, etag: &str) -> Option<Bytes> {
-        self.bodies.get(&etag.to_owned())
+        self.bodies.get(etag)
     }
 
     /// Keeps `body` under `etag`.

@@ -227,7 +227,8 @@ async fn dataset_file<B>(
         .then(|| content_coding::applies(req.method(), req.headers(), key.as_str()))
         .flatten();
     let binary = synthesised && !key.as_str().ends_with(".json");
-    let key_name = key.as_str().to_owned();
+    // Owned for the encoding thread, only when there is one.
+    let key_name = coding.map(|_| key.as_str().to_owned()).unwrap_or_default();
     let file = match source.open_if_ready(&id, &key) {
         Some(file) => file,
         None => source_io(&Arc::clone(&source), move || source.open(&id, &key)).await?,

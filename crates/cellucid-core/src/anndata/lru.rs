@@ -1,5 +1,6 @@
 //! A least-recently-used cache bounded by the total memory its values hold.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::Mutex;
@@ -43,7 +44,11 @@ impl<K: Hash + Eq + Clone, V: Clone> ByteLru<K, V> {
     }
 
     /// The value for `key`, marking it used.
-    pub fn get(&self, key: &K) -> Option<V> {
+    pub fn get<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         let mut inner = self.inner.lock().ok()?;
         inner.tick += 1;
         let tick = inner.tick;

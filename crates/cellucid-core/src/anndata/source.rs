@@ -260,7 +260,7 @@ impl DatasetSource for AnnDataSource {
             let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
             return Ok(Arc::new(MemoryFile::new(bytes, FileIdentity::Digest(hex))));
         }
-        if let Some(file) = self.synth.cache.get(&k.to_owned()) {
+        if let Some(file) = self.synth.cache.get(k) {
             return Ok(file);
         }
         let identity = FileIdentity::Digest(payload_tag(&self.synth.generation, k));
@@ -307,7 +307,7 @@ impl DatasetSource for AnnDataSource {
         if id != self.info[0].id {
             return None;
         }
-        self.synth.cache.get(&key.as_str().to_owned())
+        self.synth.cache.get(key.as_str())
     }
 
     fn raw_store(&self, id: &str) -> Option<&RawStore> {
