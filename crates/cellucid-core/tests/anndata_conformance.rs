@@ -624,4 +624,14 @@ fn computed_files_are_offered_without_blocking_once_made() {
         made.read_range(0..made.len()).unwrap()
     );
     assert!(source.open_if_ready("another-id", &key).is_none());
+    // Manifests too: hashed for their tag once, then kept.
+    let manifest = RelativeKey::parse("obs_manifest.json").unwrap();
+    assert!(source.open_if_ready(&id, &manifest).is_none());
+    let made = source.open(&id, &manifest).unwrap();
+    let ready = source.open_if_ready(&id, &manifest).expect("kept");
+    assert_eq!(ready.identity(), made.identity());
+    assert_eq!(
+        ready.read_range(0..ready.len()).unwrap(),
+        made.read_range(0..made.len()).unwrap()
+    );
 }

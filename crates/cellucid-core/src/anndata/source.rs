@@ -253,14 +253,21 @@ impl DatasetSource for AnnDataSource {
             key: key.clone(),
             reason,
         };
-        let plan = self.plan().map_err(unprocessable)?;
         let k = key.as_str();
+        if let Some(file) = self.synth.cache.get(k) {
+            return Ok(file);
+        }
+        let plan = self.plan().map_err(unprocessable)?;
         if let Some(bytes) = plan.manifest(k) {
+            // Tagged by content, hashed once: kept like any computed file.
             let digest = Sha256::digest(&bytes);
             let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
-            return Ok(Arc::new(MemoryFile::new(bytes, FileIdentity::Digest(hex))));
-        }
-        if let Some(file) = self.synth.cache.get(k) {
+            let weight = bytes.len();
+            let file: Arc<dyn SourceFile> =
+                Arc::new(MemoryFile::new(bytes, FileIdentity::Digest(hex)));
+            self.synth
+                .cache
+                .insert(k.to_owned(), Arc::clone(&file), weight);
             return Ok(file);
         }
         let identity = FileIdentity::Digest(payload_tag(&self.synth.generation, k));
