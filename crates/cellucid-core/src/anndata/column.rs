@@ -101,28 +101,14 @@ impl Column {
             Self::Dense(column.into_dense())
         }
     }
+}
 
-    /// Writes bytes `range` of the little-endian float32 encoding into
-    /// `out` (whose length is the range's).
-    fn write_le(&self, range: Range<usize>, out: &mut [u8]) {
-        match self {
-            Self::Dense(v) => {
-                for (i, value) in v
-                    .iter()
-                    .enumerate()
-                    .take(range.end.div_ceil(4))
-                    .skip(range.start / 4)
-                {
-                    put(out, &range, 4 * i, value.to_le_bytes());
-                }
-            }
-            Self::Sparse { rows, values, .. } => {
-                out.fill(0);
-                for (&r, value) in rows.iter().zip(values) {
-                    put(out, &range, 4 * r as usize, value.to_le_bytes());
-                }
-            }
-        }
+/// Writes bytes `range` of the little-endian float32 file of a sparse column
+/// (zeros but at `rows`) into `out`, whose length is the range's.
+fn write_sparse_le(rows: &[u32], values: &[f32], range: Range<usize>, out: &mut [u8]) {
+    out.fill(0);
+    for (&r, value) in rows.iter().zip(values) {
+        put(out, &range, 4 * r as usize, value.to_le_bytes());
     }
 }
 
@@ -139,29 +125,52 @@ fn put(out: &mut [u8], range: &Range<usize>, at: usize, bytes: [u8; 4]) {
     }
 }
 
-/// A column served as a float32 file, written out per request.
+/// A column served as a float32 file: a dense column encoded once, a
+/// sparse one written out per request from its entries.
 pub struct ColumnFile {
-    column: Column,
+    len: usize,
+    body: Body,
     identity: FileIdentity,
+}
+
+enum Body {
+    /// The whole file, sliced for each request.
+    Dense(Bytes),
+    /// The stored entries of a sparse column.
+    Sparse { rows: Vec<u32>, values: Vec<f32> },
 }
 
 impl ColumnFile {
     /// Serves `column` under `identity`.
     pub fn new(column: Column, identity: FileIdentity) -> Self {
-        Self { column, identity }
-    }
-
-    /// The column.
-    pub fn column(&self) -> &Column {
-        &self.column
+        let len = column.len();
+        let body = match column {
+            Column::Dense(v) => {
+                let mut bytes = Vec::with_capacity(4 * v.len());
+                for x in &v {
+                    bytes.extend_from_slice(&x.to_le_bytes());
+                }
+                Body::Dense(Bytes::from(bytes))
+            }
+            Column::Sparse { rows, values, .. } => Body::Sparse { rows, values },
+        };
+        Self {
+            len,
+            body,
+            identity,
+        }
     }
 }
 
 impl fmt::Debug for ColumnFile {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let stored = match &self.body {
+            Body::Dense(_) => self.len,
+            Body::Sparse { values, .. } => values.len(),
+        };
         f.debug_struct("ColumnFile")
-            .field("len", &self.column.len())
-            .field("stored", &self.column.stored_values().len())
+            .field("len", &self.len)
+            .field("stored", &stored)
             .field("identity", &self.identity)
             .finish()
     }
@@ -169,7 +178,7 @@ impl fmt::Debug for ColumnFile {
 
 impl SourceFile for ColumnFile {
     fn len(&self) -> u64 {
-        4 * self.column.len() as u64
+        4 * self.len as u64
     }
 
     fn identity(&self) -> &FileIdentity {
@@ -185,9 +194,14 @@ impl SourceFile for ColumnFile {
         }
         // Within `len`, which is a `usize` product.
         let (start, end) = (range.start as usize, range.end as usize);
-        let mut buf = pool::take(end - start);
-        self.column.write_le(start..end, buf.as_mut_slice());
-        Ok(buf.into_bytes())
+        match &self.body {
+            Body::Dense(bytes) => Ok(bytes.slice(start..end)),
+            Body::Sparse { rows, values } => {
+                let mut buf = pool::take(end - start);
+                write_sparse_le(rows, values, start..end, buf.as_mut_slice());
+                Ok(buf.into_bytes())
+            }
+        }
     }
 }
 
