@@ -48,7 +48,7 @@ impl InProc {
             Arc::new(ExportSource::open(&fixture("exports-0.9.4/pbmc68k-f32")).unwrap());
         let layout = Layout::new(&[source]).unwrap();
         let mut config = ServerConfig::new("127.0.0.1:0".parse().unwrap());
-        config.channel = limits;
+        config.service.channel = limits;
         config.limits.shutdown_grace = grace;
         let server = Server::bind(config, layout).await.unwrap();
         let addr = server.local_addr();

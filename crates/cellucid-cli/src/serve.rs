@@ -30,14 +30,17 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), CliError> {
     let ip = resolve_host(&args.host)?;
     let ui = crate::web_ui::setup(&args)?;
     let mut config = ServerConfig::new(SocketAddr::new(ip, args.port));
-    config.host_label.clone_from(&args.host);
-    config.allowed_hosts.clone_from(&args.allowed_hosts);
-    config.allowed_origins.clone_from(&args.allowed_origins);
-    config.web_ui = ui.web_ui.clone();
+    config.service.host_label = Some(args.host.clone());
+    config.service.allowed_hosts.clone_from(&args.allowed_hosts);
+    config
+        .service
+        .allowed_origins
+        .clone_from(&args.allowed_origins);
+    config.service.web_ui = ui.web_ui.clone();
     config.limits.header_read_timeout = Duration::from_secs_f64(args.header_timeout);
     config.limits.idle_timeout = Duration::from_secs_f64(args.idle_timeout);
     config.limits.max_connections = args.max_connections as usize;
-    config.channel.max_bundle_bytes = args.max_bundle_bytes;
+    config.service.channel.max_bundle_bytes = args.max_bundle_bytes;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -10,12 +10,19 @@
 //! faster too. Files stored as `.gz` and JSON are never encoded here.
 
 use std::io::Write as _;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use cellucid_core::anndata::ByteLru;
+use cellucid_core::SourceFile;
 use flate2::{Compression, GzBuilder};
-use http::header::{self, HeaderMap};
-use http::Method;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+
+use crate::body::Body;
+use crate::error::HttpError;
+use crate::offload::blocking;
+use crate::response;
 
 /// Encoded bodies kept at most, in bytes (a compressed 200k-cell gene
 /// column is ~110 KB, so a few hundred genes).
@@ -210,6 +217,75 @@ impl EncodedCache {
         let weight = body.len();
         self.bodies.insert(etag, body, weight);
     }
+}
+
+/// Answers a whole-file GET of a synthesised `file` in `coding`: 304 when
+/// the encoded ETag matches, else the encoded body from `cache`, else encoded
+/// now (off the async workers) and kept. Falls back to the plain file when
+/// encoding fails.
+pub(crate) async fn respond<B>(
+    req: &Request<B>,
+    file: Arc<dyn SourceFile>,
+    key_name: String,
+    coding: Coding,
+    content_type: HeaderValue,
+    cache: &Arc<EncodedCache>,
+) -> Result<Response<Body>, HttpError> {
+    let tag = coding.etag(&file.identity().etag());
+    let tag_value = HeaderValue::from_str(&tag).ok();
+    let matches = req
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .is_some_and(|v| crate::range::if_none_match_hits(v.as_bytes(), &tag));
+    if matches {
+        let mut response = Response::new(Body::empty());
+        *response.status_mut() = StatusCode::NOT_MODIFIED;
+        if let Some(value) = tag_value {
+            response.headers_mut().insert(header::ETAG, value);
+        }
+        return Ok(response);
+    }
+    let body = match cache.get(&tag) {
+        Some(body) => body,
+        None => {
+            let kept = Arc::clone(cache);
+            let key = tag.clone();
+            let plain = Arc::clone(&file);
+            let made = blocking(move || {
+                let bytes = plain.read_range(0..plain.len())?;
+                Ok(coding.encode(&key_name, &bytes).ok().map(|body| {
+                    let body = Bytes::from(body);
+                    kept.insert(key, body.clone());
+                    body
+                }))
+            })
+            .await?;
+            match made {
+                Some(body) => body,
+                // Could not encode: the plain file is a correct answer.
+                None => {
+                    return Ok(response::file(
+                        req.method(),
+                        req.headers(),
+                        file.as_ref(),
+                        content_type,
+                    )?)
+                }
+            }
+        }
+    };
+    let mut response = Response::new(Body::from_bytes(body.clone()));
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, content_type);
+    headers.insert(header::CONTENT_LENGTH, body.len().into());
+    headers.insert(
+        header::CONTENT_ENCODING,
+        HeaderValue::from_static(coding.token()),
+    );
+    if let Some(value) = tag_value {
+        headers.insert(header::ETAG, value);
+    }
+    Ok(response)
 }
 
 #[cfg(test)]

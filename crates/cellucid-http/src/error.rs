@@ -3,7 +3,7 @@
 use cellucid_core::SourceError;
 use serde_json::json;
 
-use crate::channel::ChannelError;
+use crate::channel::{ChannelError, HandshakeRefusal};
 use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
 
@@ -44,6 +44,9 @@ pub enum HttpError {
     /// A viewer-channel request was refused (answered as JSON).
     #[error(transparent)]
     Channel(#[from] ChannelError),
+    /// A WebSocket handshake on `/_cellucid/ws` was refused.
+    #[error(transparent)]
+    Handshake(#[from] HandshakeRefusal),
 }
 
 impl HttpError {
@@ -116,10 +119,18 @@ impl HttpError {
                 tracing::error!(error = %err, "failed to read a dataset file");
                 text(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error")
             }
+            Self::Handshake(refusal) => {
+                let status = match refusal {
+                    HandshakeRefusal::Version => StatusCode::UPGRADE_REQUIRED,
+                    HandshakeRefusal::Key => StatusCode::BAD_REQUEST,
+                    HandshakeRefusal::Origin => StatusCode::FORBIDDEN,
+                };
+                text(status, refusal.to_string())
+            }
             Self::Channel(err) => {
                 let body = json!({"status": "error", "message": err.to_string()}).to_string();
                 let mut response = Response::new(Body::from(body));
-                *response.status_mut() = err.status();
+                *response.status_mut() = channel_status(&err);
                 let headers = response.headers_mut();
                 headers.insert(
                     header::CONTENT_TYPE,
@@ -129,6 +140,20 @@ impl HttpError {
                 response
             }
         }
+    }
+}
+
+/// The status of a viewer-channel refusal.
+fn channel_status(err: &ChannelError) -> StatusCode {
+    match err {
+        ChannelError::BadRequest(_) => StatusCode::BAD_REQUEST,
+        ChannelError::Forbidden => StatusCode::FORBIDDEN,
+        ChannelError::NoPendingRequest => StatusCode::NOT_FOUND,
+        ChannelError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+        ChannelError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        ChannelError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ChannelError::NotReading => StatusCode::SERVICE_UNAVAILABLE,
+        ChannelError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 

@@ -1,19 +1,25 @@
 //! The cellucid-rs HTTP server.
 //!
 //! Serves the datasets of a [`Layout`] to both generations of the Cellucid
-//! viewer, safely by default. A request travels, outermost first:
+//! viewer, safely by default. The whole HTTP surface is one
+//! `tower::Service`, [`CellucidService`], over any request body; [`Server`]
+//! is a thin runner of it on a TCP listener. A request travels, outermost
+//! first:
 //!
-//! 1. the connection (`conn`, [`Limits`]): head size and count, header-read
-//!    and idle timeouts, a connection cap;
+//! 1. the connection ([`Server`], [`Limits`]): head size and count,
+//!    header-read and idle timeouts, a connection cap;
 //! 2. [`OriginLayer`]: the Host allowlist (421), CORS for allowed origins,
 //!    preflights, `nosniff` and `Referrer-Policy` on every response;
-//! 3. the router (`routes`): the viewer channel ([`channel`]: `POST
+//! 3. the route table: each request is classified once from its method and
+//!    decoded path — the viewer channel ([`channel`]: `POST
 //!    /_cellucid/events`, `/selection`, `/session_bundle`, the WebSocket
 //!    `/_cellucid/ws`), the other `/_cellucid/*` routes, then `datasets.json`
 //!    and dataset files, then the viewer UI;
 //! 4. a handler and the [`cellucid_core::DatasetSource`] behind the dataset.
 //!
 //! Errors become responses in one place, [`HttpError::into_response`].
+//! `examples/axum_mount.rs` mounts the service in an axum app next to the
+//! app's own routes.
 //!
 //! A program talks to viewers through [`Server::viewers`]: register a
 //! [`Viewer`], read its [`ViewerEvents`] stream, [`Viewer::send`] it a
@@ -43,12 +49,15 @@ mod documents;
 mod error;
 mod hooked_io;
 mod mount;
+mod offload;
 pub mod origin;
 mod path;
 mod range;
 mod response;
-mod routes;
+mod route;
+mod router;
 mod server;
+mod service;
 
 pub use body::Body;
 pub use channel::{
@@ -59,5 +68,6 @@ pub use documents::VERSION;
 pub use error::HttpError;
 pub use mount::{unique_anndata_id, Layout, LayoutError, Mount, RESERVED_NAMES};
 pub use origin::{OriginLayer, OriginPolicy};
-pub use routes::WebUi;
+pub use router::WebUi;
 pub use server::{Limits, Server, ServerConfig, ServerError};
+pub use service::{CellucidService, ServiceConfig};

@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{Request, Response};
+use http::Request;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -19,14 +19,13 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
-use tower::Layer;
+use tower::Service;
 
-use crate::body::Body;
-use crate::channel::{Channel, ChannelLimits, ViewerRegistry};
+use crate::channel::ViewerRegistry;
 use crate::conn::{Activity, ConnectionSlot, TrackedIo};
 use crate::mount::Layout;
-use crate::origin::{ConfigError, OriginLayer, OriginPolicy};
-use crate::routes::{handle, AppState, WebUi};
+use crate::origin::ConfigError;
+use crate::service::{CellucidService, ServiceConfig};
 
 /// Bounds on what one client can make the server hold.
 #[derive(Debug, Clone)]
@@ -65,18 +64,10 @@ impl Default for Limits {
 pub struct ServerConfig {
     /// Address to bind (`127.0.0.1:8765` by default; port 0 lets the OS pick).
     pub listen: SocketAddr,
-    /// The host as the user gave it, reported by `/_cellucid/info`.
-    pub host_label: String,
-    /// Extra names accepted in `Host` (`--allowed-host`), on any port.
-    pub allowed_hosts: Vec<String>,
-    /// Extra CORS origins (`--allowed-origin`), exact after canonicalisation.
-    pub allowed_origins: Vec<String>,
     /// Connection and request limits.
     pub limits: Limits,
-    /// What `/` answers.
-    pub web_ui: WebUi,
-    /// Caps and deadlines of the viewer channel.
-    pub channel: ChannelLimits,
+    /// What the service answers (names, origins, viewer UI, channel).
+    pub service: ServiceConfig,
 }
 
 impl ServerConfig {
@@ -84,12 +75,8 @@ impl ServerConfig {
     pub fn new(listen: SocketAddr) -> Self {
         Self {
             listen,
-            host_label: listen.ip().to_string(),
-            allowed_hosts: Vec::new(),
-            allowed_origins: Vec::new(),
             limits: Limits::default(),
-            web_ui: WebUi::Disabled,
-            channel: ChannelLimits::default(),
+            service: ServiceConfig::default(),
         }
     }
 }
@@ -121,16 +108,15 @@ pub enum ServerError {
     Config(#[from] ConfigError),
 }
 
-/// A bound server, ready to run.
+/// A bound server, ready to run: a thin runner of [`CellucidService`] on a
+/// TCP listener, adding what only a socket owner can do (connection cap,
+/// header-read and idle timeouts, graceful shutdown).
 #[derive(Debug)]
 pub struct Server {
     listener: TcpListener,
     local_addr: SocketAddr,
-    state: Arc<AppState>,
-    policy: Arc<OriginPolicy>,
+    service: CellucidService,
     limits: Limits,
-    channel: Arc<Channel>,
-    viewers: ViewerRegistry,
 }
 
 impl Server {
@@ -157,34 +143,12 @@ impl Server {
             addr: config.listen,
             source,
         })?;
-        let policy = OriginPolicy::new(
-            local_addr.ip(),
-            local_addr.port(),
-            &config.allowed_hosts,
-            &config.allowed_origins,
-        )?;
-        let policy = Arc::new(policy);
-        let viewers = ViewerRegistry::new();
-        let channel = Arc::new(Channel::new(
-            viewers.clone(),
-            config.channel,
-            Arc::clone(&policy),
-        ));
-        let state = AppState::new(
-            Arc::clone(&channel),
-            layout,
-            &config.host_label,
-            local_addr.port(),
-            config.web_ui.clone(),
-        );
+        let service = CellucidService::new(config.service, layout, local_addr)?;
         Ok(Self {
             listener,
             local_addr,
-            state: Arc::new(state),
-            policy,
+            service,
             limits: config.limits,
-            channel,
-            viewers,
         })
     }
 
@@ -201,7 +165,12 @@ impl Server {
     /// The server's viewer registry: register viewers here to receive their
     /// events and session bundles and to send them commands.
     pub fn viewers(&self) -> ViewerRegistry {
-        self.viewers.clone()
+        self.service.viewers()
+    }
+
+    /// The service this server runs.
+    pub fn service(&self) -> &CellucidService {
+        &self.service
     }
 
     /// Serves until `shutdown` resolves, then stops accepting, lets requests
@@ -212,17 +181,14 @@ impl Server {
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> io::Result<()> {
         let Self {
             listener,
-            state,
-            policy,
+            service,
             limits,
-            channel,
             ..
         } = self;
         let limits = Arc::new(limits);
         let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut connections = JoinSet::new();
-        let origin = OriginLayer::new(policy);
         let mut builder = http1::Builder::new();
         builder
             .timer(TokioTimer::new())
@@ -256,8 +222,7 @@ impl Server {
             };
             let _ = stream.set_nodelay(true);
             let task = Connection {
-                state: Arc::clone(&state),
-                origin: origin.clone(),
+                service: service.clone(),
                 limits: Arc::clone(&limits),
                 builder: Arc::clone(&builder),
                 stop: stop_rx.clone(),
@@ -277,7 +242,7 @@ impl Server {
                 while connections.join_next().await.is_some() {}
             }),
             // WebSockets live outside the connections: close them with 1001.
-            channel.shutdown(grace),
+            service.shutdown(grace),
         );
         if drained.is_err() {
             tracing::warn!(
@@ -286,16 +251,13 @@ impl Server {
             );
             connections.shutdown().await;
         }
-        let sources = Arc::clone(&state);
-        let _ = tokio::task::spawn_blocking(move || sources.shutdown_sources()).await;
         Ok(())
     }
 }
 
 /// What one connection task needs.
 struct Connection {
-    state: Arc<AppState>,
-    origin: OriginLayer,
+    service: CellucidService,
     limits: Arc<Limits>,
     builder: Arc<http1::Builder>,
     stop: watch::Receiver<bool>,
@@ -305,10 +267,10 @@ impl Connection {
     async fn serve(mut self, stream: TcpStream, peer: SocketAddr, slot: ConnectionSlot) {
         let activity = Activity::new();
         let io = TokioIo::new(TrackedIo::new(stream, Arc::clone(&activity)));
-        let state = self.state;
+        let inner = self.service;
         let tracked = Arc::clone(&activity);
-        let router = tower::service_fn(move |mut req: Request<Incoming>| {
-            let state = Arc::clone(&state);
+        let service = tower::service_fn(move |mut req: Request<Incoming>| {
+            let mut inner = inner.clone();
             req.extensions_mut().insert(slot.clone());
             let guard = tracked.request();
             async move {
@@ -316,7 +278,7 @@ impl Connection {
                 // Copied only when the request log is on: this is the hot path.
                 let logged = tracing::enabled!(tracing::Level::DEBUG)
                     .then(|| (req.method().clone(), req.uri().path().to_owned()));
-                let mut response: Response<Body> = handle(state, req).await;
+                let Ok(mut response) = inner.call(req).await;
                 if let Some((method, path)) = logged {
                     tracing::debug!(%peer, %method, %path, status = response.status().as_u16(), "request");
                 }
@@ -324,7 +286,6 @@ impl Connection {
                 Ok::<_, Infallible>(response)
             }
         });
-        let service = self.origin.layer(router);
         let conn = self
             .builder
             .serve_connection(io, TowerToHyperService::new(service))

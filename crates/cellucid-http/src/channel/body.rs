@@ -5,9 +5,9 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use http::HeaderMap;
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 
 use super::error::ChannelError;
+use super::RequestBody;
 
 /// Refuses a body whose declared `Content-Length` is already over `cap`,
 /// before reading any of it.
@@ -25,7 +25,7 @@ pub(crate) fn check_declared_length(headers: &HeaderMap, cap: u64) -> Result<(),
 /// The next data chunk of `body` (trailers are skipped), waiting at most
 /// `timeout` for it; `None` at the end.
 pub(crate) async fn next_chunk(
-    body: &mut Incoming,
+    body: &mut RequestBody,
     timeout: Duration,
 ) -> Result<Option<Bytes>, ChannelError> {
     loop {
@@ -49,7 +49,7 @@ pub(crate) async fn next_chunk(
 /// with 413 as soon as more than `cap` bytes have arrived.
 pub(crate) async fn read_capped(
     headers: &HeaderMap,
-    body: &mut Incoming,
+    body: &mut RequestBody,
     cap: u64,
     timeout: Duration,
 ) -> Result<Bytes, ChannelError> {

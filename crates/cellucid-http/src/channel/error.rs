@@ -1,8 +1,6 @@
-//! Refusals of the viewer channel's HTTP routes, each with its status.
-//! [`crate::HttpError::into_response`] turns them into JSON bodies
+//! Refusals of the viewer channel's HTTP routes.
+//! [`crate::HttpError::into_response`] gives each its status and a JSON body
 //! `{"status":"error","message":"…"}` (CONTRACT §4).
-
-use http::StatusCode;
 
 /// Why a viewer-channel request was refused.
 #[derive(Debug, thiserror::Error)]
@@ -41,20 +39,4 @@ pub enum ChannelError {
     /// A server-side failure (500), e.g. the temp file could not be written.
     #[error("{0}")]
     Internal(String),
-}
-
-impl ChannelError {
-    /// The HTTP status of this refusal.
-    pub fn status(&self) -> StatusCode {
-        match self {
-            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Self::Forbidden => StatusCode::FORBIDDEN,
-            Self::NoPendingRequest => StatusCode::NOT_FOUND,
-            Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
-            Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::NotReading => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
 }

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, Request, Response, StatusCode};
-use hyper::body::Incoming;
 use serde_json::Value;
 
 use super::body::{check_declared_length, content_type_is, next_chunk, read_capped};
@@ -15,8 +14,9 @@ use super::error::ChannelError;
 use super::event::ViewerEvent;
 use super::query::{self, is_routing_string};
 use super::registry::DeliverError;
-use super::Channel;
+use super::{Channel, RequestBody};
 use crate::body::Body;
+use crate::route::PostRoute;
 
 /// The header that may carry the viewer token.
 const TOKEN_HEADER: &str = "x-cellucid-viewer-token";
@@ -25,19 +25,11 @@ const TOKEN_HEADER: &str = "x-cellucid-viewer-token";
 const DRAIN_BYTES: u64 = 8 * 1024 * 1024;
 const DRAIN_TIME: Duration = Duration::from_secs(2);
 
-/// Which POST route a request is for.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum PostRoute {
-    Events,
-    Selection,
-    SessionBundle,
-}
-
 /// Answers one POST of the HTTP channel.
 pub(crate) async fn handle(
     channel: &Channel,
     route: PostRoute,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
 ) -> Response<Body> {
     let (parts, mut body) = req.into_parts();
     let query = parts.uri.query();
@@ -61,7 +53,7 @@ pub(crate) async fn handle(
 }
 
 /// Reads and drops what is left of a refused body, within bounds.
-async fn drain(body: &mut Incoming) {
+async fn drain(body: &mut RequestBody) {
     let _ = tokio::time::timeout(DRAIN_TIME, async {
         let mut seen = 0u64;
         while let Ok(Some(chunk)) = next_chunk(body, DRAIN_TIME).await {
@@ -111,7 +103,7 @@ async fn deliver(channel: &Channel, id: &str, event: ViewerEvent) -> Result<(), 
 async fn events(
     channel: &Channel,
     headers: &HeaderMap,
-    body: &mut Incoming,
+    body: &mut RequestBody,
 ) -> Result<Response<Body>, ChannelError> {
     if !content_type_is(headers, "application/json") {
         return Err(ChannelError::UnsupportedMediaType {
@@ -184,7 +176,7 @@ async fn selection(
     channel: &Channel,
     headers: &HeaderMap,
     query: Option<&str>,
-    body: &mut Incoming,
+    body: &mut RequestBody,
 ) -> Result<Response<Body>, ChannelError> {
     let (id, token, source) = upload_query(headers, query, "source")?;
     if !channel.registry.authenticate(&id, &token) {
@@ -240,7 +232,7 @@ async fn session_bundle(
     channel: &Channel,
     headers: &HeaderMap,
     query: Option<&str>,
-    body: &mut Incoming,
+    body: &mut RequestBody,
 ) -> Result<Response<Body>, ChannelError> {
     let (id, token, request_id) = upload_query(headers, query, "requestId")?;
     let registry = &channel.registry;

@@ -17,20 +17,19 @@ mod bundle;
 mod command;
 mod error;
 mod event;
-mod http;
+pub(crate) mod http;
 mod query;
 mod registry;
-mod ws;
+pub(crate) mod ws;
 
 use std::future::Future;
-use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ::http::{Method, Request, Response};
+use ::http::Request;
+use bytes::Bytes;
 use cellucid_core::session::BundleLimits;
-use hyper::body::Incoming;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -42,8 +41,8 @@ pub use registry::{
     BundleRequest, BundleRequestError, Delivery, RegisterError, Viewer, ViewerOptions,
     ViewerRegistry, BUNDLE_REQUEST_TTL,
 };
+pub use ws::HandshakeRefusal;
 
-use crate::body::Body;
 use crate::origin::OriginPolicy;
 
 /// Caps and deadlines of the viewer channel (CONTRACT §3 defaults).
@@ -163,30 +162,21 @@ impl Channel {
     }
 }
 
-/// The `Allow` value of the POST routes.
-const POST_METHODS: &str = "POST, OPTIONS";
+/// Any error a request body may fail with.
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Answers the channel's routes; hands every other request back.
-pub(crate) async fn route(
-    channel: &Arc<Channel>,
-    req: Request<Incoming>,
-) -> ControlFlow<Response<Body>, Request<Incoming>> {
-    let post_route = match req.uri().path() {
-        "/_cellucid/events" => http::PostRoute::Events,
-        "/_cellucid/selection" => http::PostRoute::Selection,
-        "/_cellucid/session_bundle" => http::PostRoute::SessionBundle,
-        "/_cellucid/ws" if req.method() == Method::GET => {
-            return ControlFlow::Break(ws::upgrade(channel, req));
-        }
-        _ => return ControlFlow::Continue(req),
-    };
-    if req.method() != Method::POST {
-        return ControlFlow::Break(
-            crate::error::HttpError::MethodNotAllowed {
-                allow: POST_METHODS,
-            }
-            .into_response(),
-        );
-    }
-    ControlFlow::Break(http::handle(channel, post_route, req).await)
+/// The request body the channel reads: whatever body type the embedder's
+/// stack hands the service, boxed once (only for the channel's routes).
+pub(crate) type RequestBody = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
+
+/// Boxes a request's body for the channel, keeping its extensions (the
+/// upgrade handle among them).
+pub(crate) fn into_request_body<B>(req: Request<B>) -> Request<RequestBody>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    req.map(|body| {
+        http_body_util::BodyExt::boxed_unsync(http_body_util::BodyExt::map_err(body, Into::into))
+    })
 }

@@ -14,7 +14,6 @@ use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use http::header::{self, HeaderValue};
 use http::{HeaderMap, Request, Response, StatusCode};
-use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use serde_json::{Map, Value};
 use tokio::sync::{mpsc, watch};
@@ -32,27 +31,38 @@ use super::command::Wire;
 use super::event::ViewerEvent;
 use super::http::decode_cells;
 use super::registry::{BundleRequestError, DeliverError, SocketOrder};
-use super::Channel;
+use super::{Channel, RequestBody};
 use crate::body::Body;
-use crate::response::text;
+use crate::error::HttpError;
 
 type Socket = WebSocketStream<BudgetIo<TokioIo<hyper::upgrade::Upgraded>>>;
 
 /// How long the server waits for the peer's close reply after its own close.
 const CLOSE_DRAIN: Duration = Duration::from_secs(5);
 
+/// Why a WebSocket handshake was refused; [`HttpError::into_response`]
+/// gives each its status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum HandshakeRefusal {
+    /// `Sec-WebSocket-Version` is not 13 (426).
+    #[error("WebSocket version 13 is required")]
+    Version,
+    /// `Sec-WebSocket-Key` is not 16 bytes in base64 (400).
+    #[error("Sec-WebSocket-Key must be 16 bytes in base64")]
+    Key,
+    /// The page's origin may not open the channel (403).
+    #[error("The viewer channel accepts only this server's own pages")]
+    Origin,
+}
+
 /// Checks the handshake and, when it is good, answers 101 and hands the
 /// socket to a task of its own.
-pub(crate) fn upgrade(channel: &Arc<Channel>, mut req: Request<Incoming>) -> Response<Body> {
-    if let Err(response) = check_handshake(channel, req.headers()) {
-        return *response;
-    }
-    let Some(key) = single(req.headers(), header::SEC_WEBSOCKET_KEY) else {
-        return text(
-            StatusCode::BAD_REQUEST,
-            "Sec-WebSocket-Key must be 16 bytes in base64",
-        );
-    };
+pub(crate) fn upgrade(
+    channel: &Arc<Channel>,
+    mut req: Request<RequestBody>,
+) -> Result<Response<Body>, HttpError> {
+    let key = check_handshake(channel, req.headers())?;
     let accept = derive_accept_key(key.as_bytes());
     let on_upgrade = hyper::upgrade::on(&mut req);
     // The socket keeps its connection's place under --max-connections.
@@ -85,7 +95,7 @@ pub(crate) fn upgrade(channel: &Arc<Channel>, mut req: Request<Incoming>) -> Res
     if let Ok(value) = HeaderValue::from_str(&accept) {
         headers.insert(header::SEC_WEBSOCKET_ACCEPT, value);
     }
-    response
+    Ok(response)
 }
 
 /// The one value of header `name`, as text.
@@ -97,7 +107,8 @@ fn single(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
     }
 }
 
-fn check_handshake(channel: &Channel, headers: &HeaderMap) -> Result<(), Box<Response<Body>>> {
+/// Checks an upgrade request; returns its `Sec-WebSocket-Key`.
+fn check_handshake<'h>(channel: &Channel, headers: &'h HeaderMap) -> Result<&'h str, HttpError> {
     let upgrade_ok =
         single(headers, header::UPGRADE).is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
     let connection_ok = headers.get_all(header::CONNECTION).iter().any(|v| {
@@ -107,39 +118,27 @@ fn check_handshake(channel: &Channel, headers: &HeaderMap) -> Result<(), Box<Res
         })
     });
     if !upgrade_ok || !connection_ok {
-        return Err(Box::new(
-            crate::error::HttpError::UpgradeRequired.into_response(),
-        ));
+        return Err(HttpError::UpgradeRequired);
     }
     if single(headers, header::SEC_WEBSOCKET_VERSION) != Some("13") {
-        return Err(Box::new(text(
-            StatusCode::UPGRADE_REQUIRED,
-            "WebSocket version 13 is required",
-        )));
+        return Err(HandshakeRefusal::Version.into());
     }
-    let key_ok = single(headers, header::SEC_WEBSOCKET_KEY).is_some_and(|key| {
-        key.len() == 24
-            && key.ends_with("==")
-            && key[..22]
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
-    });
-    if !key_ok {
-        return Err(Box::new(text(
-            StatusCode::BAD_REQUEST,
-            "Sec-WebSocket-Key must be 16 bytes in base64",
-        )));
-    }
+    let key = single(headers, header::SEC_WEBSOCKET_KEY)
+        .filter(|key| {
+            key.len() == 24
+                && key.ends_with("==")
+                && key[..22]
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
+        })
+        .ok_or(HandshakeRefusal::Key)?;
     let origin = single(headers, header::ORIGIN);
     let host = single(headers, header::HOST);
     if !origin.is_some_and(|origin| channel.policy.allows_channel(origin, host)) {
         tracing::warn!(origin = ?origin, "refused a viewer channel from a page this server does not serve");
-        return Err(Box::new(text(
-            StatusCode::FORBIDDEN,
-            "The viewer channel accepts only this server's own pages",
-        )));
+        return Err(HandshakeRefusal::Origin.into());
     }
-    Ok(())
+    Ok(key)
 }
 
 /// Why a socket ends, as a close code and reason.

@@ -1,28 +1,28 @@
-//! The router: from a decoded path to a handler, in the precedence of
-//! CONTRACT §2 (`/_cellucid/*`, then `datasets.json` and dataset files, then
-//! the viewer UI).
+//! The router: the innermost service, from a classified [`Route`] to its
+//! handler (precedence in docs/PROTOCOL.md, "Routes").
 
-use std::ops::ControlFlow;
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use cellucid_core::{FileIdentity, MemoryFile, RelativeKey, SourceFile, SourceFormat};
 use cellucid_proxy::{UiAnswer, WebUiFiles};
 use http::{Method, Request, Response};
-use hyper::body::Incoming;
 use sha2::{Digest, Sha256};
+use tower::Service;
 
 use crate::body::Body;
-use crate::channel::{self, Channel};
-use crate::content_coding::{self, Coding, EncodedCache};
+use crate::channel::{self, into_request_body, BoxError, Channel};
+use crate::content_coding::{self, EncodedCache};
 use crate::documents::Documents;
 use crate::error::HttpError;
 use crate::mount::{Layout, Mount};
-use crate::path;
+use crate::offload::source_io;
 use crate::response::{self, content_type_for, strip_body_for_head};
-
-/// The methods the GET routes answer (OPTIONS is answered by the origin layer).
-const READ_METHODS: &str = "GET, HEAD, OPTIONS";
+use crate::route::Route;
 
 /// How the server answers for the viewer UI.
 #[derive(Debug, Clone)]
@@ -86,50 +86,106 @@ fn digest_file(bytes: Bytes) -> MemoryFile {
     MemoryFile::new(bytes, FileIdentity::Digest(hex))
 }
 
-/// Answers one request (already past the origin layer).
-pub(crate) async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Response<Body> {
-    // The viewer channel takes its requests whole (bodies, upgrades).
-    let req = match channel::route(&state.channel, req).await {
-        ControlFlow::Break(response) => return response,
-        ControlFlow::Continue(req) => req,
-    };
+/// The innermost service: routes a request (already past the origin layer)
+/// to its handler. Cheap to clone.
+#[derive(Clone, Debug)]
+pub(crate) struct Router {
+    state: Arc<AppState>,
+}
+
+impl Router {
+    pub(crate) fn new(state: Arc<AppState>) -> Self {
+        Self { state }
+    }
+}
+
+impl<B> Service<Request<B>> for Router
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let state = Arc::clone(&self.state);
+        Box::pin(async move { Ok(handle(state, req).await) })
+    }
+}
+
+/// The future of [`Router`] (and of the whole service).
+pub(crate) type BoxFuture =
+    Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send + 'static>>;
+
+/// Answers one request: classify it once ([`Route::parse`]), then run its
+/// handler; every refusal becomes a response in [`HttpError::into_response`].
+async fn handle<B>(state: Arc<AppState>, req: Request<B>) -> Response<Body>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
     let method = req.method().clone();
-    let mut response = match route(&state, &req).await {
-        Ok(response) => response,
-        Err(err) => err.into_response(),
+    let route = match Route::parse(&method, req.uri().path()) {
+        Ok(route) => route,
+        Err(err) => return err.into_response(),
     };
+    let result = match route {
+        // The viewer channel takes its requests whole (bodies, upgrades).
+        Route::Post(post) => {
+            return channel::http::handle(&state.channel, post, into_request_body(req)).await
+        }
+        Route::WebSocket if method == Method::GET => {
+            channel::ws::upgrade(&state.channel, into_request_body(req))
+        }
+        Route::WebSocket => Err(HttpError::UpgradeRequired),
+        route => read_route(&state, route, without_body(req)).await,
+    };
+    let mut response = result.unwrap_or_else(HttpError::into_response);
     strip_body_for_head(&mut response, &method);
     response
 }
 
-async fn route<B>(state: &Arc<AppState>, req: &Request<B>) -> Result<Response<Body>, HttpError> {
-    let method = req.method();
-    if method != Method::GET && method != Method::HEAD {
-        return Err(HttpError::MethodNotAllowed {
-            allow: READ_METHODS,
-        });
+/// The request without its body: read routes need only the head, and a
+/// head is `Sync`, so handlers may hold it across awaits whatever the body.
+fn without_body<B>(req: Request<B>) -> Request<()> {
+    req.map(|_| ())
+}
+
+/// Answers a GET or HEAD route.
+async fn read_route(
+    state: &Arc<AppState>,
+    route: Route,
+    req: Request<()>,
+) -> Result<Response<Body>, HttpError> {
+    match route {
+        Route::Health => Ok(response::json(state.documents.health.clone())),
+        Route::Info => Ok(response::json(state.documents.info.clone())),
+        Route::Datasets => Ok(response::json(state.documents.datasets.clone())),
+        Route::Protocol => Ok(response::json(state.documents.protocol.clone())),
+        Route::Catalog => catalog(state, &req).await,
+        Route::AnnData(rest) => crate::anndata_route::handle(&state.layout, &rest, &req).await,
+        Route::File(path) => file_or_ui(state, &path, &req).await,
+        Route::WebSocket | Route::Post(_) => Err(HttpError::Internal(
+            "a channel route reached the read handlers".into(),
+        )),
     }
-    let decoded =
-        path::decode(req.uri().path()).ok_or_else(|| HttpError::NotFound(String::new()))?;
-    let path = &decoded[1..];
-    let docs = &state.documents;
-    match path {
-        "_cellucid/health" => return Ok(response::json(docs.health.clone())),
-        "_cellucid/info" => return Ok(response::json(docs.info.clone())),
-        "_cellucid/datasets" => return Ok(response::json(docs.datasets.clone())),
-        "_cellucid/protocol" => return Ok(response::json(docs.protocol.clone())),
-        "_cellucid/ws" => return Err(HttpError::UpgradeRequired),
-        "" => return web_ui(state, path, req).await,
-        "datasets.json" => return catalog(state, req).await,
-        _ => {}
+}
+
+/// A dataset file at `path`, else a viewer UI file (the UI comes last: a path
+/// a dataset serves is never shadowed).
+async fn file_or_ui<B>(
+    state: &Arc<AppState>,
+    path: &str,
+    req: &Request<B>,
+) -> Result<Response<Body>, HttpError> {
+    if path.is_empty() {
+        return web_ui(state, path, req).await;
     }
-    if let Some(route) = path.strip_prefix("_cellucid/anndata/") {
-        return crate::anndata_route::handle(&state.layout, route, req).await;
-    }
-    if path == "_cellucid" || path.starts_with("_cellucid/") {
-        return Err(HttpError::NotFound(path.to_owned()));
-    }
-    // The viewer UI comes last: a path a dataset serves is never shadowed.
     match state.layout.resolve(path) {
         Some((mount, key)) => match dataset_file(mount, key, req, &state.encoded).await {
             Err(
@@ -234,7 +290,9 @@ async fn dataset_file<B>(
         None => source_io(&Arc::clone(&source), move || source.open(&id, &key)).await?,
     };
     let mut response = match coding {
-        Some(coding) => encoded_file(req, file, key_name, coding, content_type, encoded).await?,
+        Some(coding) => {
+            content_coding::respond(req, file, key_name, coding, content_type, encoded).await?
+        }
         None => response::file(req.method(), req.headers(), file.as_ref(), content_type)?,
     };
     if binary && req.method() == Method::GET {
@@ -244,95 +302,4 @@ async fn dataset_file<B>(
         );
     }
     Ok(response)
-}
-
-/// A whole synthesised file in `coding`: from the cache of encoded bodies,
-/// else encoded now (off the async workers) and kept.
-async fn encoded_file<B>(
-    req: &Request<B>,
-    file: Arc<dyn SourceFile>,
-    key_name: String,
-    coding: Coding,
-    content_type: http::HeaderValue,
-    encoded: &Arc<EncodedCache>,
-) -> Result<Response<Body>, HttpError> {
-    let tag = coding.etag(&file.identity().etag());
-    let tag_value = http::HeaderValue::from_str(&tag).ok();
-    let matches = req
-        .headers()
-        .get(http::header::IF_NONE_MATCH)
-        .is_some_and(|v| crate::range::if_none_match_hits(v.as_bytes(), &tag));
-    if matches {
-        let mut response = Response::new(Body::empty());
-        *response.status_mut() = http::StatusCode::NOT_MODIFIED;
-        if let Some(value) = tag_value {
-            response.headers_mut().insert(http::header::ETAG, value);
-        }
-        return Ok(response);
-    }
-    let body = match encoded.get(&tag) {
-        Some(body) => body,
-        None => {
-            let cache = Arc::clone(encoded);
-            let key = tag.clone();
-            let plain = Arc::clone(&file);
-            let made = blocking(move || {
-                let bytes = plain.read_range(0..plain.len())?;
-                Ok(coding.encode(&key_name, &bytes).ok().map(|body| {
-                    let body = Bytes::from(body);
-                    cache.insert(key, body.clone());
-                    body
-                }))
-            })
-            .await?;
-            match made {
-                Some(body) => body,
-                // Could not encode: the plain file is a correct answer.
-                None => {
-                    return Ok(response::file(
-                        req.method(),
-                        req.headers(),
-                        file.as_ref(),
-                        content_type,
-                    )?)
-                }
-            }
-        }
-    };
-    let mut response = Response::new(Body::from_bytes(body.clone()));
-    let headers = response.headers_mut();
-    headers.insert(http::header::CONTENT_TYPE, content_type);
-    headers.insert(http::header::CONTENT_LENGTH, body.len().into());
-    headers.insert(
-        http::header::CONTENT_ENCODING,
-        http::HeaderValue::from_static(coding.token()),
-    );
-    if let Some(value) = tag_value {
-        headers.insert(http::header::ETAG, value);
-    }
-    Ok(response)
-}
-
-/// Runs a source's I/O: inline when the source answers quickly (local export
-/// files: a thread hand-off would cost more than the read), otherwise off the
-/// async workers.
-async fn source_io<T: Send + 'static>(
-    source: &Arc<dyn cellucid_core::DatasetSource>,
-    work: impl FnOnce() -> Result<T, cellucid_core::SourceError> + Send + 'static,
-) -> Result<T, HttpError> {
-    if source.reads_may_block() {
-        blocking(work).await
-    } else {
-        work().map_err(HttpError::from)
-    }
-}
-
-/// Runs filesystem work off the async workers.
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, cellucid_core::SourceError> + Send + 'static,
-) -> Result<T, HttpError> {
-    match tokio::task::spawn_blocking(work).await {
-        Ok(result) => result.map_err(HttpError::from),
-        Err(join) => Err(HttpError::Internal(format!("file task failed: {join}"))),
-    }
 }
