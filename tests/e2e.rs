@@ -16,6 +16,7 @@ mod support;
 mod anndata_folder;
 mod anndata_large;
 mod anndata_raw;
+mod auth;
 mod browser;
 mod channel_cli;
 mod channel_http;

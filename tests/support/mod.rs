@@ -54,6 +54,8 @@ pub struct Server {
     child: Child,
     pub addr: SocketAddr,
     pub base: String,
+    /// The access token printed in the URL, when the server requires one.
+    pub token: Option<String>,
     stderr: Arc<Mutex<Vec<String>>>,
 }
 
@@ -104,12 +106,18 @@ impl Server {
                 ));
             }
         };
+        // With an access token the URL is `<base>/?token=<token>`.
+        let (base, token) = match base.split_once("/?token=") {
+            Some((base, token)) => (base.to_owned(), Some(token.to_owned())),
+            None => (base, None),
+        };
         let authority = base.trim_start_matches("http://");
         let addr: SocketAddr = authority.parse().map_err(|e| format!("{authority}: {e}"))?;
         Ok(Server {
             child,
             addr,
             base,
+            token,
             stderr: lines,
         })
     }

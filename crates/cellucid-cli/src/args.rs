@@ -185,6 +185,22 @@ pub(crate) struct ServeArgs {
     #[arg(long = "allowed-origin", value_name = "ORIGIN")]
     pub(crate) allowed_origins: Vec<String>,
 
+    /// Require the access token on a loopback bind too (it is always required
+    /// on other binds). Recommended on machines shared with other users.
+    #[arg(long, conflicts_with = "no_auth")]
+    pub(crate) auth: bool,
+
+    /// Serve without an access token on a non-loopback bind: anyone who can
+    /// reach the port reads the data. Prefer an SSH tunnel.
+    #[arg(long)]
+    pub(crate) no_auth: bool,
+
+    /// Read the access token from this file (surrounding whitespace is
+    /// trimmed; characters A-Z a-z 0-9 - _, at least 16) instead of making a
+    /// random one; implies --auth. $CELLUCID_TOKEN may hold it too.
+    #[arg(long, value_name = "PATH", conflicts_with = "no_auth")]
+    pub(crate) token_file: Option<PathBuf>,
+
     /// Serve data only, without the viewer UI at / (nothing is downloaded).
     #[arg(long)]
     pub(crate) no_web_ui: bool,

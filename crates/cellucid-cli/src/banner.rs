@@ -19,8 +19,15 @@ pub(crate) fn local_url(addr: SocketAddr) -> String {
     }
 }
 
-/// The startup block: version, datasets, URL, UI state, how to stop.
-pub(crate) fn startup(layout: &Layout, url: &str, web_ui: &str, notes: &[String]) -> String {
+/// The startup block: version, datasets, URL (`open`: with the access token
+/// when there is one), UI state, how to stop.
+pub(crate) fn startup(
+    layout: &Layout,
+    url: &str,
+    open: &str,
+    web_ui: &str,
+    notes: &[String],
+) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "cellucid-rs {}", cellucid_http::VERSION);
     let mounts = layout.mounts();
@@ -51,7 +58,7 @@ pub(crate) fn startup(layout: &Layout, url: &str, web_ui: &str, notes: &[String]
     for note in notes {
         let _ = writeln!(out, "  {note}");
     }
-    let _ = writeln!(out, "Open      {url}/");
+    let _ = writeln!(out, "Open      {open}");
     let _ = writeln!(out, "Health    {url}/_cellucid/health");
     let _ = writeln!(out, "Viewer UI {web_ui}");
     let _ = writeln!(
@@ -63,20 +70,29 @@ pub(crate) fn startup(layout: &Layout, url: &str, web_ui: &str, notes: &[String]
 }
 
 /// The loud warning for a bind other programs on the network can reach.
-pub(crate) fn exposure_warning(addr: SocketAddr) -> String {
+/// `token` says whether requests need the access token.
+pub(crate) fn exposure_warning(addr: SocketAddr, token: bool) -> String {
     let port = addr.port();
     let bar = "!".repeat(72);
+    let access = if token {
+        "Every request needs the access token printed in the URL below; keep that\n\
+         URL private (anyone holding it can download everything served here:\n\
+         embeddings, cell metadata, gene expression and session uploads)."
+    } else {
+        "--no-auth: there is NO access token. Anyone who can connect to this port\n\
+         can download everything served here: embeddings, cell metadata (obs\n\
+         fields), gene expression, and (with a viewer channel) session uploads.\n\
+         CORS does not protect you: it only limits what web pages in a browser may\n\
+         read; curl or a script can fetch the data directly."
+    };
     format!(
         "{bar}\n\
          WARNING: listening on {addr}, which other machines can reach.\n\
-         Anyone who can connect to this port can download everything served here:\n\
-         embeddings, cell metadata (obs fields), gene expression, and (with a viewer\n\
-         channel) session uploads. There is no authentication. CORS does not protect\n\
-         you: it only limits what web pages in a browser may read; curl or a script\n\
-         can fetch the data directly.\n\
+         {access}\n\
          Safer: keep the default --host 127.0.0.1 and tunnel the port over SSH:\n    \
          ssh -L {port}:localhost:{port} user@this-host\n\
          then open http://127.0.0.1:{port}/ on your own machine.\n\
+         See SECURITY.md for containers, shared machines and reverse proxies.\n\
          {bar}"
     )
 }

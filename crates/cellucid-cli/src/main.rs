@@ -2,6 +2,7 @@
 //!
 //! A thin binary: it parses arguments and wires the library crates together.
 
+mod access;
 mod anndata_args;
 mod args;
 mod banner;

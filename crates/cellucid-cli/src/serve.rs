@@ -37,6 +37,8 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), CliError> {
         .allowed_origins
         .clone_from(&args.allowed_origins);
     config.service.web_ui = ui.web_ui.clone();
+    let access = crate::access::resolve(&args, ip, false)?;
+    config.service.auth = access.policy.clone();
     config.limits.header_read_timeout = Duration::from_secs_f64(args.header_timeout);
     config.limits.idle_timeout = Duration::from_secs_f64(args.idle_timeout);
     config.limits.max_connections = args.max_connections as usize;
@@ -60,17 +62,29 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), CliError> {
         let ui_status = tokio::task::block_in_place(|| crate::web_ui::start(ui, &args))?;
         let addr = server.local_addr();
         let url = banner::local_url(addr);
-        if !addr.ip().is_loopback() {
-            eprintln!("{}", banner::exposure_warning(addr));
+        let exposed = !addr.ip().is_loopback();
+        if exposed {
+            eprintln!("{}", banner::exposure_warning(addr, access.token.is_some()));
         }
+        let open_url = access.with_token(&format!("{url}/"));
         if args.quiet {
-            eprintln!("Serving on {url}/");
+            eprintln!("Serving on {open_url}");
             // A missing UI is a warning: shown even when quiet.
             if ui_status.starts_with("UNAVAILABLE") {
                 eprintln!("Viewer UI {ui_status}");
             }
         } else {
-            eprintln!("{}", banner::startup(&layout, &url, &ui_status, &notes));
+            let mut notes = notes;
+            if access.token.is_none() && !exposed && crate::access::other_users_present() {
+                notes.push(
+                    "Other users are logged in to this machine and can reach this port: add --auth to require a token (SECURITY.md)".to_owned(),
+                );
+            }
+            eprintln!("{}", banner::startup(&layout, &url, &open_url, &ui_status, &notes));
+        }
+        if exposed && access.token.is_none() {
+            // --no-auth: the warning again, below the block, where it is seen.
+            eprintln!("{}", banner::exposure_warning(addr, false));
         }
         // The 0.9.5 viewer URL says `anndata=true` when the default dataset is AnnData.
         let anndata = layout
@@ -88,7 +102,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), CliError> {
                 .viewers()
                 .register(options)
                 .map_err(|err| CliError::operator(err.to_string()))?;
-            eprintln!("{}", crate::viewer::urls(&viewer, &url, anndata));
+            eprintln!("{}", crate::viewer::urls(&viewer, &url, anndata, &access));
             let events = viewer.events().map(crate::viewer::stream_to_stdout);
             Some((viewer, events))
         } else {
@@ -96,8 +110,8 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), CliError> {
         };
         if !args.no_browser {
             let open = match &viewer {
-                Some((viewer, _)) => viewer.url(&url, anndata),
-                None => format!("{url}/"),
+                Some((viewer, _)) => access.with_token(&viewer.url(&url, anndata)),
+                None => open_url.clone(),
             };
             open_browser(open);
         }

@@ -33,10 +33,15 @@ pub(crate) fn stream_to_stdout(mut events: ViewerEvents) -> JoinHandle<()> {
 }
 
 /// The stderr lines that tell the user how to open the viewer.
-pub(crate) fn urls(viewer: &Viewer, base: &str, anndata: bool) -> String {
+pub(crate) fn urls(
+    viewer: &Viewer,
+    base: &str,
+    anndata: bool,
+    access: &crate::access::Access,
+) -> String {
     format!(
         "Viewer    {}\nViewer (0.9.4 viewers)  {}\nEvents of this viewer stream to stdout as JSON Lines.",
-        viewer.url(base, anndata),
-        viewer.jupyter_url(base)
+        access.with_token(&viewer.url(base, anndata)),
+        access.with_token(&viewer.jupyter_url(base))
     )
 }

@@ -7,7 +7,8 @@
 //!
 //! 1. [`OriginLayer`]: the Host allowlist (421), CORS preflights, CORS and
 //!    hardening headers on every response;
-//! 2. the router: one [`Route`](crate::route::Route) per request, then its
+//! 2. [`AuthLayer`]: the access token, when the server needs one (401);
+//! 3. the router: one [`Route`](crate::route::Route) per request, then its
 //!    handler.
 //!
 //! [`Server`](crate::Server) runs it on a socket with connection limits;
@@ -24,6 +25,7 @@ use bytes::Bytes;
 use http::{Request, Response};
 use tower::{Layer, Service};
 
+use crate::auth::{AuthLayer, AuthPolicy, AuthService};
 use crate::body::Body;
 use crate::channel::{BoxError, Channel, ChannelLimits, ViewerRegistry};
 use crate::mount::Layout;
@@ -46,6 +48,9 @@ pub struct ServiceConfig {
     pub web_ui: WebUi,
     /// Caps and deadlines of the viewer channel.
     pub channel: ChannelLimits,
+    /// Who may pass: `None` is an open server (loopback binds by default),
+    /// else every request needs the policy's token.
+    pub auth: Option<AuthPolicy>,
 }
 
 impl Default for ServiceConfig {
@@ -56,6 +61,7 @@ impl Default for ServiceConfig {
             allowed_origins: Vec::new(),
             web_ui: WebUi::Disabled,
             channel: ChannelLimits::default(),
+            auth: None,
         }
     }
 }
@@ -64,7 +70,7 @@ impl Default for ServiceConfig {
 /// Cheap to clone (clones share the datasets, caches and viewers).
 #[derive(Clone, Debug)]
 pub struct CellucidService {
-    stack: OriginService<Router>,
+    stack: OriginService<AuthService<Router>>,
     shared: Arc<Shared>,
 }
 
@@ -108,7 +114,8 @@ impl CellucidService {
             bound.port(),
             config.web_ui,
         ));
-        let stack = OriginLayer::new(policy).layer(Router::new(Arc::clone(&state)));
+        let router = Router::new(Arc::clone(&state));
+        let stack = OriginLayer::new(policy).layer(AuthLayer::new(config.auth).layer(router));
         Ok(Self {
             stack,
             shared: Arc::new(Shared {
@@ -142,7 +149,7 @@ where
 {
     type Response = Response<Body>;
     type Error = Infallible;
-    type Future = crate::origin::ResponseFuture<BoxFuture>;
+    type Future = crate::origin::ResponseFuture<crate::auth::ResponseFuture<BoxFuture>>;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         // Always ready: no layer holds back requests.
