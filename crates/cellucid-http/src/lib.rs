@@ -49,6 +49,7 @@ mod range;
 mod response;
 mod routes;
 mod server;
+mod web_ui;
 
 pub use body::Body;
 pub use channel::{
