@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::upstream::{UiBuild, Upstream};
+use crate::support::upstream::{settled_root, UiBuild, Upstream};
 use crate::support::{cellucid, fixture, get, repo, Server};
 
 /// The Chromium binary (Debian names it `chromium`).
@@ -117,7 +117,9 @@ fn chromium_loads_the_ui_online_then_offline_and_shows_the_fix_without_a_cache()
             first["id"].as_str().unwrap(),
             identity["id"].as_str().unwrap()
         );
-        // First start: downloaded, verified, and running in the browser.
+        // First start: downloaded (in the background), verified, and
+        // running in the browser.
+        assert_eq!(settled_root(&server).status, 200);
         assert_eq!(out_text(&dump_dom(&server.url("/"))), expected);
         expected
     };
@@ -136,6 +138,7 @@ fn chromium_loads_the_ui_online_then_offline_and_shows_the_fix_without_a_cache()
         .unwrap();
     assert!(out.status.success());
     let server = serve_ui(&source, &cache);
+    assert_eq!(settled_root(&server).status, 503);
     let dom = dump_dom(&server.url("/"));
     assert!(
         dom.contains("The Cellucid viewer UI could not be loaded"),

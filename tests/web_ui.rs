@@ -5,7 +5,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::upstream::{Mode, UiBuild, Upstream};
+use crate::support::upstream::{
+    is_downloading_page, is_unavailable_page, poll_root, settled_root, Mode, Silent, UiBuild,
+    Upstream,
+};
 use crate::support::{cellucid, fixture, get, request, sha256_hex, Server};
 
 /// `cellucid cache ARGS… --web-cache-dir DIR`, run to the end.
@@ -99,12 +102,12 @@ fn the_first_start_downloads_verifies_and_serves_the_ui_with_the_right_headers()
     let dir = tmp.path().join("web");
     let server = serve(&upstream.url(), &dir, &[]);
     assert!(
-        banner_ui_line(&server).contains("build build-one"),
+        banner_ui_line(&server).contains("downloading from"),
         "{:?}",
         server.stderr()
     );
 
-    let index = get(&server.url("/"));
+    let index = settled_root(&server);
     assert_eq!(index.status, 200);
     assert_eq!(index.body, build.files["index.html"].bytes);
     assert_eq!(
@@ -191,7 +194,7 @@ fn an_inventory_can_never_shadow_api_or_data_routes() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("web");
     let server = serve(&upstream.url(), &dir, &[]);
-    assert_eq!(get(&server.url("/")).status, 200);
+    assert_eq!(settled_root(&server).status, 200);
     for path in [
         "/_cellucid/health",
         "/datasets.json",
@@ -289,11 +292,17 @@ fn a_corrupted_cache_file_is_detected_and_never_served() {
     upstream.stop();
     let server = serve(&source, &dir, &[]);
     assert!(
-        banner_ui_line(&server).contains("UNAVAILABLE"),
+        banner_ui_line(&server).contains("downloading from"),
         "{:?}",
         server.stderr()
     );
-    assert_eq!(get(&server.url("/")).status, 503);
+    let page = settled_root(&server);
+    assert!(is_unavailable_page(&page), "{}", page.text());
+    assert!(
+        page.text().contains("damaged") && page.text().contains("downloading a fresh copy failed"),
+        "{}",
+        page.text()
+    );
     drop(server);
     // …and prefetch --force repairs it once the source is back.
     let upstream = Upstream::start(build);
@@ -460,10 +469,8 @@ fn no_cache_and_no_network_give_the_503_page_and_data_still_works() {
     let dir = tmp.path().join("web");
     let server = serve(&source, &dir, &[]);
     let line = banner_ui_line(&server);
-    assert!(
-        line.contains("UNAVAILABLE") && line.contains("cellucid cache prefetch"),
-        "{line}"
-    );
+    assert!(line.contains("downloading from"), "{line}");
+    assert!(is_unavailable_page(&settled_root(&server)));
     for path in ["/", "/index.html"] {
         let page = get(&server.url(path));
         assert_eq!(page.status, 503);
@@ -770,10 +777,174 @@ fn unchanged_files_are_reused_and_force_downloads_everything() {
 fn quiet_still_says_when_the_ui_is_unavailable() {
     let tmp = tempfile::tempdir().unwrap();
     let server = serve(&dead_source(), &tmp.path().join("web"), &["--quiet"]);
+    assert!(is_unavailable_page(&settled_root(&server)));
+    let warning = wait_for_line(&server, "could not be downloaded");
+    assert!(
+        warning.contains("WARN") && warning.contains("cellucid cache prefetch"),
+        "{warning}"
+    );
+    // --refresh-web-ui checks first: the banner itself says so.
+    drop(server);
+    let server = serve(
+        &dead_source(),
+        &tmp.path().join("web"),
+        &["--quiet", "--refresh-web-ui"],
+    );
     let line = banner_ui_line(&server);
     assert!(
         line.contains("UNAVAILABLE") && line.contains("cellucid cache prefetch"),
         "{line}"
     );
-    assert_eq!(get(&server.url("/")).status, 503);
+    assert!(is_unavailable_page(&get(&server.url("/"))));
+}
+
+/// The first stderr line containing `needle` (waits at most 30 s).
+fn wait_for_line(server: &Server, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(line) = server.stderr().into_iter().find(|l| l.contains(needle)) {
+            return line;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {needle:?} in {:?}",
+            server.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Starts `serve` and measures how long the banner and a health answer
+/// take: both must come at once, whatever the UI source does.
+fn serve_timed(source: &str, dir: &Path, extra: &[&str]) -> Server {
+    let started = Instant::now();
+    let server = serve(source, dir, extra);
+    let banner = started.elapsed();
+    let asked = Instant::now();
+    let health = get(&server.url("/_cellucid/health"));
+    let answered = asked.elapsed();
+    // Measured, for the record (`-- --nocapture`); the bound is generous
+    // for a loaded CI machine, the target is well under a second.
+    eprintln!("{source}: banner after {banner:?}, health answered in {answered:?}");
+    assert_eq!(health.status, 200);
+    assert!(banner < Duration::from_secs(3), "banner after {banner:?}");
+    assert!(
+        answered < Duration::from_secs(3),
+        "health after {answered:?}"
+    );
+    let line = banner_ui_line(&server);
+    assert!(
+        line.contains("downloading from") && line.contains("in the background"),
+        "{line}"
+    );
+    server
+}
+
+/// Checks the page `/` answers while the UI is being downloaded: small,
+/// self-refreshing, loading nothing, linking only relatively.
+fn assert_downloading_page(reply: &crate::support::Reply) {
+    assert!(
+        is_downloading_page(reply),
+        "{}: {}",
+        reply.status,
+        reply.text()
+    );
+    assert_eq!(
+        reply.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    let csp = reply.header("content-security-policy").unwrap();
+    assert!(csp.starts_with("default-src 'none'"), "{csp}");
+    let html = reply.text();
+    assert!(html.contains(r#"<meta http-equiv="refresh" content="2">"#));
+    assert!(!html.contains("<script") && !html.contains("src=") && !html.contains("<link"));
+    for link in html.split("href=\"").skip(1) {
+        assert!(
+            !link.starts_with('/') && !link.starts_with("http"),
+            "{link}"
+        );
+    }
+    assert!(html.len() < 4096, "{} bytes", html.len());
+}
+
+#[test]
+fn a_source_that_accepts_and_never_answers_delays_nothing() {
+    let silent = Silent::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("web");
+    // Long enough that waiting for it at startup would fail the timing checks.
+    let server = serve_timed(&silent.url(), &dir, &["--web-timeout", "5"]);
+    assert_downloading_page(&get(&server.url("/")));
+    assert_downloading_page(&get(&server.url("/index.html")));
+    // Data is served meanwhile.
+    assert_eq!(get(&server.url("/_cellucid/datasets")).status, 200);
+    // The request times out: the offline page with the reason and the fix.
+    let (page, before) = poll_root(&server, |r| !is_downloading_page(r));
+    assert!(before.iter().all(is_downloading_page));
+    assert!(is_unavailable_page(&page), "{}", page.text());
+    let html = page.text();
+    assert!(
+        html.contains("timed out") && html.contains("cellucid cache prefetch"),
+        "{html}"
+    );
+    assert!(wait_for_line(&server, "could not be downloaded").contains("timed out"));
+}
+
+#[test]
+fn a_refused_source_delays_nothing_and_a_reload_retries_once_it_is_up() {
+    let source = dead_source();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("web");
+    let server = serve_timed(&source, &dir, &[]);
+    // Refused at once: `/` may already be the offline page.
+    let page = settled_root(&server);
+    assert!(is_unavailable_page(&page), "{}", page.text());
+    assert!(
+        page.text().contains("connection refused"),
+        "{}",
+        page.text()
+    );
+
+    // The source comes up on the same address; reloading `/` retries, shows
+    // the downloading page, then the UI.
+    let build = UiBuild::new("came-up");
+    let upstream = Upstream::start_on(source.trim_start_matches("http://"), build.clone());
+    upstream.set_mode(Mode::Slow(Duration::from_millis(300)));
+    let (index, before) = poll_root(&server, |r| r.status == 200);
+    assert_eq!(index.body, build.files["index.html"].bytes);
+    assert!(
+        before.iter().any(is_downloading_page),
+        "a retry shows the downloading page"
+    );
+    assert!(before
+        .iter()
+        .all(|r| is_downloading_page(r) || is_unavailable_page(r)));
+    let script = build.script_path();
+    assert_eq!(get(&server.url(&format!("/{script}"))).status, 200);
+}
+
+#[test]
+fn a_slow_source_shows_the_downloading_page_then_the_ui() {
+    let build = UiBuild::new("slow-build");
+    let upstream = Upstream::start(build.clone());
+    // Every request takes a while: the inventory, then the four files.
+    upstream.set_mode(Mode::Slow(Duration::from_secs(2)));
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("web");
+    let server = serve_timed(&upstream.url(), &dir, &[]);
+    assert_downloading_page(&get(&server.url("/")));
+    let (index, before) = poll_root(&server, |r| !is_downloading_page(r));
+    // Straight from the downloading page to the whole UI.
+    assert_eq!(index.status, 200, "{}", index.text());
+    assert_eq!(index.body, build.files["index.html"].bytes);
+    assert!(
+        before.iter().any(|r| r.text().contains("of 4 files")),
+        "the page shows how far the download is"
+    );
+    for (path, file) in &build.files {
+        let reply = get(&server.url(&format!("/{path}")));
+        assert_eq!(reply.status, 200, "{path}");
+        assert_eq!(&reply.body, &file.bytes, "{path}");
+    }
+    assert!(wait_for_line(&server, "downloaded, verified and served").contains("INFO"));
 }

@@ -1,6 +1,7 @@
 //! A test upstream for the viewer UI: a tiny HTTP/1.1 server on loopback that
 //! serves a small UI build (index.html, hashed JS/CSS, an icon, the
-//! inventory) and can be switched off or made to misbehave.
+//! inventory) and can be switched off or made to misbehave; a source that
+//! never answers; and what a server's `/` shows while it gets the UI.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
@@ -8,9 +9,9 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use super::sha256_hex;
+use super::{get, sha256_hex, Reply, Server};
 
 /// One file of a build.
 #[derive(Clone, Debug)]
@@ -387,4 +388,65 @@ fn write_reply(
     stream.write_all(head.as_bytes())?;
     stream.write_all(body)?;
     stream.flush()
+}
+
+/// A loopback port that accepts connections and never answers, as a
+/// firewall that drops packets looks to a client once connected: the
+/// kernel completes each handshake into the backlog and nobody reads.
+pub struct Silent {
+    pub addr: SocketAddr,
+    _listener: TcpListener,
+}
+
+impl Silent {
+    /// Listens on a free port of 127.0.0.1 and never accepts.
+    pub fn start() -> Silent {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        Silent {
+            addr: listener.local_addr().unwrap(),
+            _listener: listener,
+        }
+    }
+
+    /// `http://ADDR`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+/// Whether `reply` is the page `/` answers while the UI is being downloaded.
+pub fn is_downloading_page(reply: &Reply) -> bool {
+    reply.status == 503 && reply.text().contains("is being downloaded")
+}
+
+/// Whether `reply` is the page `/` answers when there is no UI.
+pub fn is_unavailable_page(reply: &Reply) -> bool {
+    reply.status == 503 && reply.text().contains("could not be loaded")
+}
+
+/// Polls `server`'s `/` until `done` holds for the reply (at most 30 s);
+/// returns it with every reply seen before it.
+pub fn poll_root(server: &Server, done: impl Fn(&Reply) -> bool) -> (Reply, Vec<Reply>) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut seen = Vec::new();
+    loop {
+        let reply = get(&server.url("/"));
+        if done(&reply) {
+            return (reply, seen);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/ never settled; last answer {}: {}",
+            reply.status,
+            reply.text()
+        );
+        seen.push(reply);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `/` once the server is done getting the UI: the UI, or the page saying
+/// why there is none.
+pub fn settled_root(server: &Server) -> Reply {
+    poll_root(server, |reply| !is_downloading_page(reply)).0
 }

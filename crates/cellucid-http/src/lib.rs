@@ -60,6 +60,7 @@ mod route;
 mod router;
 mod server;
 mod service;
+mod web_ui;
 
 pub use body::Body;
 pub use channel::{

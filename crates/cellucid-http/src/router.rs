@@ -9,7 +9,6 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use cellucid_core::{FileIdentity, MemoryFile, RelativeKey, SourceFile, SourceFormat};
-use cellucid_proxy::{UiAnswer, WebUiFiles};
 use http::{Method, Request, Response};
 use sha2::{Digest, Sha256};
 use tower::Service;
@@ -23,18 +22,7 @@ use crate::mount::{Layout, Mount};
 use crate::offload::source_io;
 use crate::response::{self, content_type_for, strip_body_for_head};
 use crate::route::Route;
-
-/// How the server answers for the viewer UI.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub enum WebUi {
-    /// `--no-web-ui`: data only; `/` answers 503 saying so.
-    Disabled,
-    /// The viewer UI from a verified cache (`cellucid-proxy`): `/`,
-    /// `/index.html`, `/assets/…` and the root icons, after every API and
-    /// data route.
-    Cached(Arc<WebUiFiles>),
-}
+pub use crate::web_ui::WebUi;
 
 /// Everything a request handler reads; shared by all connections.
 #[derive(Debug)]
@@ -202,46 +190,14 @@ async fn file_or_ui<B>(
     }
 }
 
-/// `Cache-Control` of UI files whose name carries a content hash.
-const IMMUTABLE: http::HeaderValue =
-    http::HeaderValue::from_static("public, max-age=31536000, immutable");
-
-/// Answers a path no API or data route took: a file of the cached viewer UI,
-/// the "unavailable" page for `/`, or 404.
+/// Answers a path no API or data route took from the viewer UI
+/// (`crate::web_ui`).
 async fn web_ui<B>(
     state: &AppState,
     path: &str,
     req: &Request<B>,
 ) -> Result<Response<Body>, HttpError> {
-    let files = match &state.web_ui {
-        WebUi::Cached(files) => Arc::clone(files),
-        WebUi::Disabled if path.is_empty() || path == "index.html" => {
-            return Err(HttpError::UiUnavailable(
-                "The Cellucid viewer UI is switched off (--no-web-ui); the data routes work: see /_cellucid/datasets",
-            ))
-        }
-        WebUi::Disabled => return Err(HttpError::NotFound(path.to_owned())),
-    };
-    let owned = path.to_owned();
-    let answer = tokio::task::spawn_blocking(move || files.answer(&owned))
-        .await
-        .map_err(|join| HttpError::Internal(format!("UI task failed: {join}")))?;
-    match answer {
-        UiAnswer::File(ui) => {
-            let content_type = http::HeaderValue::from_str(&ui.content_type)
-                .unwrap_or(http::HeaderValue::from_static("application/octet-stream"));
-            let mut response = response::file(req.method(), req.headers(), &ui.file, content_type)?;
-            if ui.immutable {
-                response
-                    .headers_mut()
-                    .insert(http::header::CACHE_CONTROL, IMMUTABLE);
-            }
-            Ok(response)
-        }
-        UiAnswer::Unavailable { html } => Err(HttpError::UiPage(html)),
-        UiAnswer::Damaged(detail) => Err(HttpError::UiDamaged(detail)),
-        _ => Err(HttpError::NotFound(path.to_owned())),
-    }
+    crate::web_ui::answer(&state.web_ui, path, req).await
 }
 
 async fn catalog<B>(state: &Arc<AppState>, req: &Request<B>) -> Result<Response<Body>, HttpError> {

@@ -58,6 +58,17 @@ impl WebCache {
         prefetch::prefetch(&self.dir, source, options, force, progress)
     }
 
+    /// Creates the directory if needed and checks that the cache can be
+    /// written to (its lock file is created, not locked), so that a server
+    /// reports an unusable directory at startup rather than from a
+    /// background download.
+    ///
+    /// # Errors
+    /// [`ProxyError::Unwritable`].
+    pub fn create_dir(&self) -> Result<(), ProxyError> {
+        self.store.create_dir()
+    }
+
     /// Re-hashes every file of the active generation.
     ///
     /// # Errors

@@ -23,6 +23,10 @@ const MAX_REDIRECTS: usize = 5;
 pub struct FetchOptions {
     /// The longest one request may take, connection to last byte.
     pub timeout: Duration,
+    /// The longest resolving the source's name or connecting to it may take
+    /// (never more than `timeout`): short, so that a firewall that drops
+    /// packets is told apart quickly from a slow download.
+    pub connect_timeout: Duration,
     /// Most downloads at once.
     pub parallelism: usize,
 }
@@ -31,6 +35,7 @@ impl Default for FetchOptions {
     fn default() -> Self {
         Self {
             timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(5),
             parallelism: 4,
         }
     }
@@ -66,7 +71,8 @@ impl Fetcher {
             .max_redirects(0)
             .user_agent(USER_AGENT)
             .timeout_global(Some(options.timeout))
-            .timeout_connect(Some(options.timeout.min(Duration::from_secs(10))))
+            .timeout_resolve(Some(options.connect_timeout.min(options.timeout)))
+            .timeout_connect(Some(options.connect_timeout.min(options.timeout)))
             // Proxies from the environment (https_proxy, no_proxy) are
             // honoured, except for a source on this machine.
             .proxy(if source.is_loopback() {

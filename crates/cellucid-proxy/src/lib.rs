@@ -16,7 +16,11 @@
 //!   as a new generation and switched to atomically; a file lock makes
 //!   processes sharing a directory safe.
 //! - [`WebUiFiles`] answers UI paths from the active generation, re-checking
-//!   each file's hash, and renders the offline page when there is no UI.
+//!   each file's hash. With no UI cached, it downloads one in the background
+//!   ([`WebUiFiles::download_in_background`]) while `/` answers a page that
+//!   says so and reloads itself, or the offline page with the fix when the
+//!   download fails. It hands out bytes and their SHA-256 ([`UiFile`]); the
+//!   server owns the HTTP side.
 //!
 //! ```no_run
 //! use cellucid_proxy::{CacheDir, Environment, FetchOptions, NoProgress, SourceUrl, WebCache};
@@ -28,6 +32,7 @@
 //! # Ok(()) }
 //! ```
 
+mod background;
 mod cache;
 mod crawl;
 mod dir;
@@ -45,7 +50,10 @@ pub use dir::{CacheDir, CacheDirOrigin, Environment, CACHE_DIR_ENV};
 pub use error::ProxyError;
 pub use fetch::{FetchOptions, USER_AGENT};
 pub use inventory::{build_id_of_index, check_asset_path, Asset, Inventory, INVENTORY_FILE};
-pub use page::{unavailable_page, UNAVAILABLE_PAGE_CSP};
+pub use page::{
+    downloading_page, unavailable_page, DownloadProgress, DOWNLOADING_PAGE_REFRESH_SECS,
+    UNAVAILABLE_PAGE_CSP,
+};
 pub use prefetch::{prefetch, NoProgress, PrefetchOutcome, Progress};
 pub use serve::{is_content_hashed, UiAnswer, UiFile, WebUiFiles};
 pub use source::{SourceUrl, DEFAULT_SOURCE_URL};

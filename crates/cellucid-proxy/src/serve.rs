@@ -1,23 +1,30 @@
 //! Serving the active generation: the files a server hands out for `/`,
-//! `/index.html`, `/assets/…` and the root icons.
+//! `/index.html`, `/assets/…` and the root icons, and the pages `/` answers
+//! while there is none.
 
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
-use cellucid_core::{FileIdentity, MemoryFile, SourceFile};
 
+use crate::background::{Background, Phase, RETRY_INTERVAL};
 use crate::cache::WebCache;
-use crate::page::unavailable_page;
-use crate::store::{sha256_hex, Generation, Store, POINTER_FILE};
+use crate::fetch::FetchOptions;
+use crate::page::{downloading_page, unavailable_page};
+use crate::source::SourceUrl;
+use crate::store::{sha256_hex, Generation, POINTER_FILE};
 
-/// A cached UI file ready to send.
+/// A cached UI file ready to send: its verified bytes and their digest.
+/// The server that answers with it owns the HTTP side (ranges, `ETag`).
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct UiFile {
-    /// The verified bytes; the identity is the SHA-256 (the ETag).
-    pub file: MemoryFile,
+    /// The verified bytes.
+    pub bytes: Bytes,
+    /// Their SHA-256 in lowercase hex: the file's identity (the `ETag`).
+    pub sha256: String,
     /// The inventory's content type.
     pub content_type: String,
     /// Whether the name carries a content hash, so it may be cached forever.
@@ -32,6 +39,12 @@ pub enum UiAnswer {
     File(UiFile),
     /// The build declares no such file.
     NotDeclared,
+    /// There is no UI to serve yet: it is being downloaded. The HTML page
+    /// says so and reloads itself until the UI is there.
+    Downloading {
+        /// The page.
+        html: String,
+    },
     /// There is no UI to serve; the HTML page says why and how to fix it.
     Unavailable {
         /// The page.
@@ -54,55 +67,103 @@ struct State {
     verified: HashMap<String, (Stamp, UiFile)>,
 }
 
+/// A generation found damaged: never served.
+#[derive(Debug)]
+struct Refused {
+    dir: PathBuf,
+    why: String,
+}
+
 /// Serves the viewer UI out of a [`WebCache`], picking up a new generation
 /// as soon as another thread or process activates one.
 #[derive(Debug)]
 pub struct WebUiFiles {
-    store: Store,
-    cache_dir: PathBuf,
-    source: String,
+    cache: WebCache,
+    source: SourceUrl,
     prefetch_command: String,
     state: Mutex<State>,
-    reason: Mutex<String>,
-    /// A generation found damaged at startup: never served.
-    refused: Mutex<Option<PathBuf>>,
+    /// Why there is no UI, as told by [`WebUiFiles::set_unavailable_reason`].
+    reason: Mutex<Option<String>>,
+    refused: Mutex<Option<Refused>>,
+    /// The download that fills the cache while the server runs, once asked for.
+    background: OnceLock<Background>,
 }
 
 impl WebUiFiles {
-    /// Serves `cache`; `source` is named on the "unavailable" page.
-    pub fn new(cache: &WebCache, source: &str) -> Self {
+    /// Serves `cache`, whose builds come from `source` (named on the pages
+    /// `/` answers while there is no UI).
+    pub fn new(cache: &WebCache, source: &SourceUrl) -> Self {
         let mut prefetch_command = "cellucid cache prefetch".to_owned();
-        if source != crate::source::DEFAULT_SOURCE_URL {
+        if source.as_str() != crate::source::DEFAULT_SOURCE_URL {
             prefetch_command.push_str(" --web-source-url ");
-            prefetch_command.push_str(&shell_word(source));
+            prefetch_command.push_str(&shell_word(source.as_str()));
         }
         if *cache.dir().origin() == crate::dir::CacheDirOrigin::Flag {
             prefetch_command.push_str(" --web-cache-dir ");
             prefetch_command.push_str(&shell_word(&cache.dir().path().display().to_string()));
         }
         Self {
-            store: cache.store().clone(),
-            cache_dir: cache.dir().path().to_path_buf(),
-            source: source.to_owned(),
+            cache: cache.clone(),
+            source: source.clone(),
             prefetch_command,
             state: Mutex::new(State::default()),
-            reason: Mutex::new("no copy of the viewer UI has been downloaded yet".to_owned()),
+            reason: Mutex::new(None),
             refused: Mutex::new(None),
+            background: OnceLock::new(),
         }
     }
 
-    /// Records why there is no UI (shown on the page while that is so).
+    /// Downloads the source's current build on a background thread; it is
+    /// served as soon as it is verified and activated. Until then `/`
+    /// answers [`UiAnswer::Downloading`], a page that reloads itself; when
+    /// the download fails, [`UiAnswer::Unavailable`] with the reason, and a
+    /// request for `/` a few seconds later tries again. With a build served
+    /// already, this is a check for a newer one. Returns at once.
+    ///
+    /// # Errors
+    /// When the thread cannot be started.
+    pub fn download_in_background(&self, options: FetchOptions) -> std::io::Result<()> {
+        let serving = self.generation().is_some();
+        self.background(options).start(serving)
+    }
+
+    /// Lets a request for `/` start a background download (see
+    /// [`WebUiFiles::download_in_background`]) while there is no UI to
+    /// serve, a few seconds from now at the earliest: for a server whose own
+    /// download just failed.
+    pub fn retry_on_request(&self, options: FetchOptions) {
+        self.background(options).ended_elsewhere();
+    }
+
+    /// The background downloader, made with `options` on first use (later
+    /// calls keep the first options).
+    fn background(&self, options: FetchOptions) -> &Background {
+        self.background.get_or_init(|| {
+            Background::new(
+                self.cache.clone(),
+                self.source.clone(),
+                options,
+                self.prefetch_command.clone(),
+            )
+        })
+    }
+
+    /// Records why there is no UI (shown on the page while that is so and
+    /// no background download has failed since).
     pub fn set_unavailable_reason(&self, reason: impl Into<String>) {
         if let Ok(mut slot) = self.reason.lock() {
-            *slot = reason.into();
+            *slot = Some(reason.into());
         }
     }
 
-    /// Never serves `generation` (found damaged); a newer one is served as
-    /// soon as it is activated.
-    pub fn refuse(&self, generation: &Generation) {
+    /// Never serves `generation`, found damaged for reason `why`; a newer
+    /// one is served as soon as it is activated.
+    pub fn refuse(&self, generation: &Generation, why: impl Into<String>) {
         if let Ok(mut slot) = self.refused.lock() {
-            *slot = Some(generation.dir.clone());
+            *slot = Some(Refused {
+                dir: generation.dir.clone(),
+                why: why.into(),
+            });
         }
     }
 
@@ -111,15 +172,74 @@ impl WebUiFiles {
         self.generation().map(|g| g.inventory.build_id.clone())
     }
 
-    /// The page for "no UI".
+    /// The page for "no UI": why, and how to fix it.
     pub fn unavailable_html(&self) -> String {
-        let reason = self.reason.lock().map(|r| r.clone()).unwrap_or_default();
         unavailable_page(
-            &reason,
-            &self.source,
-            &self.cache_dir,
+            &self.reason(),
+            self.source.as_str(),
+            self.cache.dir().path(),
             &self.prefetch_command,
         )
+    }
+
+    /// Why there is no UI: the cached build's damage, then the latest
+    /// failure to download one.
+    fn reason(&self) -> String {
+        let failure = match self.background.get().map(Background::phase) {
+            Some(Phase::Ended {
+                failure: Some(why), ..
+            }) => Some(why),
+            _ => self.reason.lock().ok().and_then(|r| r.clone()),
+        };
+        let damaged = self
+            .refused
+            .lock()
+            .ok()
+            .and_then(|r| r.as_ref().map(|r| r.why.clone()));
+        match (damaged, failure) {
+            (Some(damaged), Some(failure)) => {
+                format!("{damaged}; downloading a fresh copy failed: {failure}")
+            }
+            (Some(why), None) | (None, Some(why)) => why,
+            (None, None) => "no copy of the viewer UI has been downloaded yet".to_owned(),
+        }
+    }
+
+    /// The page `/` answers while there is no generation to serve: the
+    /// download's progress while one runs (starting one when the last ended
+    /// a while ago), else why there is no UI.
+    fn missing(&self) -> UiAnswer {
+        let Some(background) = self.background.get() else {
+            return UiAnswer::Unavailable {
+                html: self.unavailable_html(),
+            };
+        };
+        let tally = match background.phase() {
+            Phase::Running(tally) => Some(tally),
+            Phase::Ended { at, .. } if at.elapsed() < RETRY_INTERVAL => None,
+            Phase::Idle | Phase::Ended { .. } => match background.start(false) {
+                Ok(()) => match background.phase() {
+                    Phase::Running(tally) => Some(tally),
+                    _ => None,
+                },
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot start downloading the viewer UI");
+                    None
+                }
+            },
+        };
+        match tally {
+            Some(tally) => UiAnswer::Downloading {
+                html: downloading_page(
+                    self.source.as_str(),
+                    self.cache.dir().path(),
+                    tally.snapshot(),
+                ),
+            },
+            None => UiAnswer::Unavailable {
+                html: self.unavailable_html(),
+            },
+        }
     }
 
     /// The command that fills this cache from this source, for messages.
@@ -136,8 +256,8 @@ impl WebUiFiles {
             UiAnswer::Damaged(detail) if path == "index.html" => {
                 let html = unavailable_page(
                     &format!("the cached viewer UI is damaged: {detail}"),
-                    &self.source,
-                    &self.cache_dir,
+                    self.source.as_str(),
+                    self.cache.dir().path(),
                     &format!("{} --force", self.prefetch_command),
                 );
                 UiAnswer::Unavailable { html }
@@ -149,9 +269,7 @@ impl WebUiFiles {
     fn answer_file(&self, path: &str) -> UiAnswer {
         let Some(generation) = self.generation() else {
             return if path == "index.html" {
-                UiAnswer::Unavailable {
-                    html: self.unavailable_html(),
-                }
+                self.missing()
             } else {
                 UiAnswer::NotDeclared
             };
@@ -181,9 +299,7 @@ impl WebUiFiles {
         let stamp = (meta.len(), meta.mtime(), meta.mtime_nsec(), meta.ino());
         if let Ok(state) = self.state.lock() {
             if let Some((known, file)) = state.verified.get(path) {
-                if *known == stamp
-                    && file.file.identity() == &FileIdentity::Digest(asset.sha256.clone())
-                {
+                if *known == stamp && file.sha256 == asset.sha256 {
                     return UiAnswer::File(file.clone());
                 }
             }
@@ -199,10 +315,8 @@ impl WebUiFiles {
             ));
         }
         let file = UiFile {
-            file: MemoryFile::new(
-                Bytes::from(bytes),
-                FileIdentity::Digest(asset.sha256.clone()),
-            ),
+            bytes: Bytes::from(bytes),
+            sha256: asset.sha256.clone(),
             content_type: asset.content_type.clone(),
             immutable: is_content_hashed(&asset.path),
         };
@@ -220,7 +334,8 @@ impl WebUiFiles {
 
     /// The active generation, reloaded when `active.json` changed.
     fn generation(&self) -> Option<Arc<Generation>> {
-        let pointer_path = self.store.dir().join(POINTER_FILE);
+        let store = self.cache.store();
+        let pointer_path = store.dir().join(POINTER_FILE);
         let stamp = std::fs::metadata(&pointer_path)
             .ok()
             .map(|m| (m.len(), m.mtime(), m.mtime_nsec(), m.ino()));
@@ -228,10 +343,10 @@ impl WebUiFiles {
         if state.pointer == stamp && stamp.is_some() {
             return state.generation.clone();
         }
-        let pointer = self.store.pointer().unwrap_or_default();
+        let pointer = store.pointer().unwrap_or_default();
         let load = |name: Option<&String>| {
             let name = name?;
-            match self.store.load(name) {
+            match store.load(name) {
                 Ok(generation) => Some(Arc::new(generation)),
                 Err(err) => {
                     tracing::warn!(error = %err, "cannot load a viewer UI generation");
@@ -239,7 +354,11 @@ impl WebUiFiles {
                 }
             }
         };
-        let refused = self.refused.lock().ok().and_then(|r| r.clone());
+        let refused = self
+            .refused
+            .lock()
+            .ok()
+            .and_then(|r| r.as_ref().map(|r| r.dir.clone()));
         let generation = load(pointer.active.as_ref()).filter(|g| Some(&g.dir) != refused.as_ref());
         state.previous = load(pointer.previous.as_ref());
         if let Some(g) = &generation {

@@ -130,14 +130,8 @@ impl Store {
     /// waiting for another process holding it. `waiting` is told when it
     /// has to wait.
     pub(crate) fn lock(&self, waiting: impl FnOnce()) -> Result<CacheLock, ProxyError> {
-        create_private_dir(&self.dir)?;
+        let file = self.open_lock_file()?;
         let path = self.dir.join(LOCK_FILE);
-        let file = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|err| ProxyError::unwritable(&path, err))?;
         let got = fs4::fs_std::FileExt::try_lock_exclusive(&file)
             .map_err(|err| ProxyError::unwritable(&path, err))?;
         if !got {
@@ -146,6 +140,22 @@ impl Store {
                 .map_err(|err| ProxyError::unwritable(&path, err))?;
         }
         Ok(CacheLock { _file: file })
+    }
+
+    /// Creates the directory and its lock file, proving both writable.
+    pub(crate) fn create_dir(&self) -> Result<(), ProxyError> {
+        self.open_lock_file().map(drop)
+    }
+
+    fn open_lock_file(&self) -> Result<File, ProxyError> {
+        create_private_dir(&self.dir)?;
+        let path = self.dir.join(LOCK_FILE);
+        fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|err| ProxyError::unwritable(&path, err))
     }
 
     /// The pointer file, or the default (nothing active) when absent.

@@ -9,7 +9,6 @@ use std::net::TcpListener;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use cellucid_core::SourceFile;
 use cellucid_proxy::{
     CacheDir, Environment, FetchOptions, NoProgress, ProxyError, SourceUrl, UiAnswer, WebCache,
     WebUiFiles,
@@ -112,7 +111,10 @@ fn cache_in(dir: &Path) -> WebCache {
 
 fn file_bytes(answer: UiAnswer) -> Vec<u8> {
     match answer {
-        UiAnswer::File(ui) => ui.file.read_range(0..ui.file.len()).unwrap().to_vec(),
+        UiAnswer::File(ui) => {
+            assert_eq!(ui.sha256, hex(&ui.bytes));
+            ui.bytes.to_vec()
+        }
         other => panic!("not a file: {other:?}"),
     }
 }
@@ -126,7 +128,7 @@ fn prefetch_serve_switch_verify_and_clear_through_the_api() {
     let cache = cache_in(&tmp.path().join("web"));
     let options = FetchOptions::default();
 
-    let ui = WebUiFiles::new(&cache, source.as_str());
+    let ui = WebUiFiles::new(&cache, &source);
     match ui.answer("") {
         UiAnswer::Unavailable { html } => assert!(html.contains("cellucid cache prefetch")),
         other => panic!("{other:?}"),
@@ -178,4 +180,64 @@ fn prefetch_serve_switch_verify_and_clear_through_the_api() {
     assert!(cache.clear().unwrap());
     assert!(matches!(cache.verify(), Err(ProxyError::Empty { .. })));
     assert!(matches!(ui.answer(""), UiAnswer::Unavailable { .. }));
+}
+
+/// Asks for `/` until `done` holds (at most 20 s); returns the answers before.
+fn poll_index(ui: &WebUiFiles, done: impl Fn(&UiAnswer) -> bool) -> (UiAnswer, Vec<UiAnswer>) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut before = Vec::new();
+    loop {
+        let answer = ui.answer("");
+        if done(&answer) {
+            return (answer, before);
+        }
+        assert!(std::time::Instant::now() < deadline, "{answer:?}");
+        before.push(answer);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_background_download_is_served_as_soon_as_it_is_verified() {
+    let first = build("background");
+    let files: Files = Arc::new(Mutex::new(first.clone()));
+    let source = source(&files);
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = cache_in(&tmp.path().join("web"));
+    let ui = WebUiFiles::new(&cache, &source);
+    ui.download_in_background(FetchOptions::default()).unwrap();
+    let (answer, before) = poll_index(&ui, |a| matches!(a, UiAnswer::File(_)));
+    assert_eq!(file_bytes(answer), first["index.html"].0);
+    for earlier in before {
+        match earlier {
+            UiAnswer::Downloading { html } => assert!(html.contains("being downloaded")),
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_failed_background_download_gives_the_reason_and_the_fix() {
+    let dead = {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", listener.local_addr().unwrap())
+    };
+    let source = SourceUrl::parse(&dead).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = cache_in(&tmp.path().join("web"));
+    let ui = WebUiFiles::new(&cache, &source);
+    ui.download_in_background(FetchOptions::default()).unwrap();
+    let (answer, before) = poll_index(&ui, |a| !matches!(a, UiAnswer::Downloading { .. }));
+    match answer {
+        UiAnswer::Unavailable { html } => {
+            assert!(html.contains("connection refused"), "{html}");
+            assert!(html.contains(&format!("cellucid cache prefetch --web-source-url {dead}")));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(before
+        .iter()
+        .all(|a| matches!(a, UiAnswer::Downloading { .. })));
+    // Other UI paths are simply not there meanwhile.
+    assert!(matches!(ui.answer("favicon.ico"), UiAnswer::NotDeclared));
 }
