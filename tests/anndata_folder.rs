@@ -408,8 +408,10 @@ fn csr_gene_index_is_built_once_in_the_background_and_reused() {
             cache.path().to_str().unwrap(),
         ]);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        // "saved", not "ready": the index is served once built and saved
+        // afterwards, and the server is killed at the end of the round.
         let wanted = if round == "built" {
-            "CSR gene index ready"
+            "CSR gene index saved"
         } else {
             "CSR gene index reused"
         };
