@@ -94,10 +94,17 @@ pub(crate) fn fetch_options(timeout_secs: f64) -> FetchOptions {
 /// A proxy error as a CLI error: a bad setting is a usage error (exit 2),
 /// anything else an operator error (exit 1).
 pub(crate) fn proxy_error(err: &ProxyError) -> CliError {
+    // The library states facts; the flags that fix them are the CLI's to name.
+    let hint = match err {
+        ProxyError::NoCacheDir => "; pass --web-cache-dir DIR, set CELLUCID_WEB_PROXY_CACHE_DIR, or serve data only with --no-web-ui",
+        ProxyError::Unwritable { .. } => "; pass --web-cache-dir DIR or set CELLUCID_WEB_PROXY_CACHE_DIR to a writable directory",
+        _ => "",
+    };
+    let line = format!("{err}{hint}");
     if err.is_configuration() {
-        CliError::usage(err.to_string())
+        CliError::usage(line)
     } else {
-        CliError::operator(err.to_string())
+        CliError::operator(line)
     }
 }
 

@@ -3,6 +3,7 @@
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
+use cellucid_http::origin::ConfigError;
 use cellucid_http::{Layout, Server, ServerConfig, ServerError, ViewerOptions};
 
 use crate::args::ServeArgs;
@@ -25,7 +26,8 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), CliError> {
     } else {
         args.paths.clone()
     };
-    let (sources, notes) = inputs::open_all(&paths, &args.anndata)?;
+    let opened = inputs::open_all(&paths, &args.anndata)?;
+    let (sources, notes) = (opened.sources, opened.notes);
     let layout = Layout::new(&sources).map_err(|err| CliError::usage(err.to_string()))?;
     let ip = resolve_host(&args.host)?;
     let ui = crate::web_ui::setup(&args)?;
@@ -55,7 +57,17 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), CliError> {
         let server = Server::bind(config, layout.clone())
             .await
             .map_err(|err| match err {
+                // The library states facts; the CLI names the flags.
+                ServerError::Config(ConfigError::AllowedHost { entry, reason }) => {
+                    CliError::usage(format!("--allowed-host {entry:?}: {reason}"))
+                }
+                ServerError::Config(ConfigError::AllowedOrigin { entry }) => {
+                    CliError::usage(format!("--allowed-origin {entry:?}: expected a bare origin like https://notebook.example.org or http://localhost:3000 (no path, not even a trailing '/')"))
+                }
                 ServerError::Config(_) => CliError::usage(err.to_string()),
+                ServerError::PortInUse { .. } => CliError::operator(format!(
+                    "{err}; stop the other server or choose another port with --port (--port 0 picks a free one)"
+                )),
                 _ => CliError::operator(err.to_string()),
             })?;
         // Only once the flags are known good: the UI may need the network.

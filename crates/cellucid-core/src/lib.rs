@@ -18,6 +18,7 @@ mod detect;
 mod error;
 mod export;
 mod file;
+mod input;
 mod key;
 mod pool;
 pub mod session;
@@ -27,5 +28,8 @@ pub use detect::{detect_input, InputKind};
 pub use error::{OpenError, SourceError};
 pub use export::ExportSource;
 pub use file::{FileIdentity, MemoryFile, SourceFile};
+pub use input::{
+    open_input, open_inputs, unique_anndata_id, InputError, OpenedInputs, RESERVED_NAMES,
+};
 pub use key::{KeyError, RelativeKey};
 pub use source::{DatasetInfo, DatasetSource, SourceFormat};

@@ -7,35 +7,7 @@ use bytes::Bytes;
 use cellucid_core::{DatasetInfo, DatasetSource, RelativeKey};
 use serde::Serialize;
 
-/// Names no dataset may take: they are the server's own routes.
-pub const RESERVED_NAMES: [&str; 7] = [
-    "_cellucid",
-    "assets",
-    "index.html",
-    "datasets.json",
-    "favicon.ico",
-    "site.webmanifest",
-    "browserconfig.xml",
-];
-
-/// The id an AnnData input is served under, given the id it asks for and
-/// the ids already taken (compared case-insensitively, as URL paths are): a
-/// reserved name gets `-data`, a clash `-2`, `-3`, … (CONTRACT §1).
-pub fn unique_anndata_id(wanted: &str, taken: &[String]) -> String {
-    let base = if RESERVED_NAMES.contains(&wanted.to_ascii_lowercase().as_str()) {
-        format!("{wanted}-data")
-    } else {
-        wanted.to_owned()
-    };
-    let free = |id: &str| !taken.iter().any(|t| t.eq_ignore_ascii_case(id));
-    if free(&base) {
-        return base;
-    }
-    (2u64..)
-        .map(|n| format!("{base}-{n}"))
-        .find(|id| free(id))
-        .unwrap_or(base)
-}
+pub use cellucid_core::{unique_anndata_id, RESERVED_NAMES};
 
 /// One dataset placed in the URL space.
 #[derive(Debug, Clone)]

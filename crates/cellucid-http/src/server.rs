@@ -86,7 +86,7 @@ impl ServerConfig {
 #[non_exhaustive]
 pub enum ServerError {
     /// The port is taken by another program.
-    #[error("port {port} on {ip} is already in use; stop the other server or choose another port with --port (--port 0 picks a free one)")]
+    #[error("port {port} on {ip} is already in use")]
     PortInUse {
         /// The address asked for.
         ip: std::net::IpAddr,

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 #[non_exhaustive]
 pub enum ProxyError {
     /// No cache directory could be chosen (no flag, no variable, no home).
-    #[error("no cache directory for the viewer UI: $HOME and $XDG_CACHE_HOME are unset; pass --web-cache-dir DIR, set CELLUCID_WEB_PROXY_CACHE_DIR, or serve data only with --no-web-ui")]
+    #[error("no cache directory for the viewer UI: none was given and $HOME and $XDG_CACHE_HOME are unset")]
     NoCacheDir,
     /// The cache directory is refused (symlink, file, not dedicated).
     #[error("web cache dir {path} is refused: {why}")]
@@ -19,7 +19,7 @@ pub enum ProxyError {
         why: String,
     },
     /// The cache directory or one of its files cannot be created or written.
-    #[error("cannot write the web cache dir {path}: {source}; pass --web-cache-dir DIR or set CELLUCID_WEB_PROXY_CACHE_DIR to a writable directory")]
+    #[error("cannot write the web cache dir {path}: {source}")]
     Unwritable {
         /// The file or directory that failed.
         path: PathBuf,

@@ -17,16 +17,16 @@ pub use layer::{OriginLayer, OriginRejection, OriginService, ResponseFuture};
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
-    /// An `--allowed-host` entry is not a bare host name or IP address.
-    #[error("--allowed-host {entry:?}: {reason}")]
+    /// An allowed-host entry is not a bare host name or IP address.
+    #[error("allowed host {entry:?}: {reason}")]
     AllowedHost {
         /// The entry as given.
         entry: String,
         /// What is wrong with it.
         reason: String,
     },
-    /// An `--allowed-origin` entry is not a bare `http(s)://host[:port]` origin.
-    #[error("--allowed-origin {entry:?}: expected a bare origin like https://notebook.example.org or http://localhost:3000 (no path, not even a trailing '/')")]
+    /// An allowed-origin entry is not a bare `http(s)://host[:port]` origin.
+    #[error("allowed origin {entry:?}: expected a bare origin like https://notebook.example.org or http://localhost:3000 (no path, not even a trailing '/')")]
     AllowedOrigin {
         /// The entry as given.
         entry: String,
