@@ -129,7 +129,7 @@ fn clashing_and_reserved_ids_exit_2() {
         r#"{"version": 3, "id": "assets", "name": "x", "stats": {"n_cells": 1, "n_genes": 0}}"#,
     )
     .unwrap();
-    let other = fixture("exports-demo");
+    let other = demo();
     let out = run(&[
         "serve",
         "--no-browser",
@@ -178,7 +178,7 @@ fn usage_errors_exit_2() {
 #[test]
 fn ipv6_loopback_works() {
     if TcpListener::bind("[::1]:0").is_err() {
-        eprintln!("skipped: this machine has no IPv6 loopback");
+        skipped("this machine has no IPv6 loopback");
         return;
     }
     let server = Server::start(&["--no-web-ui", "--host", "::1"]);
@@ -300,7 +300,7 @@ fn environ(pid: u32) -> Vec<String> {
 
 #[test]
 fn serve_runs_with_few_malloc_arenas_unless_the_user_chose() {
-    let demo = fixture("exports-demo");
+    let demo = demo();
     let demo = demo.to_str().unwrap();
     // Started once more in place: same pid, so signals and exit codes reach
     // whoever started it, and the variable is in its environment.
