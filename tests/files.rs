@@ -1,8 +1,6 @@
 //! Routes and file responses: byte equality with the fixtures, documents,
 //! Range / ETag / conditional requests, HEAD.
 
-use std::path::Path;
-
 use crate::support::*;
 
 /// Every file listed in an export fixture's SHA256SUMS, fetched through the
@@ -38,23 +36,6 @@ fn every_file_of_the_094_exports_is_served_byte_for_byte() {
 #[test]
 fn every_file_of_the_091_exports_is_served_byte_for_byte() {
     assert_catalog_served_byte_for_byte("exports-0.9.1");
-}
-
-fn files_under(dir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_owned()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                out.push(path.strip_prefix(dir).unwrap().to_str().unwrap().to_owned());
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 #[test]

@@ -14,7 +14,13 @@ use std::time::{Duration, Instant};
 
 /// The `cellucid` binary under test.
 pub fn cellucid() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cellucid"));
+    cellucid_at(Path::new(env!("CARGO_BIN_EXE_cellucid")))
+}
+
+/// A `cellucid` binary at `exe` (a copy of the one under test), with the
+/// same clean environment as [`cellucid`].
+pub fn cellucid_at(exe: &Path) -> Command {
+    let mut cmd = Command::new(exe);
     // Never let a test open a browser or pick up a user's log settings.
     cmd.env_remove("DISPLAY")
         .env_remove("WAYLAND_DISPLAY")
@@ -118,6 +124,12 @@ impl Server {
     pub fn try_start_with_env(args: &[&str], env: &[(&str, &str)]) -> Result<Server, String> {
         let mut cmd = cellucid();
         cmd.envs(env.iter().copied());
+        Self::try_start_command(cmd, args)
+    }
+
+    /// Like [`Server::try_start`], running `cmd` (a `cellucid` binary with
+    /// its environment and working directory set) instead of [`cellucid`].
+    pub fn try_start_command(mut cmd: Command, args: &[&str]) -> Result<Server, String> {
         cmd.arg("serve").arg("--no-browser").arg("--port").arg("0");
         cmd.args(args);
         cmd.stdin(Stdio::null())
@@ -377,6 +389,24 @@ pub fn parse_reply(buf: &[u8]) -> Option<Reply> {
         headers,
         body,
     })
+}
+
+/// The relative paths of the regular files under `dir`, sorted.
+pub fn files_under(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                out.push(path.strip_prefix(dir).unwrap().to_str().unwrap().to_owned());
+            }
+        }
+    }
+    out.sort();
+    out
 }
 
 /// Reads `SHA256SUMS` of an export fixture: (relative path, hex digest).

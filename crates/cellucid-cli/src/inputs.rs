@@ -10,12 +10,6 @@ use cellucid_http::unique_anndata_id;
 use crate::anndata_args::AnnDataArgs;
 use crate::error::CliError;
 
-/// Where the bundled demo exports live (a copy of the public
-/// cellucid-demo-custom-datasets exports, BSD-3-Clause).
-pub(crate) fn demo_path() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets/demo")
-}
-
 /// The sources in PATH order, and notes to print (renamed ids).
 pub(crate) type OpenedInputs = (Vec<Arc<dyn DatasetSource>>, Vec<String>);
 
