@@ -8,7 +8,7 @@
 #   BENCH_DURATION     wrk duration per run                (default 10s)
 #   BENCH_CONNECTIONS  connection counts                   (default "1 8 64")
 #   BENCH_THREADS      wrk threads (capped at connections) (default 2)
-#   BENCH_EXPORTS      export folder, relative to the repo (default ../shared/fixtures/exports-0.9.4)
+#   BENCH_EXPORTS      export folder, relative to the repo (default testdata/exports-0.9.4)
 #   BENCH_CELLUCID_PORT / BENCH_NGINX_PORT                 (default 28765 / 28766)
 #   BENCH_NO_BUILD=1   skip `cargo build --release` (use the existing binary)
 #   BENCH_LARGE_MIB=4  serve a temp copy of the folder with an extra 4 MiB binary
@@ -26,7 +26,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."   # the repo root: all paths below are re
 DURATION=${BENCH_DURATION:-10s}
 CONNECTIONS=${BENCH_CONNECTIONS:-"1 8 64"}
 THREADS=${BENCH_THREADS:-2}
-EXPORTS_REL=${BENCH_EXPORTS:-../shared/fixtures/exports-0.9.4}
+EXPORTS_REL=${BENCH_EXPORTS:-testdata/exports-0.9.4}
 PORT1=${BENCH_CELLUCID_PORT:-28765}
 PORT2=${BENCH_NGINX_PORT:-28766}
 HOST=127.0.0.1

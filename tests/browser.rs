@@ -1,5 +1,6 @@
 //! The viewer UI and CORS in a real browser: Debian's headless Chromium
-//! (installed by `.ci/run`) loads pages through the real `cellucid` binary.
+//! (installed by `.ci/run`; without it these tests say they were skipped)
+//! loads pages through the real `cellucid` binary.
 //! Chromium reads the page, runs its script, and `--dump-dom` gives the DOM
 //! back after the page's fetches settle (`--virtual-time-budget`).
 
@@ -8,23 +9,22 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::support::upstream::{settled_root, UiBuild, Upstream};
-use crate::support::{cellucid, fixture, get, repo, Server};
+use crate::support::{cellucid, demo, get, repo, require_tool, Server};
 
-/// The Chromium binary (Debian names it `chromium`).
-fn chromium() -> PathBuf {
-    for candidate in ["/usr/bin/chromium", "/usr/bin/chromium-browser"] {
-        if Path::new(candidate).exists() {
-            return PathBuf::from(candidate);
-        }
-    }
-    panic!("Chromium is not installed: `apt-get install chromium` (.ci/run does it)");
+/// The Chromium binary (Debian names it `chromium`), or `None` after a
+/// one-line skip notice.
+fn chromium() -> Option<PathBuf> {
+    require_tool(
+        &["chromium", "chromium-browser"],
+        "apt-get install chromium; .ci/run does it",
+    )
 }
 
 /// Runs headless Chromium with a fresh profile on `url` plus `extra` flags,
 /// killed after 90 s; returns stdout.
-fn run_chromium(url: &str, extra: &[&str]) -> String {
+fn run_chromium(chromium: &Path, url: &str, extra: &[&str]) -> String {
     let profile = tempfile::tempdir().unwrap();
-    let mut child = Command::new(chromium())
+    let mut child = Command::new(chromium)
         .args([
             "--headless",
             "--no-sandbox",
@@ -67,8 +67,8 @@ fn run_chromium(url: &str, extra: &[&str]) -> String {
 }
 
 /// The DOM of `url` after its scripts ran.
-fn dump_dom(url: &str) -> String {
-    run_chromium(url, &["--dump-dom"])
+fn dump_dom(chromium: &Path, url: &str) -> String {
+    run_chromium(chromium, url, &["--dump-dom"])
 }
 
 /// The text Chromium's page wrote into `#out`.
@@ -83,7 +83,7 @@ fn out_text(dom: &str) -> String {
 }
 
 fn serve_ui(source: &str, cache: &Path) -> Server {
-    let demo = fixture("exports-demo");
+    let demo = demo();
     Server::start(&[
         "--web-source-url",
         source,
@@ -95,6 +95,7 @@ fn serve_ui(source: &str, cache: &Path) -> Server {
 
 #[test]
 fn chromium_loads_the_ui_online_then_offline_and_shows_the_fix_without_a_cache() {
+    let Some(chromium) = chromium() else { return };
     let build = UiBuild::new("browser-build");
     let mut upstream = Upstream::start(build);
     let source = upstream.url();
@@ -120,14 +121,14 @@ fn chromium_loads_the_ui_online_then_offline_and_shows_the_fix_without_a_cache()
         // First start: downloaded (in the background), verified, and
         // running in the browser.
         assert_eq!(settled_root(&server).status, 200);
-        assert_eq!(out_text(&dump_dom(&server.url("/"))), expected);
+        assert_eq!(out_text(&dump_dom(&chromium, &server.url("/"))), expected);
         expected
     };
 
     // The upstream goes away; a restart still loads the UI from the cache.
     upstream.stop();
     let server = serve_ui(&source, &cache);
-    assert_eq!(out_text(&dump_dom(&server.url("/"))), expected);
+    assert_eq!(out_text(&dump_dom(&chromium, &server.url("/"))), expected);
     drop(server);
 
     // Empty cache, no upstream: the page says what is wrong and how to fix it.
@@ -139,7 +140,7 @@ fn chromium_loads_the_ui_online_then_offline_and_shows_the_fix_without_a_cache()
     assert!(out.status.success());
     let server = serve_ui(&source, &cache);
     assert_eq!(settled_root(&server).status, 503);
-    let dom = dump_dom(&server.url("/"));
+    let dom = dump_dom(&chromium, &server.url("/"));
     assert!(
         dom.contains("The Cellucid viewer UI could not be loaded"),
         "{dom}"
@@ -150,6 +151,7 @@ fn chromium_loads_the_ui_online_then_offline_and_shows_the_fix_without_a_cache()
     // A screenshot of that page, for the README (docs/offline-page.png).
     let shot = tmp.path().join("offline-page.png");
     run_chromium(
+        &chromium,
         &server.url("/"),
         &[
             &format!("--screenshot={}", shot.display()),
@@ -182,20 +184,21 @@ fn cors_page(server: &str) -> String {
 
 #[test]
 fn chromium_lets_an_allowed_origin_read_data_and_blocks_a_refused_one() {
-    let demo = fixture("exports-demo");
+    let Some(chromium) = chromium() else { return };
+    let demo = demo();
     let server = Server::start(&["--no-web-ui", demo.to_str().unwrap()]);
     let page = cors_page(&server.base);
 
     // Another loopback port on 127.0.0.1: an allowed origin.
     let allowed = Upstream::start(UiBuild::new("unused"));
     allowed.add_page("cors.html", &page, "text/html; charset=utf-8");
-    let dom = dump_dom(&format!("{}/cors.html", allowed.url()));
+    let dom = dump_dom(&chromium, &format!("{}/cors.html", allowed.url()));
     assert_eq!(out_text(&dom), "read synthetic-cell-types-2d");
 
     // 127.0.0.2 is not on the allowlist: the browser refuses to let it read.
     let refused = Upstream::start_on("127.0.0.2:0", UiBuild::new("unused"));
     refused.add_page("cors.html", &page, "text/html; charset=utf-8");
-    let dom = dump_dom(&format!("{}/cors.html", refused.url()));
+    let dom = dump_dom(&chromium, &format!("{}/cors.html", refused.url()));
     assert_eq!(out_text(&dom), "blocked TypeError");
 }
 
@@ -204,6 +207,7 @@ fn chromium_lets_an_allowed_origin_read_data_and_blocks_a_refused_one() {
 /// `Content-Encoding` and the SHA-256 of the decoded bytes.
 #[test]
 fn chromium_decodes_the_encoded_gene_columns_it_is_sent() {
+    let Some(chromium) = chromium() else { return };
     let dir = tempfile::tempdir().unwrap();
     let (store, path) = crate::anndata_large::large_store(dir.path());
     let server = Server::start(&[
@@ -228,7 +232,7 @@ fn chromium_decodes_the_encoded_gene_columns_it_is_sent() {
     );
     let origin = Upstream::start(UiBuild::new("unused"));
     origin.add_page("genes.html", &page, "text/html; charset=utf-8");
-    let dom = dump_dom(&format!("{}/genes.html", origin.url()));
+    let dom = dump_dom(&chromium, &format!("{}/genes.html", origin.url()));
     let want: Vec<String> = genes
         .iter()
         .map(|&g| format!("zstd:{}", crate::support::sha256_hex(&store.gene_bytes(g))))

@@ -2,7 +2,11 @@
 //! with a real HTTP client (ureq) and raw sockets where a client would
 //! normalise the request away.
 //!
-//! Fixtures come from `../shared/fixtures` (see its README for licences).
+//! Test data comes from `testdata/` (its README says what each file is, how
+//! it was made and its licence) and the demo exports in `datasets/demo/`.
+//! A test that needs an external program (Chromium) runs when it is installed
+//! and otherwise says in one line that it was skipped: see
+//! `support::require_tool`.
 
 #![allow(
     clippy::unwrap_used,

@@ -1,8 +1,6 @@
 //! Routes and file responses: byte equality with the fixtures, documents,
 //! Range / ETag / conditional requests, HEAD.
 
-use std::path::Path;
-
 use crate::support::*;
 
 /// Every file listed in an export fixture's SHA256SUMS, fetched through the
@@ -40,26 +38,9 @@ fn every_file_of_the_091_exports_is_served_byte_for_byte() {
     assert_catalog_served_byte_for_byte("exports-0.9.1");
 }
 
-fn files_under(dir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_owned()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                out.push(path.strip_prefix(dir).unwrap().to_str().unwrap().to_owned());
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
 #[test]
 fn every_file_of_the_demo_exports_is_served_byte_for_byte() {
-    let dir = fixture("exports-demo");
+    let dir = demo();
     let server = Server::start(&["--no-web-ui", dir.to_str().unwrap()]);
     let catalog = get(&server.url("/datasets.json")).json();
     for entry in catalog["datasets"].as_array().unwrap() {
@@ -143,7 +124,7 @@ fn a_single_dataset_folder_is_served_at_the_root_and_under_its_id() {
 #[test]
 fn several_paths_get_a_generated_catalog_in_path_order() {
     let single = fixture("exports-0.9.4/pbmc68k-f32");
-    let demo = fixture("exports-demo");
+    let demo = demo();
     let server = Server::start(&[
         "--no-web-ui",
         single.to_str().unwrap(),
@@ -210,7 +191,7 @@ fn info_reports_the_bound_port_and_protocol_lists_the_http_channel() {
 #[test]
 fn without_the_viewer_ui_slash_answers_503_and_assets_404() {
     // The cached UI itself is tested in web_ui.rs.
-    let dir = fixture("exports-demo");
+    let dir = demo();
     let server = Server::start(&["--no-web-ui", dir.to_str().unwrap()]);
     for path in ["/", "/index.html", "/?anndata=true"] {
         let reply = get(&server.url(path));

@@ -433,7 +433,7 @@ fn host_check_ipv6_loopback_bind() {
     let server = match Server::try_start(&["--no-web-ui", "--host", "::1", path_arg(&catalog())]) {
         Ok(server) => server,
         Err(err) => {
-            eprintln!("skipping: no IPv6 loopback here ({err})");
+            skipped(&format!("no IPv6 loopback here ({err})"));
             return;
         }
     };

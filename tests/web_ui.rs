@@ -9,7 +9,7 @@ use crate::support::upstream::{
     is_downloading_page, is_unavailable_page, poll_root, settled_root, Mode, Silent, UiBuild,
     Upstream,
 };
-use crate::support::{cellucid, fixture, get, request, sha256_hex, Server};
+use crate::support::{cellucid, demo, get, request, sha256_hex, Server};
 
 /// `cellucid cache ARGS… --web-cache-dir DIR`, run to the end.
 fn cache(dir: &Path, args: &[&str]) -> Output {
@@ -39,7 +39,7 @@ fn text(bytes: &[u8]) -> String {
 
 /// Starts `cellucid serve` on the demo exports with the UI from `source`.
 fn serve(source: &str, dir: &Path, extra: &[&str]) -> Server {
-    let demo = fixture("exports-demo");
+    let demo = demo();
     let mut args = vec![
         "--web-source-url",
         source,
@@ -687,7 +687,7 @@ fn serve_refuses_an_unsafe_or_unwritable_cache_dir_in_one_line() {
     std::fs::create_dir(&target).unwrap();
     let link = tmp.path().join("link");
     std::os::unix::fs::symlink(&target, &link).unwrap();
-    let demo = fixture("exports-demo");
+    let demo = demo();
     let run = |dir: &Path, source: &str| {
         cellucid()
             .args([

@@ -14,7 +14,13 @@ use std::time::{Duration, Instant};
 
 /// The `cellucid` binary under test.
 pub fn cellucid() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cellucid"));
+    cellucid_at(Path::new(env!("CARGO_BIN_EXE_cellucid")))
+}
+
+/// A `cellucid` binary at `exe` (a copy of the one under test), with the
+/// same clean environment as [`cellucid`].
+pub fn cellucid_at(exe: &Path) -> Command {
+    let mut cmd = Command::new(exe);
     // Never let a test open a browser or pick up a user's log settings.
     cmd.env_remove("DISPLAY")
         .env_remove("WAYLAND_DISPLAY")
@@ -28,9 +34,55 @@ pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// `../shared/fixtures/<rel>` from the repository root.
+/// `testdata/<rel>` from the repository root: the test data kept in the
+/// repository (`testdata/README.md` says what each file is).
 pub fn fixture(rel: &str) -> PathBuf {
-    repo().join("../shared/fixtures").join(rel)
+    repo().join("testdata").join(rel)
+}
+
+/// The demo exports bundled in `datasets/demo/` (what `serve` embeds).
+pub fn demo() -> PathBuf {
+    repo().join("datasets/demo")
+}
+
+/// The environment variable that turns a missing external tool from a skip
+/// into a failure; `.ci/run` sets it to `1` after installing the tools.
+pub const REQUIRE_TOOLS: &str = "CELLUCID_REQUIRE_TOOLS";
+
+/// An external program a test needs: the first of `names` found on `PATH`.
+///
+/// When none is installed the test should return: this prints one line
+/// saying it was skipped and why (with `install`, how to get the tool) and
+/// gives `None` — unless [`REQUIRE_TOOLS`] is `1`, where the absence fails
+/// the test, so CI cannot pass by skipping.
+pub fn require_tool(names: &[&str], install: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let found = names.iter().find_map(|name| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(name))
+            .find(|candidate| is_executable(candidate))
+    });
+    if found.is_none() {
+        let why = format!("{} is not installed ({install})", names.join(" or "));
+        if std::env::var(REQUIRE_TOOLS).as_deref() == Ok("1") {
+            panic!("{why}, and {REQUIRE_TOOLS}=1 makes that a failure");
+        }
+        skipped(&why);
+    }
+    found
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// Prints `skipped <test>: <why>` as one line on the real stderr (libtest
+/// captures `eprintln!` of passing tests; a skip must stay visible).
+pub fn skipped(why: &str) {
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("a test");
+    let _ = writeln!(std::io::stderr(), "skipped {test}: {why}");
 }
 
 /// Where AnnData tests keep CSR gene indexes: under target/, never in the
@@ -74,6 +126,12 @@ impl Server {
     pub fn try_start_with_env(args: &[&str], env: &[(&str, &str)]) -> Result<Server, String> {
         let mut cmd = cellucid();
         cmd.envs(env.iter().copied());
+        Self::try_start_command(cmd, args)
+    }
+
+    /// Like [`Server::try_start`], running `cmd` (a `cellucid` binary with
+    /// its environment and working directory set) instead of [`cellucid`].
+    pub fn try_start_command(mut cmd: Command, args: &[&str]) -> Result<Server, String> {
         cmd.arg("serve").arg("--no-browser").arg("--port").arg("0");
         cmd.args(args);
         cmd.stdin(Stdio::null())
@@ -173,14 +231,26 @@ impl Drop for Server {
     }
 }
 
-/// Sends a signal with the system's `kill` (no libc in tests).
+/// Sends signal `name` (`TERM`, `INT`, `KILL`) to `child` with kill(2), so
+/// no external `kill` program is needed.
+#[allow(unsafe_code)]
 pub fn signal(child: &Child, name: &str) {
-    let status = Command::new("kill")
-        .arg(format!("-{name}"))
-        .arg(child.id().to_string())
-        .status()
-        .expect("kill runs");
-    assert!(status.success());
+    let number = match name {
+        "TERM" => libc::SIGTERM,
+        "INT" => libc::SIGINT,
+        "KILL" => libc::SIGKILL,
+        other => panic!("no signal named {other}"),
+    };
+    let pid = libc::pid_t::try_from(child.id()).expect("a pid fits pid_t");
+    // SAFETY: kill(2) reads no memory of ours; `child` is not reaped yet (it
+    // is borrowed, and only `wait` reaps it), so `pid` still names it.
+    let rc = unsafe { libc::kill(pid, number) };
+    assert_eq!(
+        rc,
+        0,
+        "kill -{name} {pid}: {}",
+        std::io::Error::last_os_error()
+    );
 }
 
 /// An HTTP client that reports every status as a response.
@@ -327,6 +397,24 @@ pub fn parse_reply(buf: &[u8]) -> Option<Reply> {
         headers,
         body,
     })
+}
+
+/// The relative paths of the regular files under `dir`, sorted.
+pub fn files_under(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                out.push(path.strip_prefix(dir).unwrap().to_str().unwrap().to_owned());
+            }
+        }
+    }
+    out.sort();
+    out
 }
 
 /// Reads `SHA256SUMS` of an export fixture: (relative path, hex digest).

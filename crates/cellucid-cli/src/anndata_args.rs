@@ -1,5 +1,13 @@
 //! The AnnData flags of `cellucid serve` (the 0.9.4 CLI's, CONTRACT §6).
 
+// The doc comments below are clap's --help text, printed as written (with
+// `uns['cellucid']['id']`, `<field>`, bare URLs), not rustdoc markdown.
+#![allow(
+    rustdoc::broken_intra_doc_links,
+    rustdoc::invalid_html_tags,
+    rustdoc::bare_urls
+)]
+
 use std::path::PathBuf;
 
 use cellucid_core::anndata::{AnnDataOptions, EmbeddingChoice, ExpressionSource};

@@ -1,5 +1,13 @@
 //! Command-line arguments: parsing and validation only.
 
+// The doc comments below are clap's --help text, printed as written (with
+// `uns['cellucid']['id']`, `<field>`, bare URLs), not rustdoc markdown.
+#![allow(
+    rustdoc::broken_intra_doc_links,
+    rustdoc::invalid_html_tags,
+    rustdoc::bare_urls
+)]
+
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};

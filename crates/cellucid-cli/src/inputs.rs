@@ -8,12 +8,6 @@ use cellucid_core::{open_inputs, InputError, OpenError, OpenedInputs};
 use crate::anndata_args::AnnDataArgs;
 use crate::error::CliError;
 
-/// Where the bundled demo exports live (a copy of the public
-/// cellucid-demo-custom-datasets exports, BSD-3-Clause).
-pub(crate) fn demo_path() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets/demo")
-}
-
 /// Opens every PATH with [`cellucid_core::open_inputs`] (detection by
 /// content, unique ids, background preparation) and turns its errors into
 /// CLI lines with flag hints.

@@ -7,6 +7,7 @@ mod anndata_args;
 mod args;
 mod banner;
 mod cache;
+mod demo;
 mod error;
 mod inputs;
 mod inspect;
@@ -25,7 +26,8 @@ fn main() -> ExitCode {
     error::install_panic_hook();
     let cli = args::Cli::parse();
     if matches!(cli.command, args::Command::Serve(_)) {
-        malloc_arenas::ensure_few_arenas();
+        // Before the runtime (or anything else) starts a thread.
+        malloc_arenas::limit_arenas();
     }
     let result = match cli.command {
         args::Command::Serve(args) => serve::run(args),

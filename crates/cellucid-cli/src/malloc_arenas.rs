@@ -1,48 +1,42 @@
 //! Few glibc malloc arenas for `cellucid serve`.
 //!
-//! glibc gives threads that allocate at the same time their own arenas (up
-//! to eight per core) and keeps in each arena what was freed there, up to a
-//! trim threshold that grows with the largest block freed. A server whose
-//! requests run on whichever blocking thread is free, and compute files of
-//! several megabytes, so holds tens of MB of freed memory nobody reuses:
-//! serving a 1M-cell `.h5ad` to a browser peaked at 149–171 MB of anonymous
-//! memory, 112 MB with two arenas (benches/RESULTS.md).
+//! glibc gives threads that allocate their own arenas (up to eight per core)
+//! and keeps in each arena what was freed there, up to a trim threshold that
+//! grows with the largest block freed. A server whose requests run on
+//! whichever blocking thread is free, and compute files of several
+//! megabytes, so holds tens of MB of freed memory nobody reuses: serving a
+//! 1M-cell `.h5ad` to a browser peaked at 149–171 MB of anonymous memory,
+//! 112 MB with two arenas (benches/RESULTS.md).
 //!
-//! The arena count is read from `MALLOC_ARENA_MAX` when the process starts,
-//! and changing it later needs an unsafe FFI call, so `serve` starts itself
-//! again once, in place (same pid, arguments, descriptors), with the
-//! variable set — unless it is set already, which also lets a user choose
-//! another value. If that fails the server simply runs as it is.
+//! `serve` sets the limit with `mallopt(M_ARENA_MAX)` before any other thread
+//! exists: a thread gets its arena at its first allocation, so every thread
+//! started later counts against the limit. A user who set
+//! `MALLOC_ARENA_MAX` (or the `glibc.malloc.arena_max` tunable) keeps that
+//! choice: glibc applied it when the process started.
 
-use std::ffi::OsString;
-
-/// The variable glibc reads.
-const VARIABLE: &str = "MALLOC_ARENA_MAX";
 /// Arenas: one per core of the 2-vCPU machines the targets are set on.
-const ARENAS: &str = "2";
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+const ARENAS: libc::c_int = 2;
 
-/// Re-executes the process with [`VARIABLE`] set, when it is not; returns
-/// only if that is not needed or not possible.
-pub(crate) fn ensure_few_arenas() {
-    if !cfg!(all(target_os = "linux", target_env = "gnu")) || std::env::var_os(VARIABLE).is_some() {
-        return;
+/// Limits glibc to [`ARENAS`] malloc arenas unless the user chose a limit.
+/// Call it before starting threads; elsewhere than Linux/glibc it does
+/// nothing.
+#[allow(unsafe_code)]
+pub(crate) fn limit_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        let tunables = std::env::var("GLIBC_TUNABLES").unwrap_or_default();
+        if std::env::var_os("MALLOC_ARENA_MAX").is_some()
+            || tunables.contains("glibc.malloc.arena_max")
+        {
+            return;
+        }
+        // SAFETY: mallopt(3) takes two integers and reads no memory of ours;
+        // it changes a malloc parameter under glibc's own lock, so it is
+        // sound at any time (calling it before threads start is what makes
+        // it effective, not what makes it safe). M_ARENA_MAX with a positive
+        // value is a parameter glibc accepts; a refusal (0) would leave the
+        // default, which is only slower on memory.
+        let _accepted = unsafe { libc::mallopt(libc::M_ARENA_MAX, ARENAS) };
     }
-    let Ok(exe) = std::env::current_exe() else {
-        return;
-    };
-    let args: Vec<OsString> = std::env::args_os().skip(1).collect();
-    exec(&exe, &args);
 }
-
-#[cfg(unix)]
-fn exec(exe: &std::path::Path, args: &[OsString]) {
-    use std::os::unix::process::CommandExt as _;
-    let err = std::process::Command::new(exe)
-        .args(args)
-        .env(VARIABLE, ARENAS)
-        .exec();
-    tracing::debug!(error = %err, "could not restart with {VARIABLE}={ARENAS}; running as is");
-}
-
-#[cfg(not(unix))]
-fn exec(_: &std::path::Path, _: &[OsString]) {}

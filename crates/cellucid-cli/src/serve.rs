@@ -8,23 +8,27 @@ use cellucid_http::{Layout, Server, ServerConfig, ServerError, ViewerOptions};
 
 use crate::args::ServeArgs;
 use crate::banner;
+use crate::demo::DemoFolder;
 use crate::error::CliError;
 use crate::inputs;
 
 /// Runs the server until Ctrl-C or SIGTERM.
 pub(crate) fn run(args: ServeArgs) -> Result<(), CliError> {
     crate::logging::init(args.log_format, args.quiet, args.verbose);
-    let paths = if args.paths.is_empty() {
-        let demo = inputs::demo_path();
-        if !demo.is_dir() {
-            return Err(CliError::operator(format!(
-                "no PATH given and the bundled demo datasets are not in this installation ({}); pass a dataset PATH",
-                demo.display()
-            )));
-        }
-        vec![demo]
+    // Without PATH: the embedded demo, written out for as long as this
+    // function runs (the folder is removed when `demo` drops).
+    let demo = if args.paths.is_empty() {
+        Some(DemoFolder::extract().map_err(|err| {
+            CliError::operator(format!(
+                "no PATH given and the bundled demo datasets cannot be written to a temporary folder ({err}); set TMPDIR or pass a dataset PATH"
+            ))
+        })?)
     } else {
-        args.paths.clone()
+        None
+    };
+    let paths = match &demo {
+        Some(demo) => vec![demo.path().to_owned()],
+        None => args.paths.clone(),
     };
     let opened = inputs::open_all(&paths, &args.anndata)?;
     let (sources, notes) = (opened.sources, opened.notes);

@@ -23,6 +23,9 @@ mod key;
 mod pool;
 pub mod session;
 mod source;
+#[cfg(test)]
+#[path = "../tests/support/testdata.rs"]
+mod testdata;
 
 pub use detect::{detect_input, InputKind};
 pub use error::{OpenError, SourceError};

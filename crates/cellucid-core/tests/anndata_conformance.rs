@@ -4,17 +4,14 @@
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns may panic
 
-use std::path::PathBuf;
-
 use cellucid_core::anndata::{
     AnnData, AnnDataError, ColumnEncoding, FrameColumn, Label, MatrixLayout, StoreKind, Values,
 };
 
-fn fixture(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/fixtures")
-        .join(rel)
-}
+#[path = "support/testdata.rs"]
+mod testdata;
+
+use testdata::path as fixture;
 
 const TINY: [&str; 4] = [
     "anndata/tiny.h5ad",
@@ -504,11 +501,10 @@ fn csr_column_index_equals_the_scan_and_is_reused() {
 
 #[test]
 fn lzf_compressed_h5ad_decodes() {
-    let data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/data");
-    let ad = AnnData::open(&data.join("tiny.lzf.h5ad")).unwrap();
+    let ad = open("anndata/tiny.lzf.h5ad");
     assert_eq!((ad.n_obs(), ad.n_vars()), (300, 40));
     // numpy .npy v1: magic, version, u16 header length, header, raw <f4.
-    let npy = std::fs::read(data.join("tiny.lzf.X.npy")).unwrap();
+    let npy = std::fs::read(fixture("anndata/tiny.lzf.X.npy")).unwrap();
     let header = u16::from_le_bytes([npy[8], npy[9]]) as usize;
     let x: Vec<f32> = npy[10 + header..]
         .chunks_exact(4)

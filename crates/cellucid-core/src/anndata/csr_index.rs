@@ -861,10 +861,9 @@ mod tests {
     use super::*;
     use crate::anndata::AnnData;
 
+    /// `testdata/anndata/<name>`.
     fn fixture(name: &str) -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../../shared/fixtures/anndata")
-            .join(name)
+        crate::testdata::path(&format!("anndata/{name}"))
     }
 
     /// Every column of an index of `name`'s X built with each plan equals

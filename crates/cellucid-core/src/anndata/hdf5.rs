@@ -616,10 +616,9 @@ fn attribute_json(attr: &hdf5_reader::Attribute) -> Option<Value> {
 mod tests {
     use super::*;
 
+    /// `testdata/anndata/<name>`.
     fn fixture(name: &str) -> std::path::PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../../shared/fixtures/anndata")
-            .join(name)
+        crate::testdata::path(&format!("anndata/{name}"))
     }
 
     /// Every 1-D dataset path under `group`.
