@@ -2,7 +2,7 @@
 //! viewer's events to stdout as JSON Lines; `cellucid session inspect`.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Stdio};
+use std::process::{Child, ChildStdout, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -22,6 +22,8 @@ struct ViewerServer {
     token: String,
     viewer_url: String,
     stdout: mpsc::Receiver<String>,
+    /// stdout, held open and never read (see [`start_unread_viewer_server`]).
+    unread: Option<ChildStdout>,
     tmp: tempfile::TempDir,
 }
 
@@ -37,6 +39,15 @@ fn start_viewer_server() -> ViewerServer {
 }
 
 fn start_viewer_server_with(extra: &[&str]) -> ViewerServer {
+    launch_viewer_server(extra, true)
+}
+
+/// A viewer server whose stdout is a pipe that nobody reads.
+fn start_unread_viewer_server(extra: &[&str]) -> ViewerServer {
+    launch_viewer_server(extra, false)
+}
+
+fn launch_viewer_server(extra: &[&str], read_stdout: bool) -> ViewerServer {
     let tmp = tempfile::tempdir().unwrap();
     let mut child = cellucid()
         .args(["serve", "--no-browser", "--port", "0", "--viewer"])
@@ -57,11 +68,16 @@ fn start_viewer_server_with(extra: &[&str]) -> ViewerServer {
         }
     });
     let (out_tx, out_rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = out_tx.send(line);
-        }
-    });
+    let unread = if read_stdout {
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = out_tx.send(line);
+            }
+        });
+        None
+    } else {
+        Some(stdout)
+    };
     let (mut base, mut jupyter, mut viewer_url) = (None, None, None);
     while base.is_none() || jupyter.is_none() || viewer_url.is_none() {
         let line = err_rx
@@ -101,6 +117,7 @@ fn start_viewer_server_with(extra: &[&str]) -> ViewerServer {
         token,
         viewer_url,
         stdout: out_rx,
+        unread,
         tmp,
     }
 }
@@ -351,4 +368,84 @@ async fn a_websocket_counts_against_max_connections() {
         String::from_utf8_lossy(&reply)
     );
     drop(server);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_whose_stdout_is_not_read_gets_503_and_sigterm_still_exits() {
+    let server = start_unread_viewer_server(&[
+        "--max-queued-event-bytes",
+        "1MiB",
+        "--shutdown-timeout",
+        "3",
+    ]);
+    assert!(server.unread.is_some());
+    let url = format!("{}/_cellucid/events", server.base);
+    let event = json!({"type": "note", "viewerId": server.id, "viewerToken": server.token, "pad": "x".repeat(200 * 1024)})
+        .to_string();
+    // stdout's pipe, the line in hand and 1 MiB of queue fill up; events
+    // used to queue to about 1 GB and then hang.
+    let started = std::time::Instant::now();
+    let mut refused = None;
+    for sent in 0..60 {
+        let reply = post(
+            &url,
+            &[("Content-Type", "application/json")],
+            event.as_bytes(),
+        )
+        .await;
+        if reply.status == 503 {
+            assert!(error_message(&reply).contains("not reading"));
+            refused = Some(sent);
+            break;
+        }
+        assert_eq!(reply.status, 200, "{}", reply.text());
+    }
+    let refused = refused.expect("no 503 after 60 events of 200 KiB");
+    assert!(refused >= 2, "refused after only {refused} events");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+    // SIGTERM ends the process within --shutdown-timeout although stdout
+    // still blocks; it used to wait for a reader forever.
+    let mut server = server;
+    signal(&server.child, "TERM");
+    let stopped = std::time::Instant::now();
+    let status = tokio::task::spawn_blocking(move || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = server.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            if std::time::Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    })
+    .await
+    .unwrap();
+    let waited = stopped.elapsed();
+    assert!(status.is_some(), "still running {waited:?} after SIGTERM");
+    assert!(waited < Duration::from_secs(5), "{waited:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_two_datasets_an_out_of_range_selection_is_400() {
+    // Both datasets have 700 cells; with two, any index used to pass.
+    let second = fixture("exports-0.9.4/pbmc68k-q8-gz");
+    let server = start_viewer_server_with(&[second.to_str().unwrap()]);
+    let selection = format!(
+        "{}/_cellucid/selection?viewerId={}&source=lasso",
+        server.base, server.id
+    );
+    let auth = ("X-Cellucid-Viewer-Token", server.token.as_str());
+    let headers = [("Content-Type", "application/octet-stream"), auth];
+    let reply = post(&selection, &headers, &700u32.to_le_bytes()).await;
+    assert_eq!(reply.status, 400, "{}", reply.text());
+    assert!(error_message(&reply).contains("out of range"));
+    let reply = post(&selection, &headers, &699u32.to_le_bytes()).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(next_line(&server)["cells"], json!([699]));
 }

@@ -402,3 +402,134 @@ async fn a_big_message_before_hello_is_cut_off() {
     assert!(started.elapsed() < Duration::from_secs(5));
     server.stop().await;
 }
+
+/// A masked client frame header: FIN, `opcode`, a payload of `len` bytes.
+fn frame_header(opcode: u8, len: u64) -> Vec<u8> {
+    let mut out = vec![0x80 | opcode, 0x80 | 127];
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(&[0, 0, 0, 0]);
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_text_message_over_the_cap_is_refused_while_it_arrives() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = InProc::start(fast_limits()).await;
+    let viewer = server.viewers.register(ViewerOptions::default()).unwrap();
+    let _events = viewer.events().unwrap();
+    let ws = ws_hello(server.addr, viewer.id(), viewer.token()).await;
+    let (mut read, mut write) = ws.into_inner().into_split();
+    // A 300 MB text message used to be buffered whole before the 1 MiB cap
+    // answered. Send its header and 4 MiB, then wait: the close must come.
+    let writer = tokio::spawn(async move {
+        write
+            .write_all(&frame_header(0x1, 300_000_000))
+            .await
+            .unwrap();
+        let piece = vec![b'x'; 64 * 1024];
+        for _ in 0..64 {
+            if write.write_all(&piece).await.is_err() {
+                return None;
+            }
+        }
+        Some(write)
+    });
+    let mut seen = Vec::new();
+    let mut chunk = vec![0u8; 4096];
+    let close_at = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let n = read.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "the connection ended without a close frame");
+            seen.extend_from_slice(&chunk[..n]);
+            if let Some(at) = seen.iter().position(|&b| b == 0x88) {
+                if seen.len() >= at + 4 {
+                    return at;
+                }
+            }
+        }
+    })
+    .await
+    .expect("the close frame, while the message was still arriving");
+    assert_eq!(&seen[close_at + 2..close_at + 4], &1009u16.to_be_bytes());
+    // The server reads on (and drops) what is still coming, for a while:
+    // the client is not reset while it still sends.
+    let mut write = writer
+        .await
+        .unwrap()
+        .expect("the server kept reading after its close");
+    let piece = vec![b'x'; 64 * 1024];
+    for _ in 0..32 {
+        write.write_all(&piece).await.unwrap();
+    }
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), read.read_to_end(&mut rest))
+        .await
+        .expect("the server ends the connection after a short drain")
+        .unwrap();
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_1009_close_input_is_dropped_until_the_peer_closes() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut limits = fast_limits();
+    limits.max_text_frame = 16 * 1024;
+    limits.max_binary_frame = 64 * 1024;
+    limits.max_bundle_bytes = 64 * 1024;
+    let server = InProc::start(limits).await;
+    let viewer = server.viewers.register(ViewerOptions::default()).unwrap();
+    let _events = viewer.events().unwrap();
+    let ws = ws_hello(server.addr, viewer.id(), viewer.token()).await;
+    let (mut read, mut write) = ws.into_inner().into_split();
+    // A 1 MiB text message, refused at its header.
+    const LEN: usize = 1024 * 1024;
+    let piece = vec![b'x'; 64 * 1024];
+    write
+        .write_all(&frame_header(0x1, LEN as u64))
+        .await
+        .unwrap();
+    write.write_all(&piece).await.unwrap();
+    let mut seen = Vec::new();
+    let mut chunk = [0u8; 4096];
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Some(at) = seen.iter().position(|&b| b == 0x88) {
+                if seen.len() >= at + 4 {
+                    return;
+                }
+            }
+            let n = read.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "the connection ended without a close frame");
+            seen.extend_from_slice(&chunk[..n]);
+        }
+    })
+    .await
+    .expect("a close frame");
+    let at = seen.iter().position(|&b| b == 0x88).unwrap();
+    assert_eq!(&seen[at + 2..at + 4], &1009u16.to_be_bytes());
+    // The client finishes the message it is sending, then closes. The
+    // server used to drop the connection at once, resetting these writes.
+    for _ in 1..LEN / piece.len() {
+        write
+            .write_all(&piece)
+            .await
+            .expect("the server still reads after its close");
+    }
+    let mut close = vec![0x88, 0x82, 0, 0, 0, 0];
+    close.extend_from_slice(&1000u16.to_be_bytes());
+    write.write_all(&close).await.unwrap();
+    // The client's close ends the connection at once (not at the drain
+    // deadline), cleanly.
+    let started = std::time::Instant::now();
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), read.read_to_end(&mut rest))
+        .await
+        .expect("the connection ends")
+        .expect("a clean end, not a reset");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    server.stop().await;
+}

@@ -249,6 +249,26 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
     pub(crate) max_connections: u32,
 
+    /// Seconds a response may wait for a client that reads none of it before
+    /// the connection is dropped.
+    #[arg(long, value_name = "SECS", default_value_t = 60.0, value_parser = positive_seconds)]
+    pub(crate) send_timeout: f64,
+
+    /// Seconds a whole request body may take (408 beyond), plus one second
+    /// per 16 KiB received, so steady large uploads are not cut.
+    #[arg(long, value_name = "SECS", default_value_t = 60.0, value_parser = positive_seconds)]
+    pub(crate) body_timeout: f64,
+
+    /// Seconds the server may take to stop after Ctrl-C or SIGTERM: requests
+    /// still running then are cut off and the process exits.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0, value_parser = positive_seconds)]
+    pub(crate) shutdown_timeout: f64,
+
+    /// Most bytes of a viewer's events held for a reader that does not keep
+    /// up (K/M/G/KiB/MiB/GiB suffixes); beyond it the viewer gets 503.
+    #[arg(long, value_name = "BYTES", default_value = "64MiB", value_parser = byte_size)]
+    pub(crate) max_queued_event_bytes: u64,
+
     /// Register one viewer: print its URLs on stderr and stream its events to
     /// stdout as JSON Lines (stdout then carries nothing else).
     #[arg(long)]

@@ -3,6 +3,9 @@
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
+use tokio::sync::watch;
+use tokio::time::Instant;
+
 use cellucid_http::origin::ConfigError;
 use cellucid_http::{Layout, Server, ServerConfig, ServerError, ViewerOptions};
 
@@ -49,6 +52,14 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), CliError> {
     config.limits.idle_timeout = Duration::from_secs_f64(args.idle_timeout);
     config.limits.max_connections = args.max_connections as usize;
     config.service.channel.max_bundle_bytes = args.max_bundle_bytes;
+    // Stalled clients and shutdown (CONTRACT §3).
+    let shutdown_timeout = Duration::from_secs_f64(args.shutdown_timeout);
+    let send_timeout = Duration::from_secs_f64(args.send_timeout);
+    config.limits.send_timeout = send_timeout;
+    config.limits.shutdown_grace = shutdown_grace(shutdown_timeout);
+    config.service.channel.send_timeout = send_timeout;
+    config.service.channel.body_timeout = Duration::from_secs_f64(args.body_timeout);
+    config.service.channel.max_queued_event_bytes = args.max_queued_event_bytes;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -57,7 +68,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), CliError> {
         .max_blocking_threads(32)
         .build()
         .map_err(|err| CliError::operator(format!("cannot start the async runtime: {err}")))?;
-    runtime.block_on(async move {
+    let result = runtime.block_on(async move {
         let server = Server::bind(config, layout.clone())
             .await
             .map_err(|err| match err {
@@ -108,10 +119,9 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), CliError> {
             .first()
             .is_some_and(|m| m.source.format().dataset_type() == "anndata");
         let viewer = if args.viewer {
-            let n_cells = match layout.mounts() {
-                [one] => Some(one.info.n_cells),
-                _ => None,
-            };
+            // The viewer may switch datasets, so a selection is checked
+            // against the largest: an index no dataset has is refused.
+            let n_cells = layout.mounts().iter().map(|m| m.info.n_cells).max();
             let mut options = ViewerOptions::default();
             options.n_cells = n_cells;
             let viewer = server
@@ -119,7 +129,10 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), CliError> {
                 .register(options)
                 .map_err(|err| CliError::operator(err.to_string()))?;
             eprintln!("{}", crate::viewer::urls(&viewer, &url, anndata, &access));
-            let events = viewer.events().map(crate::viewer::stream_to_stdout);
+            let events = viewer
+                .events()
+                .map(crate::viewer::stream_to_stdout)
+                .transpose()?;
             Some((viewer, events))
         } else {
             None
@@ -131,20 +144,59 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), CliError> {
             };
             open_browser(open);
         }
-        server
-            .run(shutdown_signal())
-            .await
-            .map_err(|err| CliError::operator(format!("the server failed: {err}")))?;
+        // The signal sets the deadline by which the process must be gone.
+        let (deadline_tx, deadline_rx) = watch::channel(None);
+        let signal = async move {
+            shutdown_signal().await;
+            let _ = deadline_tx.send(Some(Instant::now() + exit_within(shutdown_timeout)));
+        };
+        let cut_off = async {
+            let mut deadline = deadline_rx.clone();
+            match deadline.wait_for(Option::is_some).await.map(|d| *d) {
+                Ok(Some(at)) => tokio::time::sleep_until(at).await,
+                _ => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            served = server.run(signal) => {
+                served.map_err(|err| CliError::operator(format!("the server failed: {err}")))?;
+            }
+            () = cut_off => {
+                tracing::warn!("the server did not stop within --shutdown-timeout; exiting anyway");
+            }
+        }
+        let deadline = deadline_rx
+            .borrow()
+            .unwrap_or_else(|| Instant::now() + exit_within(shutdown_timeout));
         if let Some((viewer, events)) = viewer {
             // Unregistering ends the stream; wait for its last lines.
             drop(viewer);
             if let Some(events) = events {
-                let _ = events.await;
+                events.finish(deadline).await;
             }
         }
         tracing::info!("stopped");
         Ok(())
-    })
+    });
+    // Blocking work still running (a read of a slow disk) must not hold the
+    // process past the shutdown timeout either.
+    runtime.shutdown_timeout(Duration::from_millis(200));
+    result
+}
+
+/// The part of `--shutdown-timeout` the server gives requests in flight;
+/// the rest is for what follows (closing sockets, removing temp files,
+/// writing the last events).
+fn shutdown_grace(timeout: Duration) -> Duration {
+    timeout.mul_f64(0.7)
+}
+
+/// When, after the signal, everything but the runtime's own teardown must be
+/// done: the runtime then gets its 200 ms within `--shutdown-timeout`.
+fn exit_within(timeout: Duration) -> Duration {
+    timeout
+        .saturating_sub(Duration::from_millis(300))
+        .max(timeout / 2)
 }
 
 /// An IP literal, `localhost`, or a name this machine resolves.

@@ -1,35 +1,72 @@
 //! `cellucid serve --viewer`: one registered viewer whose events stream to
 //! stdout as JSON Lines, one object per event, flushed after each.
+//!
+//! stdout may be a pipe that nobody reads. The lines are written by a thread
+//! of their own, handed one line at a time: when it blocks, events wait in
+//! the viewer's bounded queue (and the viewer gets 503 once it is full),
+//! never in a buffer of their own, and shutdown does not wait for the thread.
 
 use std::io::Write;
 
 use cellucid_http::{Viewer, ViewerEvents};
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::error::CliError;
+
+/// The task moving a viewer's events to stdout.
+pub(crate) struct EventWriter {
+    forward: JoinHandle<()>,
+}
 
 /// Writes every event of `events` to stdout until the viewer is gone.
 /// stdout carries nothing else while `--viewer` is on.
-pub(crate) fn stream_to_stdout(mut events: ViewerEvents) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        while let Some(event) = events.recv().await {
-            let line = event.to_json_line();
-            let written = tokio::task::spawn_blocking(move || {
+///
+/// # Errors
+/// When the writer thread cannot be started.
+pub(crate) fn stream_to_stdout(mut events: ViewerEvents) -> Result<EventWriter, CliError> {
+    // One line in hand: the queue that counts is the viewer's, in bytes.
+    let (lines_tx, mut lines_rx) = mpsc::channel::<String>(1);
+    let (done_tx, done_rx) = oneshot::channel::<()>();
+    std::thread::Builder::new()
+        .name("viewer-events".into())
+        .spawn(move || {
+            while let Some(line) = lines_rx.blocking_recv() {
                 let mut out = std::io::stdout().lock();
-                writeln!(out, "{line}").and_then(|()| out.flush())
-            })
-            .await;
-            match written {
-                Ok(Ok(())) => {}
-                Ok(Err(err)) => {
+                if let Err(err) = writeln!(out, "{line}").and_then(|()| out.flush()) {
                     tracing::error!(error = %err, "cannot write viewer events to stdout; events are no longer streamed");
                     return;
                 }
-                Err(err) => {
-                    tracing::error!(error = %err, "the event writer failed");
-                    return;
-                }
+            }
+            let _ = done_tx.send(());
+        })
+        .map_err(|err| CliError::operator(format!("cannot start the event writer: {err}")))?;
+    let forward = tokio::spawn(async move {
+        while let Some(event) = events.recv().await {
+            if lines_tx.send(event.to_json_line()).await.is_err() {
+                // The writer gave up; dropping the stream drops later events.
+                return;
             }
         }
-    })
+        drop(lines_tx);
+        let _ = done_rx.await;
+    });
+    Ok(EventWriter { forward })
+}
+
+impl EventWriter {
+    /// Waits until the events queued so far are written (the viewer must be
+    /// gone, so that no more come), or until `deadline`: a stdout nobody
+    /// reads must not keep the process alive.
+    pub(crate) async fn finish(self, deadline: Instant) {
+        if tokio::time::timeout_at(deadline, self.forward)
+            .await
+            .is_err()
+        {
+            tracing::warn!("viewer events still unwritten at exit: stdout is not being read");
+        }
+    }
 }
 
 /// The stderr lines that tell the user how to open the viewer.

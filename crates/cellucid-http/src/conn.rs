@@ -1,55 +1,111 @@
-//! One client connection: activity tracking for the header-read and idle
-//! timeouts.
+//! One client connection: what it is doing, the watchdog that ends it, and
+//! the registry that finds idle connections to close at the connection cap.
 //!
 //! hyper's own header-read timer also runs while a kept-alive connection
 //! waits for its next request, which would cut idle connections at the
-//! header timeout. So the server tracks both itself: the connection's reads
-//! and writes and the requests in flight feed a watchdog that closes a
-//! connection whose request head takes longer than `header_read_timeout`, or
-//! that sits idle longer than `idle_timeout`.
+//! header timeout, and hyper has no send timeout. So the server tracks the
+//! connection itself: its reads, its writes and the requests in flight feed
+//! a watchdog that ends a connection whose request head takes longer than
+//! the header timeout (answering 408 when a head had started), whose
+//! response the client stopped reading for the send timeout, or that sits
+//! idle longer than the idle timeout.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::HashMap;
+use std::io;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::Context;
 
-use tokio::time::Instant;
+use futures_util::task::AtomicWaker;
+use tokio::sync::{Notify, OwnedSemaphorePermit};
+use tokio::time::{Duration, Instant};
 
-use crate::hooked_io::{HookedIo, ReadHook};
+use crate::hooked_io::{HookedIo, IoHook, ReadGate};
+use crate::server::Limits;
 
 const NONE: u64 = u64::MAX;
 
-/// What a connection has been doing, updated from I/O and request handling.
+/// What a connection whose request head did not arrive in time is told.
+/// Written straight to the socket, so it carries the hardening headers the
+/// origin layer would add.
+const REQUEST_TIMEOUT: &[u8] = b"HTTP/1.1 408 Request Timeout\r\n\
+    Connection: close\r\n\
+    Content-Type: text/plain; charset=utf-8\r\n\
+    X-Content-Type-Options: nosniff\r\n\
+    Referrer-Policy: no-referrer\r\n\
+    Content-Length: 45\r\n\
+    \r\n\
+    The request headers did not arrive in time.\r\n";
+
+/// What a connection has been doing, updated from its I/O and its requests.
+/// Times are milliseconds since the server's epoch, so that connections can
+/// be compared.
 #[derive(Debug)]
 pub(crate) struct Activity {
-    start: Instant,
+    epoch: Instant,
     in_flight: AtomicUsize,
-    /// When the head of the next request started arriving (ms since start),
-    /// or `NONE` while no request head is pending.
+    /// When the next request head became due (on connect, or when its
+    /// first bytes arrived), or `NONE` while none is pending.
     head_since: AtomicU64,
-    /// When the connection last became idle (ms since start).
+    /// Whether bytes of the pending head arrived (a silent new connection,
+    /// such as a browser's preconnect, is closed without an answer).
+    head_started: AtomicBool,
+    /// When the connection last became idle.
     idle_since: AtomicU64,
+    /// Since when the socket has refused to take more bytes, or `NONE`.
+    write_blocked_since: AtomicU64,
+    /// Set by the connection task: the reader answers 408 and fails.
+    answer_timeout: AtomicBool,
+    /// The task reading the socket, woken to write the 408.
+    reader: AtomicWaker,
+    /// Set (and notified) when the server needs this idle connection's slot.
+    evicted: AtomicBool,
+    evict: Notify,
+}
+
+/// Why the watchdog ends a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// The request head did not arrive within the header timeout; `answer`
+    /// when a 408 may be written (a head had started and nothing else is
+    /// being written).
+    HeadTimeout { answer: bool },
+    /// Idle longer than the idle timeout.
+    Idle,
+    /// The client has not taken any bytes of a response for the send timeout.
+    SendStalled,
+    /// The server needs the slot of this idle connection.
+    Evicted,
 }
 
 impl Activity {
-    pub(crate) fn new() -> Arc<Self> {
-        Arc::new(Self {
-            start: Instant::now(),
+    fn new(epoch: Instant) -> Self {
+        let now = ms_since(epoch);
+        Self {
+            epoch,
             in_flight: AtomicUsize::new(0),
             // A new connection owes us a request head.
-            head_since: AtomicU64::new(0),
-            idle_since: AtomicU64::new(0),
-        })
+            head_since: AtomicU64::new(now),
+            head_started: AtomicBool::new(false),
+            idle_since: AtomicU64::new(now),
+            write_blocked_since: AtomicU64::new(NONE),
+            answer_timeout: AtomicBool::new(false),
+            reader: AtomicWaker::new(),
+            evicted: AtomicBool::new(false),
+            evict: Notify::new(),
+        }
     }
 
     fn now_ms(&self) -> u64 {
-        self.start.elapsed().as_millis() as u64
+        ms_since(self.epoch)
     }
 
     fn on_read(&self) {
-        if self.in_flight.load(Ordering::Acquire) == 0
-            && self.head_since.load(Ordering::Relaxed) == NONE
-        {
-            self.head_since.store(self.now_ms(), Ordering::Relaxed);
+        if self.in_flight.load(Ordering::Acquire) == 0 {
+            if self.head_since.load(Ordering::Relaxed) == NONE {
+                self.head_since.store(self.now_ms(), Ordering::Relaxed);
+            }
+            self.head_started.store(true, Ordering::Relaxed);
         }
     }
 
@@ -58,37 +114,68 @@ impl Activity {
     pub(crate) fn request(self: &Arc<Self>) -> RequestGuard {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         self.head_since.store(NONE, Ordering::Relaxed);
+        self.head_started.store(false, Ordering::Relaxed);
         RequestGuard(Arc::clone(self))
     }
 
-    /// Resolves when the connection should be closed: a request head is
-    /// overdue, or the connection has been idle too long.
-    pub(crate) async fn watchdog(&self, header_timeout: Duration, idle_timeout: Duration) {
+    /// Whether the connection waits for its next request with nothing in
+    /// flight, nothing of a head received and nothing left to write.
+    fn is_idle(&self) -> bool {
+        self.in_flight.load(Ordering::Acquire) == 0
+            && self.head_since.load(Ordering::Relaxed) == NONE
+            && self.write_blocked_since.load(Ordering::Relaxed) == NONE
+            && !self.evicted.load(Ordering::Relaxed)
+    }
+
+    /// Asks the task reading the socket to write a 408 and end the connection.
+    pub(crate) fn answer_request_timeout(&self) {
+        self.answer_timeout.store(true, Ordering::Release);
+        self.reader.wake();
+    }
+
+    /// Resolves when the connection should end, and why.
+    pub(crate) async fn watchdog(&self, limits: &Limits) -> Verdict {
         let tick = Duration::from_millis(250)
-            .min(header_timeout)
-            .min(idle_timeout);
-        let header_ms = header_timeout.as_millis() as u64;
-        let idle_ms = idle_timeout.as_millis() as u64;
+            .min(limits.header_read_timeout)
+            .min(limits.idle_timeout)
+            .min(limits.send_timeout);
+        let header_ms = millis(limits.header_read_timeout);
+        let idle_ms = millis(limits.idle_timeout);
+        let send_ms = millis(limits.send_timeout);
         loop {
-            tokio::time::sleep(tick).await;
+            tokio::select! {
+                () = tokio::time::sleep(tick) => {}
+                () = self.evict.notified() => return Verdict::Evicted,
+            }
+            let now = self.now_ms();
+            let blocked = self.write_blocked_since.load(Ordering::Relaxed);
+            if blocked != NONE && now.saturating_sub(blocked) >= send_ms {
+                return Verdict::SendStalled;
+            }
             if self.in_flight.load(Ordering::Acquire) > 0 {
                 continue;
             }
-            let now = self.now_ms();
             let head_since = self.head_since.load(Ordering::Relaxed);
             if head_since != NONE {
                 if now.saturating_sub(head_since) >= header_ms {
-                    tracing::debug!(
-                        "closing a connection whose request head did not arrive in time"
-                    );
-                    return;
+                    // A response still being flushed must not be followed by
+                    // a 408 written under hyper's feet.
+                    let answer = self.head_started.load(Ordering::Relaxed) && blocked == NONE;
+                    return Verdict::HeadTimeout { answer };
                 }
             } else if now.saturating_sub(self.idle_since.load(Ordering::Relaxed)) >= idle_ms {
-                tracing::debug!("closing an idle keep-alive connection");
-                return;
+                return Verdict::Idle;
             }
         }
     }
+}
+
+fn ms_since(epoch: Instant) -> u64 {
+    u64::try_from(epoch.elapsed().as_millis()).unwrap_or(NONE - 1)
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(NONE - 1)
 }
 
 /// Held by a request's response body; see [`Activity::request`].
@@ -105,14 +192,120 @@ impl Drop for RequestGuard {
     }
 }
 
-/// A socket that reports its reads to an [`Activity`].
+/// A socket that reports its reads and writes to an [`Activity`].
 pub(crate) type TrackedIo<T> = HookedIo<T, Arc<Activity>>;
 
-impl ReadHook for Arc<Activity> {
-    fn after_read(&self, bytes: usize) {
-        if bytes > 0 {
+impl IoHook for Arc<Activity> {
+    fn before_read(&mut self, cx: &Context<'_>) -> ReadGate {
+        self.reader.register(cx.waker());
+        if self.answer_timeout.swap(false, Ordering::AcqRel) {
+            return ReadGate::AnswerAndRefuse(
+                REQUEST_TIMEOUT,
+                io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the request head did not arrive in time",
+                ),
+            );
+        }
+        ReadGate::Proceed
+    }
+
+    fn after_read(&mut self, bytes: &[u8]) -> usize {
+        if !bytes.is_empty() {
             self.on_read();
         }
+        bytes.len()
+    }
+
+    fn after_write(&mut self, written: Option<usize>) {
+        let blocked = &self.write_blocked_since;
+        match written {
+            Some(0) => {}
+            Some(_) => {
+                if blocked.load(Ordering::Relaxed) != NONE {
+                    blocked.store(NONE, Ordering::Relaxed);
+                }
+            }
+            None => {
+                if blocked.load(Ordering::Relaxed) == NONE {
+                    blocked.store(self.now_ms(), Ordering::Relaxed);
+                }
+            }
+        }
+    }
+}
+
+/// The open connections of one server, for closing idle keep-alive
+/// connections when the connection cap is reached.
+#[derive(Debug)]
+pub(crate) struct Connections {
+    epoch: Instant,
+    next_id: AtomicU64,
+    open: Mutex<HashMap<u64, Arc<Activity>>>,
+}
+
+impl Connections {
+    pub(crate) fn new() -> Arc<Self> {
+        Arc::new(Self {
+            epoch: Instant::now(),
+            next_id: AtomicU64::new(0),
+            open: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Registers a new connection; it leaves the registry when the returned
+    /// handle is dropped.
+    pub(crate) fn open(self: &Arc<Self>) -> Registered {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let activity = Arc::new(Activity::new(self.epoch));
+        self.lock().insert(id, Arc::clone(&activity));
+        Registered {
+            id,
+            activity,
+            registry: Arc::clone(self),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<Activity>>> {
+        self.open.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Tells the connection idle the longest to close; false when none is
+    /// idle. A scan, but only at the cap, over at most the cap's entries.
+    pub(crate) fn evict_oldest_idle(&self) -> bool {
+        let open = self.lock();
+        let oldest = open
+            .values()
+            .filter(|activity| activity.is_idle())
+            .min_by_key(|activity| activity.idle_since.load(Ordering::Relaxed));
+        match oldest {
+            Some(activity) => {
+                activity.evicted.store(true, Ordering::Relaxed);
+                activity.evict.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// A connection's entry in [`Connections`].
+#[derive(Debug)]
+pub(crate) struct Registered {
+    id: u64,
+    activity: Arc<Activity>,
+    registry: Arc<Connections>,
+}
+
+impl Registered {
+    pub(crate) fn activity(&self) -> &Arc<Activity> {
+        &self.activity
+    }
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.registry.lock().remove(&self.id);
     }
 }
 
@@ -120,18 +313,15 @@ impl ReadHook for Arc<Activity> {
 /// so that a WebSocket upgrade can take it along: an upgraded socket keeps
 /// counting as a connection after the HTTP connection task ends.
 #[derive(Clone, Debug)]
-pub(crate) struct ConnectionSlot(Arc<std::sync::Mutex<Option<tokio::sync::OwnedSemaphorePermit>>>);
+pub(crate) struct ConnectionSlot(Arc<Mutex<Option<OwnedSemaphorePermit>>>);
 
 impl ConnectionSlot {
-    pub(crate) fn new(permit: tokio::sync::OwnedSemaphorePermit) -> Self {
-        Self(Arc::new(std::sync::Mutex::new(Some(permit))))
+    pub(crate) fn new(permit: OwnedSemaphorePermit) -> Self {
+        Self(Arc::new(Mutex::new(Some(permit))))
     }
 
     /// Takes the permit (once); whoever holds it keeps the slot taken.
-    pub(crate) fn take(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take()
+    pub(crate) fn take(&self) -> Option<OwnedSemaphorePermit> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).take()
     }
 }

@@ -17,12 +17,12 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, Semaphore, TryAcquireError};
 use tokio::task::JoinSet;
 use tower::Service;
 
 use crate::channel::ViewerRegistry;
-use crate::conn::{Activity, ConnectionSlot, TrackedIo};
+use crate::conn::{ConnectionSlot, Connections, Registered, TrackedIo, Verdict};
 use crate::mount::Layout;
 use crate::origin::ConfigError;
 use crate::service::{CellucidService, ServiceConfig};
@@ -39,9 +39,15 @@ pub struct Limits {
     pub header_read_timeout: Duration,
     /// Time an idle keep-alive connection is kept open.
     pub idle_timeout: Duration,
-    /// Most connections served at once; more wait in the listen backlog.
+    /// Time a response may wait for a client that takes none of its bytes;
+    /// the connection is dropped beyond it.
+    pub send_timeout: Duration,
+    /// Most connections served at once. At the cap, the connection idle the
+    /// longest is closed to make room; with none idle, new clients wait in
+    /// the listen backlog.
     pub max_connections: usize,
-    /// How long shutdown waits for requests in flight.
+    /// How long shutdown waits for requests in flight; [`Server::run`]
+    /// returns within about this long after its shutdown signal.
     pub shutdown_grace: Duration,
 }
 
@@ -52,8 +58,9 @@ impl Default for Limits {
             max_headers: 100,
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(120),
+            send_timeout: Duration::from_secs(60),
             max_connections: 1024,
-            shutdown_grace: Duration::from_secs(30),
+            shutdown_grace: Duration::from_secs(10),
         }
     }
 }
@@ -110,7 +117,7 @@ pub enum ServerError {
 
 /// A bound server, ready to run: a thin runner of [`CellucidService`] on a
 /// TCP listener, adding what only a socket owner can do (connection cap,
-/// header-read and idle timeouts, graceful shutdown).
+/// header-read, idle and send timeouts, graceful shutdown).
 #[derive(Debug)]
 pub struct Server {
     listener: TcpListener,
@@ -187,6 +194,7 @@ impl Server {
         } = self;
         let limits = Arc::new(limits);
         let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+        let registry = Connections::new();
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut connections = JoinSet::new();
         let mut builder = http1::Builder::new();
@@ -201,13 +209,6 @@ impl Server {
 
         loop {
             while connections.try_join_next().is_some() {}
-            let permit = tokio::select! {
-                permit = Arc::clone(&slots).acquire_owned() => match permit {
-                    Ok(permit) => permit,
-                    Err(_) => break,
-                },
-                () = &mut shutdown => break,
-            };
             let (stream, peer) = tokio::select! {
                 accepted = listener.accept() => match accepted {
                     Ok(accepted) => accepted,
@@ -220,6 +221,20 @@ impl Server {
                 },
                 () = &mut shutdown => break,
             };
+            let permit = match Arc::clone(&slots).try_acquire_owned() {
+                Ok(permit) => permit,
+                Err(TryAcquireError::Closed) => break,
+                Err(TryAcquireError::NoPermits) => {
+                    let waited = tokio::select! {
+                        permit = make_room(&slots, &registry) => permit,
+                        () = &mut shutdown => None,
+                    };
+                    match waited {
+                        Some(permit) => permit,
+                        None => break,
+                    }
+                }
+            };
             let _ = stream.set_nodelay(true);
             let task = Connection {
                 service: service.clone(),
@@ -228,8 +243,9 @@ impl Server {
                 stop: stop_rx.clone(),
             };
             let slot = ConnectionSlot::new(permit);
+            let registered = registry.open();
             connections.spawn(async move {
-                task.serve(stream, peer, slot.clone()).await;
+                task.serve(stream, peer, slot.clone(), &registered).await;
                 drop(slot);
             });
         }
@@ -237,12 +253,13 @@ impl Server {
         drop(listener);
         let _ = stop_tx.send(true);
         let grace = limits.shutdown_grace;
-        let (drained, ()) = tokio::join!(
+        let (drained, _) = tokio::join!(
             tokio::time::timeout(grace, async {
                 while connections.join_next().await.is_some() {}
             }),
-            // WebSockets live outside the connections: close them with 1001.
-            service.shutdown(grace),
+            // WebSockets live outside the connections: close them with 1001,
+            // leaving part of the grace to the sources' cleanup.
+            tokio::time::timeout(grace, service.shutdown(grace.mul_f64(0.75))),
         );
         if drained.is_err() {
             tracing::warn!(
@@ -255,6 +272,29 @@ impl Server {
     }
 }
 
+/// Waits for a free connection slot, closing idle keep-alive connections
+/// (oldest first) to make one: a client must not wait for a slot that an
+/// idle connection holds. `None` if the semaphore is closed.
+async fn make_room(
+    slots: &Arc<Semaphore>,
+    registry: &Connections,
+) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    loop {
+        let evicted = registry.evict_oldest_idle();
+        // An evicted connection ends at once unless a request raced in; then
+        // try the next one shortly. With none idle, wait for any slot.
+        let retry = if evicted {
+            Duration::from_millis(100)
+        } else {
+            Duration::from_millis(500)
+        };
+        tokio::select! {
+            permit = Arc::clone(slots).acquire_owned() => return permit.ok(),
+            () = tokio::time::sleep(retry) => {}
+        }
+    }
+}
+
 /// What one connection task needs.
 struct Connection {
     service: CellucidService,
@@ -263,12 +303,21 @@ struct Connection {
     stop: watch::Receiver<bool>,
 }
 
+/// How long a connection told to answer 408 has to write it.
+const ANSWER_TIME: Duration = Duration::from_secs(1);
+
 impl Connection {
-    async fn serve(mut self, stream: TcpStream, peer: SocketAddr, slot: ConnectionSlot) {
-        let activity = Activity::new();
-        let io = TokioIo::new(TrackedIo::new(stream, Arc::clone(&activity)));
+    async fn serve(
+        mut self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        slot: ConnectionSlot,
+        registered: &Registered,
+    ) {
+        let activity = registered.activity();
+        let io = TokioIo::new(TrackedIo::new(stream, Arc::clone(activity)));
         let inner = self.service;
-        let tracked = Arc::clone(&activity);
+        let tracked = Arc::clone(activity);
         let service = tower::service_fn(move |mut req: Request<Incoming>| {
             let mut inner = inner.clone();
             req.extensions_mut().insert(slot.clone());
@@ -292,13 +341,16 @@ impl Connection {
             .with_upgrades();
         tokio::pin!(conn);
         let limits = &self.limits;
-        let watchdog = activity.watchdog(limits.header_read_timeout, limits.idle_timeout);
-        tokio::pin!(watchdog);
+        let mut watchdog = Box::pin(activity.watchdog(limits));
+        // Set once the connection has been told to end: it gets a moment to
+        // write its last answer.
+        let mut ending: Option<tokio::time::Instant> = None;
         let mut stopping = *self.stop.borrow();
         if stopping {
             conn.as_mut().graceful_shutdown();
         }
         loop {
+            let end_by = ending.unwrap_or_else(|| tokio::time::Instant::now() + ANSWER_TIME);
             tokio::select! {
                 result = conn.as_mut() => {
                     if let Err(err) = result {
@@ -306,7 +358,32 @@ impl Connection {
                     }
                     return;
                 }
-                () = &mut watchdog => return,
+                verdict = &mut watchdog, if ending.is_none() => match verdict {
+                    Verdict::HeadTimeout { answer: true } => {
+                        tracing::debug!(%peer, "answered 408: the request head did not arrive in time");
+                        activity.answer_request_timeout();
+                        ending = Some(tokio::time::Instant::now() + ANSWER_TIME);
+                    }
+                    Verdict::HeadTimeout { answer: false } => {
+                        tracing::debug!(%peer, "closed a connection that sent no request in time");
+                        return;
+                    }
+                    Verdict::Idle => {
+                        tracing::debug!(%peer, "closed an idle keep-alive connection");
+                        return;
+                    }
+                    Verdict::SendStalled => {
+                        tracing::info!(%peer, "dropped a response the client stopped reading");
+                        return;
+                    }
+                    Verdict::Evicted => {
+                        tracing::debug!(%peer, "closing an idle keep-alive connection to make room for a new client");
+                        conn.as_mut().graceful_shutdown();
+                        // Whatever raced in is still watched.
+                        watchdog = Box::pin(activity.watchdog(limits));
+                    }
+                },
+                () = tokio::time::sleep_until(end_by), if ending.is_some() => return,
                 changed = self.stop.changed(), if !stopping => {
                     stopping = true;
                     if changed.is_ok() {

@@ -6,21 +6,35 @@ use std::task::{Context, Poll};
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
+use super::registry::QueuedEvent;
+
 /// One event from a viewer: the JSON object the viewer sent, with its own
 /// fields at the top level, `viewerId` and `type` set, and never the token.
 /// Selections read `{"viewerId","type":"selection","source","cells":[…]}`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct ViewerEvent {
     fields: Map<String, Value>,
+    /// About how many bytes the event holds, for the queue's byte bound.
+    weight: usize,
+}
+
+impl PartialEq for ViewerEvent {
+    fn eq(&self, other: &Self) -> bool {
+        self.fields == other.fields
+    }
 }
 
 impl ViewerEvent {
-    /// Builds an event from the viewer's object: sets `viewerId`, drops any
-    /// `viewerToken`. The object must already have a string `type`.
-    pub(crate) fn new(viewer_id: &str, mut fields: Map<String, Value>) -> Self {
+    /// Builds an event from the viewer's object, parsed from `received`
+    /// bytes: sets `viewerId`, drops any `viewerToken`. The object must
+    /// already have a string `type`.
+    pub(crate) fn new(viewer_id: &str, mut fields: Map<String, Value>, received: usize) -> Self {
         fields.remove("viewerToken");
         fields.insert("viewerId".into(), Value::String(viewer_id.to_owned()));
-        Self { fields }
+        Self {
+            fields,
+            weight: received,
+        }
     }
 
     /// A selection event.
@@ -33,7 +47,16 @@ impl ViewerEvent {
             "cells".into(),
             Value::Array(cells.iter().map(|&c| Value::from(c)).collect()),
         );
-        Self { fields }
+        Self {
+            fields,
+            // Each cell is a JSON value in memory.
+            weight: cells.len().saturating_mul(std::mem::size_of::<Value>()) + 256,
+        }
+    }
+
+    /// About how many bytes the event holds.
+    pub(crate) fn weight(&self) -> usize {
+        self.weight
     }
 
     /// The event type (`click`, `hover`, `selection`, …).
@@ -72,13 +95,14 @@ impl ViewerEvent {
 /// [`Stream`](futures_core::Stream). Ends when the viewer is unregistered.
 #[derive(Debug)]
 pub struct ViewerEvents {
-    pub(crate) rx: mpsc::Receiver<ViewerEvent>,
+    pub(crate) rx: mpsc::UnboundedReceiver<QueuedEvent>,
 }
 
 impl ViewerEvents {
-    /// The next event; `None` once the viewer is gone.
+    /// The next event; `None` once the viewer is gone. Taking it out makes
+    /// room in the viewer's queue.
     pub async fn recv(&mut self) -> Option<ViewerEvent> {
-        self.rx.recv().await
+        self.rx.recv().await.map(|queued| queued.event)
     }
 }
 
@@ -86,6 +110,6 @@ impl futures_core::Stream for ViewerEvents {
     type Item = ViewerEvent;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<ViewerEvent>> {
-        self.rx.poll_recv(cx)
+        self.rx.poll_recv(cx).map(|queued| queued.map(|q| q.event))
     }
 }

@@ -8,7 +8,7 @@ use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, Request, Response, StatusCode};
 use serde_json::Value;
 
-use super::body::{check_declared_length, content_type_is, next_chunk, read_capped};
+use super::body::{check_declared_length, content_type_is, next_chunk, read_capped, BodyClock};
 use super::bundle::{BundleWriter, UploadError};
 use super::error::ChannelError;
 use super::event::ViewerEvent;
@@ -33,10 +33,15 @@ pub(crate) async fn handle(
 ) -> Response<Body> {
     let (parts, mut body) = req.into_parts();
     let query = parts.uri.query();
+    let mut upload = Upload {
+        headers: &parts.headers,
+        body: &mut body,
+        clock: BodyClock::start(&channel.limits),
+    };
     let result = match route {
-        PostRoute::Events => events(channel, &parts.headers, &mut body).await,
-        PostRoute::Selection => selection(channel, &parts.headers, query, &mut body).await,
-        PostRoute::SessionBundle => session_bundle(channel, &parts.headers, query, &mut body).await,
+        PostRoute::Events => events(channel, &mut upload).await,
+        PostRoute::Selection => selection(channel, query, &mut upload).await,
+        PostRoute::SessionBundle => session_bundle(channel, query, &mut upload).await,
     };
     match result {
         Ok(response) => response,
@@ -52,18 +57,30 @@ pub(crate) async fn handle(
     }
 }
 
+/// A request's headers and body, and the deadline of the body.
+struct Upload<'a> {
+    headers: &'a HeaderMap,
+    body: &'a mut RequestBody,
+    clock: BodyClock,
+}
+
+impl Upload<'_> {
+    /// The whole body, refused beyond `cap` bytes.
+    async fn read(&mut self, cap: u64) -> Result<Bytes, ChannelError> {
+        read_capped(self.headers, self.body, cap, &mut self.clock).await
+    }
+}
+
 /// Reads and drops what is left of a refused body, within bounds.
 async fn drain(body: &mut RequestBody) {
-    let _ = tokio::time::timeout(DRAIN_TIME, async {
-        let mut seen = 0u64;
-        while let Ok(Some(chunk)) = next_chunk(body, DRAIN_TIME).await {
-            seen += chunk.len() as u64;
-            if seen > DRAIN_BYTES {
-                break;
-            }
+    let mut clock = BodyClock::fixed(DRAIN_TIME);
+    let mut seen = 0u64;
+    while let Ok(Some(chunk)) = next_chunk(body, &mut clock).await {
+        seen += chunk.len() as u64;
+        if seen > DRAIN_BYTES {
+            break;
         }
-    })
-    .await;
+    }
 }
 
 fn ok_json(body: String) -> Response<Body> {
@@ -102,16 +119,15 @@ async fn deliver(channel: &Channel, id: &str, event: ViewerEvent) -> Result<(), 
 
 async fn events(
     channel: &Channel,
-    headers: &HeaderMap,
-    body: &mut RequestBody,
+    upload: &mut Upload<'_>,
 ) -> Result<Response<Body>, ChannelError> {
+    let headers = upload.headers;
     if !content_type_is(headers, "application/json") {
         return Err(ChannelError::UnsupportedMediaType {
             expected: "application/json",
         });
     }
-    let limits = &channel.limits;
-    let bytes = read_capped(headers, body, limits.max_event_bytes, limits.body_timeout).await?;
+    let bytes = upload.read(channel.limits.max_event_bytes).await?;
     let value: Value = serde_json::from_slice(&bytes)
         .map_err(|_| ChannelError::BadRequest("Event body must be valid UTF-8 JSON".into()))?;
     let Value::Object(fields) = value else {
@@ -147,7 +163,7 @@ async fn events(
     if !channel.registry.authenticate(&id, &token) {
         return Err(ChannelError::Forbidden);
     }
-    deliver(channel, &id, ViewerEvent::new(&id, fields)).await?;
+    deliver(channel, &id, ViewerEvent::new(&id, fields, bytes.len())).await?;
     Ok(ok_json(r#"{"status":"ok","delivered":true}"#.into()))
 }
 
@@ -174,10 +190,10 @@ fn upload_query(
 
 async fn selection(
     channel: &Channel,
-    headers: &HeaderMap,
     query: Option<&str>,
-    body: &mut RequestBody,
+    upload: &mut Upload<'_>,
 ) -> Result<Response<Body>, ChannelError> {
+    let headers = upload.headers;
     let (id, token, source) = upload_query(headers, query, "source")?;
     if !channel.registry.authenticate(&id, &token) {
         return Err(ChannelError::Forbidden);
@@ -187,14 +203,7 @@ async fn selection(
             expected: "application/octet-stream",
         });
     }
-    let limits = &channel.limits;
-    let bytes = read_capped(
-        headers,
-        body,
-        limits.max_selection_bytes,
-        limits.body_timeout,
-    )
-    .await?;
+    let bytes = upload.read(channel.limits.max_selection_bytes).await?;
     let cells = decode_cells(&bytes, channel.registry.n_cells(&id))?;
     deliver(channel, &id, ViewerEvent::selection(&id, &source, &cells)).await?;
     Ok(ok_json(r#"{"status":"ok","delivered":true}"#.into()))
@@ -230,10 +239,10 @@ pub(crate) fn decode_cells(bytes: &Bytes, n_cells: Option<u64>) -> Result<Vec<u3
 
 async fn session_bundle(
     channel: &Channel,
-    headers: &HeaderMap,
     query: Option<&str>,
-    body: &mut RequestBody,
+    upload: &mut Upload<'_>,
 ) -> Result<Response<Body>, ChannelError> {
+    let headers = upload.headers;
     let (id, token, request_id) = upload_query(headers, query, "requestId")?;
     let registry = &channel.registry;
     if !registry.authenticate(&id, &token) {
@@ -258,7 +267,7 @@ async fn session_bundle(
     let mut batch = BytesMut::new();
     let mut received: u64 = 0;
     let mut flushed: usize = 0;
-    while let Some(chunk) = next_chunk(body, limits.body_timeout).await? {
+    while let Some(chunk) = next_chunk(upload.body, &mut upload.clock).await? {
         received += chunk.len() as u64;
         if received > cap {
             return Err(ChannelError::TooLarge { limit: cap });

@@ -12,11 +12,11 @@
 //!   [`cellucid_core::session`].
 
 mod body;
-mod budget;
 mod bundle;
 mod command;
 mod error;
 mod event;
+mod frame_guard;
 pub(crate) mod http;
 mod query;
 mod registry;
@@ -56,8 +56,14 @@ pub struct ChannelLimits {
     /// Largest session bundle, and the most a gzip chunk may inflate to
     /// (512 MiB, `--max-bundle-bytes`).
     pub max_bundle_bytes: u64,
-    /// Longest wait for the next piece of a request body (408 beyond).
+    /// Time a whole request body may take (408 beyond), on top of what
+    /// [`ChannelLimits::min_body_rate`] allows for the bytes received: a body
+    /// dribbled a byte at a time is cut off here, a large upload arriving at
+    /// a steady rate is not.
     pub body_timeout: Duration,
+    /// Bytes per second a request body may take longer than `body_timeout`:
+    /// each byte received extends its deadline by `1 / min_body_rate` s.
+    pub min_body_rate: u64,
     /// Time a new WebSocket has to send its hello frame.
     pub hello_timeout: Duration,
     /// Interval between the server's pings.
@@ -68,8 +74,16 @@ pub struct ChannelLimits {
     pub max_text_frame: usize,
     /// Largest binary message on the socket other than a bundle (64 MiB).
     pub max_binary_frame: usize,
-    /// How long an event waits for the program to make room in its queue.
+    /// How long an event waits for the program to make room in its queue
+    /// (503 beyond, or 1013 on the socket).
     pub event_patience: Duration,
+    /// Most bytes of events queued for one viewer's program (64 MiB): a
+    /// program that stops reading its events holds no more for it. An event
+    /// larger than this waits for an empty queue.
+    pub max_queued_event_bytes: u64,
+    /// Time a WebSocket send may wait for a viewer that reads nothing; the
+    /// socket is dropped beyond it.
+    pub send_timeout: Duration,
     /// Where uploaded bundles are written; `None` is the system temp dir
     /// (`TMPDIR` honoured).
     pub bundle_dir: Option<PathBuf>,
@@ -81,13 +95,16 @@ impl Default for ChannelLimits {
             max_event_bytes: 1024 * 1024,
             max_selection_bytes: 64 * 1024 * 1024,
             max_bundle_bytes: 512 * 1024 * 1024,
-            body_timeout: Duration::from_secs(30),
+            body_timeout: Duration::from_secs(60),
+            min_body_rate: 16 * 1024,
             hello_timeout: Duration::from_secs(10),
             ping_interval: Duration::from_secs(20),
             pong_timeout: Duration::from_secs(20),
             max_text_frame: 1024 * 1024,
             max_binary_frame: 64 * 1024 * 1024,
             event_patience: Duration::from_secs(10),
+            max_queued_event_bytes: 64 * 1024 * 1024,
+            send_timeout: Duration::from_secs(60),
             bundle_dir: None,
         }
     }
@@ -109,6 +126,7 @@ impl Channel {
         limits: ChannelLimits,
         policy: Arc<OriginPolicy>,
     ) -> Self {
+        registry.set_event_queue_bytes(limits.max_queued_event_bytes);
         Self {
             registry,
             limits,

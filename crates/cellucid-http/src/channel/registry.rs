@@ -12,15 +12,16 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use subtle::ConstantTimeEq;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use super::bundle::SessionBundle;
 use super::command::{Command, CommandError, Wire};
 use super::event::{ViewerEvent, ViewerEvents};
 
-/// How many events wait for a program that reads them slowly.
-const EVENT_QUEUE: usize = 1024;
+/// How many bytes of events wait for a program that reads them slowly,
+/// unless the server's [`ChannelLimits`](super::ChannelLimits) say otherwise.
+const EVENT_QUEUE_BYTES: u32 = 64 * 1024 * 1024;
 /// How many commands wait for a viewer that is not connected.
 const OUTBOX_LIMIT: usize = 4096;
 /// How long a pending session bundle request lives by default.
@@ -32,17 +33,29 @@ pub struct ViewerRegistry {
     inner: Arc<Mutex<Inner>>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Inner {
     viewers: HashMap<String, Slot>,
     next_socket: u64,
+    /// The byte bound of each new viewer's event queue.
+    queue_bytes: u32,
+}
+
+impl Default for Inner {
+    fn default() -> Self {
+        Self {
+            viewers: HashMap::new(),
+            next_socket: 0,
+            queue_bytes: EVENT_QUEUE_BYTES,
+        }
+    }
 }
 
 #[derive(Debug)]
 struct Slot {
     token: String,
     n_cells: Option<u64>,
-    events: mpsc::Sender<ViewerEvent>,
+    events: EventSender,
     socket: Option<SocketLink>,
     outbox: VecDeque<Wire>,
     pending: HashMap<String, Pending>,
@@ -58,6 +71,23 @@ struct SocketLink {
 struct Pending {
     expires: Instant,
     reply: oneshot::Sender<Result<SessionBundle, BundleRequestError>>,
+}
+
+/// The sending side of a viewer's event queue, bounded by bytes: an event
+/// takes permits of `room` for its weight, handed back when the program
+/// takes the event out of the queue.
+#[derive(Clone, Debug)]
+struct EventSender {
+    tx: mpsc::UnboundedSender<QueuedEvent>,
+    room: Arc<Semaphore>,
+    cap: u32,
+}
+
+/// An event in a viewer's queue, with the room it takes.
+#[derive(Debug)]
+pub(crate) struct QueuedEvent {
+    pub(crate) event: ViewerEvent,
+    _room: OwnedSemaphorePermit,
 }
 
 /// What the registry tells a viewer's WebSocket task to do.
@@ -161,8 +191,14 @@ impl ViewerRegistry {
     pub fn register(&self, options: ViewerOptions) -> Result<Viewer, RegisterError> {
         let ViewerOptions { n_cells } = options;
         let token = random_hex(16)?;
-        let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
         let mut inner = lock(&self.inner);
+        let cap = inner.queue_bytes;
+        let events_tx = EventSender {
+            tx: events_tx,
+            room: Arc::new(Semaphore::new(cap as usize)),
+            cap,
+        };
         let id = loop {
             let id = random_hex(8)?;
             if !inner.viewers.contains_key(&id) {
@@ -188,6 +224,12 @@ impl ViewerRegistry {
             registry: self.clone(),
             events: Mutex::new(Some(ViewerEvents { rx: events_rx })),
         })
+    }
+
+    /// Bounds the event queue of viewers registered from now on to about
+    /// `bytes` (the server applies its `ChannelLimits` this way).
+    pub(crate) fn set_event_queue_bytes(&self, bytes: u64) {
+        lock(&self.inner).queue_bytes = u32::try_from(bytes).unwrap_or(u32::MAX).max(1);
     }
 
     /// How many viewers are registered.
@@ -232,7 +274,7 @@ impl ViewerRegistry {
     }
 
     /// Hands `event` to the viewer's stream, waiting at most `patience` for
-    /// room (back-pressure from a slow reader).
+    /// room in its queue (back-pressure from a slow reader).
     pub(crate) async fn deliver(
         &self,
         id: &str,
@@ -244,14 +286,31 @@ impl ViewerRegistry {
             .get(id)
             .map(|slot| slot.events.clone())
             .ok_or(DeliverError::Gone)?;
-        match sender.send_timeout(event, patience).await {
-            Ok(()) => Ok(()),
-            Err(mpsc::error::SendTimeoutError::Timeout(_)) => Err(DeliverError::NotReading),
-            Err(mpsc::error::SendTimeoutError::Closed(_)) => {
-                // Nobody will ever read them: the program dropped the stream.
-                tracing::debug!(viewer = %id, "dropped an event: the program does not read this viewer's events");
-                Ok(())
+        let dropped = || {
+            // Nobody will ever read them: the program dropped the stream.
+            tracing::debug!(viewer = %id, "dropped an event: the program does not read this viewer's events");
+            Ok(())
+        };
+        if sender.tx.is_closed() {
+            return dropped();
+        }
+        // An event larger than the whole queue waits for an empty one.
+        let weight = u32::try_from(event.weight())
+            .unwrap_or(u32::MAX)
+            .clamp(1, sender.cap);
+        let room = Arc::clone(&sender.room).acquire_many_owned(weight);
+        let room = match tokio::time::timeout(patience, room).await {
+            Err(_) => {
+                tracing::warn!(viewer = %id, "refused an event: the program has not read this viewer's events");
+                return Err(DeliverError::NotReading);
             }
+            // The semaphore is never closed.
+            Ok(Err(_)) => return dropped(),
+            Ok(Ok(room)) => room,
+        };
+        match sender.tx.send(QueuedEvent { event, _room: room }) {
+            Ok(()) => Ok(()),
+            Err(_) => dropped(),
         }
     }
 

@@ -2,20 +2,23 @@
 //!
 //! The handshake is checked here (version, key, and the origin rule of
 //! [`OriginPolicy::allows_channel`](crate::OriginPolicy::allows_channel));
-//! framing is tokio-tungstenite's. After the upgrade the socket lives in its
-//! own task, outside the HTTP connection's header and idle watchdog: it is
-//! governed by the hello deadline and the ping/pong deadline instead, and it
-//! is closed with 1001 when the server stops.
+//! framing is tokio-tungstenite's, under a [`FrameGuard`] that caps each
+//! message by its kind while it arrives. After the upgrade the socket lives
+//! in its own task, outside the HTTP connection's watchdog: it is governed
+//! by the hello deadline, the ping/pong deadline and the send timeout
+//! instead, and it is closed with 1001 when the server stops.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::stream::FusedStream;
 use futures_util::{SinkExt, StreamExt};
 use http::header::{self, HeaderValue};
 use http::{HeaderMap, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde_json::{Map, Value};
+use tokio::io::AsyncReadExt;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
@@ -25,17 +28,17 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
-use super::budget::{Budget, BudgetIo};
 use super::bundle::{BundleWriter, UploadError};
 use super::command::Wire;
 use super::event::ViewerEvent;
+use super::frame_guard::{FrameGuard, GuardedIo, Violation};
 use super::http::decode_cells;
 use super::registry::{BundleRequestError, DeliverError, SocketOrder};
 use super::{Channel, RequestBody};
 use crate::body::Body;
 use crate::error::HttpError;
 
-type Socket = WebSocketStream<BudgetIo<TokioIo<hyper::upgrade::Upgraded>>>;
+type Socket = WebSocketStream<GuardedIo<TokioIo<hyper::upgrade::Upgraded>>>;
 
 /// How long the server waits for the peer's close reply after its own close.
 const CLOSE_DRAIN: Duration = Duration::from_secs(5);
@@ -75,14 +78,17 @@ pub(crate) fn upgrade(
         let _slot = slot;
         match on_upgrade.await {
             Ok(upgraded) => {
+                // The guard holds each kind to its own cap; tungstenite's
+                // single cap is the backstop.
                 let config = WebSocketConfig::default()
                     .max_message_size(Some(task_channel.max_ws_message()))
                     .max_frame_size(Some(task_channel.max_ws_message()));
                 // Before the hello, the peer may send about one text message.
-                let budget = Budget::new(task_channel.limits.max_text_frame as u64 + 64 * 1024);
-                let io = BudgetIo::new(TokioIo::new(upgraded), budget.clone());
+                let text_cap = task_channel.limits.max_text_frame as u64;
+                let guard = FrameGuard::before_hello(text_cap, text_cap + 64 * 1024);
+                let io = GuardedIo::new(TokioIo::new(upgraded), guard);
                 let socket = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
-                serve(task_channel, socket, budget).await;
+                serve(task_channel, socket).await;
             }
             Err(err) => tracing::debug!(error = %err, "a viewer channel upgrade failed"),
         }
@@ -150,26 +156,30 @@ impl Close {
     }
 }
 
-async fn serve(channel: Arc<Channel>, mut socket: Socket, budget: Budget) {
+async fn serve(channel: Arc<Channel>, mut socket: Socket) {
     let mut stop = channel.stop.subscribe();
+    let send_timeout = channel.limits.send_timeout;
     let viewer_id = match hello(&channel, &mut socket, &mut stop).await {
         Ok(id) => {
-            budget.lift();
+            let binary_cap = u64::try_from(channel.max_ws_message()).unwrap_or(u64::MAX);
+            socket.get_mut().hook_mut().after_hello(binary_cap);
             id
         }
-        Err(_) if budget.exhausted() => {
-            tracing::warn!("closed a viewer channel that sent too much before its hello");
-            let close = Close::new(1009, "Too much data before the hello frame");
-            close_socket(&mut socket, close).await;
-            return;
-        }
         Err(close) => {
-            close_socket(&mut socket, close).await;
+            let close = match socket.get_ref().hook().violation() {
+                Some(violation) => {
+                    tracing::warn!("closed a viewer channel that sent too much before its hello");
+                    over_the_cap(violation)
+                }
+                None => close,
+            };
+            close_socket(&mut socket, close, send_timeout).await;
             return;
         }
     };
     let Some((socket_id, orders)) = channel.registry.attach(&viewer_id) else {
-        close_socket(&mut socket, Close::new(1001, "The viewer was stopped")).await;
+        let close = Close::new(1001, "The viewer was stopped");
+        close_socket(&mut socket, close, send_timeout).await;
         return;
     };
     tracing::info!(viewer = %viewer_id, "a viewer connected");
@@ -178,7 +188,7 @@ async fn serve(channel: Arc<Channel>, mut socket: Socket, budget: Budget) {
     // Commands not written yet go back to the outbox for the next socket.
     channel.registry.detach(&viewer_id, socket_id, &mut orders);
     if let Some(close) = close {
-        close_socket(&mut socket, close).await;
+        close_socket(&mut socket, close, send_timeout).await;
     }
     tracing::info!(viewer = %viewer_id, "a viewer disconnected");
 }
@@ -231,10 +241,11 @@ async fn hello(
     if !channel.registry.authenticate(id, token) {
         return Err(Close::new(4401, "Unknown viewer, or a wrong viewer token"));
     }
-    socket
-        .send(Message::text(r#"{"type":"welcome"}"#))
-        .await
-        .map_err(|_| Close::new(1001, ""))?;
+    let welcome = socket.send(Message::text(r#"{"type":"welcome"}"#));
+    match tokio::time::timeout(channel.limits.send_timeout, welcome).await {
+        Ok(Ok(())) => {}
+        _ => return Err(Close::new(1001, "")),
+    }
     Ok(id.to_owned())
 }
 
@@ -256,6 +267,10 @@ async fn session(
             incoming = socket.next() => {
                 let message = match incoming {
                     None => return None,
+                    Some(Err(_)) if socket.get_ref().hook().violation().is_some() => {
+                        let violation = socket.get_ref().hook().violation()?;
+                        return Some(over_the_cap(violation));
+                    }
                     Some(Err(WsError::Capacity(CapacityError::MessageTooLong { .. })))
                     | Some(Err(WsError::Capacity(CapacityError::TooManyHeaders))) => {
                         return Some(Close::new(1009, format!("Messages are at most {} bytes", channel.max_ws_message())));
@@ -300,7 +315,8 @@ async fn session(
                         Wire::Text(text) => Message::text(text),
                         Wire::Binary(bytes) => Message::binary(bytes),
                     };
-                    if socket.send(message).await.is_err() {
+                    if !send_within(socket, message, limits.send_timeout).await {
+                        tracing::debug!(viewer = %viewer_id, "dropped a viewer channel that stopped reading");
                         return None;
                     }
                 }
@@ -315,7 +331,7 @@ async fn session(
                     )));
                 }
                 if next_ping <= now {
-                    if socket.send(Message::Ping(Bytes::new())).await.is_err() {
+                    if !send_within(socket, Message::Ping(Bytes::new()), limits.send_timeout).await {
                         return None;
                     }
                     next_ping = now + limits.ping_interval;
@@ -366,7 +382,12 @@ async fn on_text(channel: &Channel, viewer_id: &str, text: &str) -> Result<(), C
             format!("A {kind} event is sent as a binary frame"),
         ));
     }
-    deliver(channel, viewer_id, ViewerEvent::new(viewer_id, fields)).await
+    deliver(
+        channel,
+        viewer_id,
+        ViewerEvent::new(viewer_id, fields, text.len()),
+    )
+    .await
 }
 
 async fn on_binary(channel: &Channel, viewer_id: &str, bytes: Bytes) -> Result<(), Close> {
@@ -456,20 +477,56 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
     }
 }
 
+/// Sends `message`, giving up (false) on an error or a peer that takes
+/// none of it for `timeout`.
+async fn send_within(socket: &mut Socket, message: Message, timeout: Duration) -> bool {
+    matches!(
+        tokio::time::timeout(timeout, socket.send(message)).await,
+        Ok(Ok(()))
+    )
+}
+
+/// The close of a socket whose peer went over a read cap.
+fn over_the_cap(violation: Violation) -> Close {
+    match violation {
+        Violation::TooLarge(cap) => Close::new(1009, format!("Messages are at most {cap} bytes")),
+        Violation::BeforeHello => Close::new(1009, "Too much data before the hello frame"),
+    }
+}
+
 /// Sends a close frame and waits a little for the peer's answer, so it sees
-/// the code rather than a reset.
-async fn close_socket(socket: &mut Socket, close: Close) {
+/// the code rather than a reset. When reading had already failed (a message
+/// over its cap, a protocol error), tungstenite reads no more: what the peer
+/// still sends is read and dropped until its Close frame, so the close frame
+/// is not lost to a reset while the peer is still sending.
+async fn close_socket(socket: &mut Socket, close: Close, send_timeout: Duration) {
     let Close(code, reason) = close;
     let reason = truncate(&reason, 123);
     let frame = CloseFrame {
         code: CloseCode::from(code),
         reason: reason.into(),
     };
-    if socket.close(Some(frame)).await.is_err() {
-        return;
+    let reading_failed = socket.is_terminated();
+    if reading_failed {
+        socket.get_mut().hook_mut().discard();
+    }
+    match tokio::time::timeout(send_timeout, socket.close(Some(frame))).await {
+        Ok(Ok(())) => {}
+        _ => return,
     }
     let _ = tokio::time::timeout(CLOSE_DRAIN, async {
-        while let Some(Ok(_)) = socket.next().await {}
+        if reading_failed {
+            let io = socket.get_mut();
+            let mut scratch = vec![0u8; 64 * 1024];
+            while !io.hook().peer_closed() {
+                match io.read(&mut scratch).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+        } else {
+            while let Some(Ok(_)) = socket.next().await {}
+        }
     })
     .await;
 }

@@ -231,6 +231,13 @@ impl HostPolicy {
             return Err(HostRefusal::Several);
         }
         let text = value.to_str().map_err(|_| HostRefusal::Malformed)?;
+        self.check_authority(text)
+    }
+
+    /// Checks an authority (`host[:port]`), from `Host` or from a request
+    /// line in absolute form (`GET http://host:port/x`), which names the
+    /// server just as `Host` does and so is held to the same allowlist.
+    pub(crate) fn check_authority(&self, text: &str) -> Result<(), HostRefusal> {
         let (host, port) = parse_authority(text).ok_or(HostRefusal::Malformed)?;
         if self.allowed.contains(&host) {
             return Ok(());

@@ -85,15 +85,19 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let allowed_origin = allowed_origin(&self.policy, req.headers());
-        if let Err(refusal) = self
-            .policy
-            .host
+        let host = &self.policy.host;
+        let checked = host
             .check(req.headers().get_all(header::HOST).iter())
-        {
+            .and_then(|()| match req.uri().authority() {
+                Some(authority) => host.check_authority(authority.as_str()),
+                None => Ok(()),
+            });
+        if let Err(refusal) = checked {
             tracing::warn!(
                 ?refusal,
                 host = ?req.headers().get_all(header::HOST).iter().collect::<Vec<_>>(),
-                "refused a request whose Host header does not name this server"
+                authority = ?req.uri().authority(),
+                "refused a request whose Host header or request line does not name this server"
             );
             let mut response = misdirected();
             decorate(response.headers_mut(), allowed_origin.as_ref());
@@ -296,6 +300,35 @@ mod tests {
             response.headers()[header::ACCESS_CONTROL_ALLOW_ORIGIN],
             "http://localhost:1"
         );
+    }
+
+    #[tokio::test]
+    async fn a_foreign_request_line_authority_is_refused_like_a_foreign_host() {
+        let absolute = |uri: &str| {
+            Request::builder()
+                .uri(uri)
+                .header(header::HOST, "127.0.0.1:8765")
+                .body(())
+                .unwrap()
+        };
+        for foreign in [
+            "http://evil.example/x",
+            "http://evil.example:8765/x",
+            "http://127.0.0.1:9999/x",
+            "http://user@127.0.0.1:8765/x",
+        ] {
+            let response = service().oneshot(absolute(foreign)).await.unwrap();
+            assert_eq!(
+                response.status(),
+                StatusCode::MISDIRECTED_REQUEST,
+                "{foreign}"
+            );
+        }
+        let own = service()
+            .oneshot(absolute("http://localhost:8765/x"))
+            .await
+            .unwrap();
+        assert_eq!(own.status(), StatusCode::OK);
     }
 
     #[tokio::test]
