@@ -55,7 +55,7 @@ pub(crate) enum Command {
             Offline? The viewer UI is cached after the first download; run \
             `cellucid cache prefetch` once while online (see `cellucid cache --help`)."
     )]
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Manage the offline cache of the viewer UI.
     #[command(
         long_about = "Manage the offline cache of the viewer UI.\n\n\
@@ -80,7 +80,7 @@ pub(crate) enum Command {
             cells, genes, embeddings, obs fields and their kinds, the layout of X, and what \
             `cellucid serve` would serve from it. Reads metadata only."
     )]
-    Inspect(InspectArgs),
+    Inspect(Box<InspectArgs>),
 }
 
 /// `cellucid cache …`.

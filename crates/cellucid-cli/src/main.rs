@@ -30,7 +30,7 @@ fn main() -> ExitCode {
         malloc_arenas::limit_arenas();
     }
     let result = match cli.command {
-        args::Command::Serve(args) => serve::run(args),
+        args::Command::Serve(args) => serve::run(*args),
         args::Command::Cache(args) => cache::run(args),
         args::Command::Session(args::SessionCommand::Inspect(args)) => session::inspect(&args),
         args::Command::Inspect(args) => inspect::run(&args),
