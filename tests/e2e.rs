@@ -29,5 +29,6 @@ mod channel_ws;
 mod cli;
 mod files;
 mod limits;
+mod proxies;
 mod security;
 mod web_ui;

@@ -193,6 +193,13 @@ pub(crate) struct ServeArgs {
     #[arg(long = "allowed-origin", value_name = "ORIGIN")]
     pub(crate) allowed_origins: Vec<String>,
 
+    /// Believe a reverse proxy's X-Forwarded-Host (checked like Host, in
+    /// addition to it), X-Forwarded-Proto (https makes the access cookie
+    /// Secure) and X-Forwarded-For (logged as the client). Only when the
+    /// proxy is the only way to reach this server.
+    #[arg(long)]
+    pub(crate) trust_proxy: bool,
+
     /// Require the access token on a loopback bind too (it is always required
     /// on other binds). Recommended on machines shared with other users.
     #[arg(long, conflicts_with = "no_auth")]

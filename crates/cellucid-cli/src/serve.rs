@@ -46,6 +46,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), CliError> {
         .allowed_origins
         .clone_from(&args.allowed_origins);
     config.service.web_ui = ui.web_ui.clone();
+    config.service.trust_proxy = args.trust_proxy;
     let access = crate::access::resolve(&args, ip, false)?;
     config.service.auth = access.policy.clone();
     config.limits.header_read_timeout = Duration::from_secs_f64(args.header_timeout);

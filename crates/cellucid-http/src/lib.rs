@@ -10,13 +10,15 @@
 //!    header-read and idle timeouts, a connection cap;
 //! 2. [`OriginLayer`]: the Host allowlist (421), CORS for allowed origins,
 //!    preflights, `nosniff` and `Referrer-Policy` on every response;
-//! 3. [`auth::AuthLayer`]: the access token when one is required (401);
-//! 4. the route table: each request is classified once from its method and
+//! 3. [`forwarded::ForwardedLayer`]: a trusted reverse proxy's
+//!    `X-Forwarded-*` headers (only with `trust_proxy`);
+//! 4. [`auth::AuthLayer`]: the access token when one is required (401);
+//! 5. the route table: each request is classified once from its method and
 //!    decoded path — the viewer channel ([`channel`]: `POST
 //!    /_cellucid/events`, `/selection`, `/session_bundle`, the WebSocket
 //!    `/_cellucid/ws`), the other `/_cellucid/*` routes, then `datasets.json`
 //!    and dataset files, then the viewer UI;
-//! 5. a handler and the [`cellucid_core::DatasetSource`] behind the dataset.
+//! 6. a handler and the [`cellucid_core::DatasetSource`] behind the dataset.
 //!
 //! Errors become responses in one place, [`HttpError::into_response`].
 //! `examples/axum_mount.rs` mounts the service in an axum app next to the
@@ -49,6 +51,7 @@ mod conn;
 mod content_coding;
 mod documents;
 mod error;
+pub mod forwarded;
 mod hooked_io;
 mod mount;
 mod offload;

@@ -325,11 +325,24 @@ impl Connection {
             async move {
                 // The path only: queries may carry tokens and are never logged.
                 // Copied only when the request log is on: this is the hot path.
-                let logged = tracing::enabled!(tracing::Level::DEBUG)
-                    .then(|| (req.method().clone(), req.uri().path().to_owned()));
+                let logged = tracing::enabled!(tracing::Level::DEBUG).then(|| {
+                    // Behind a trusted proxy the peer is the proxy: log the
+                    // client it names as well.
+                    let client = inner
+                        .trusts_proxy()
+                        .then(|| crate::forwarded::client_ip(req.headers()))
+                        .flatten();
+                    (req.method().clone(), req.uri().path().to_owned(), client)
+                });
                 let Ok(mut response) = inner.call(req).await;
-                if let Some((method, path)) = logged {
-                    tracing::debug!(%peer, %method, %path, status = response.status().as_u16(), "request");
+                if let Some((method, path, client)) = logged {
+                    let status = response.status().as_u16();
+                    match client {
+                        Some(client) => {
+                            tracing::debug!(%client, %peer, %method, %path, status, "request");
+                        }
+                        None => tracing::debug!(%peer, %method, %path, status, "request"),
+                    }
                 }
                 response.body_mut().set_guard(Box::new(guard));
                 Ok::<_, Infallible>(response)

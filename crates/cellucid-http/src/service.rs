@@ -7,8 +7,11 @@
 //!
 //! 1. [`OriginLayer`]: the Host allowlist (421), CORS preflights, CORS and
 //!    hardening headers on every response;
-//! 2. [`AuthLayer`]: the access token, when the server needs one (401);
-//! 3. the router: one [`Route`](crate::route::Route) per request, then its
+//! 2. [`ForwardedLayer`]: with [`ServiceConfig::trust_proxy`], the
+//!    `X-Forwarded-Host` check (421) and what the proxy says about the
+//!    request; without it, nothing;
+//! 3. [`AuthLayer`]: the access token, when the server needs one (401);
+//! 4. the router: one [`Route`](crate::route::Route) per request, then its
 //!    handler.
 //!
 //! [`Server`](crate::Server) runs it on a socket with connection limits;
@@ -28,6 +31,7 @@ use tower::{Layer, Service};
 use crate::auth::{AuthLayer, AuthPolicy, AuthService};
 use crate::body::Body;
 use crate::channel::{BoxError, Channel, ChannelLimits, ViewerRegistry};
+use crate::forwarded::{ForwardedLayer, ForwardedService};
 use crate::mount::Layout;
 use crate::origin::{ConfigError, OriginLayer, OriginPolicy, OriginService};
 use crate::router::{AppState, BoxFuture, Router};
@@ -51,6 +55,11 @@ pub struct ServiceConfig {
     /// Who may pass: `None` is an open server (loopback binds by default),
     /// else every request needs the policy's token.
     pub auth: Option<AuthPolicy>,
+    /// Believe the `X-Forwarded-*` headers of a reverse proxy
+    /// (`--trust-proxy`; see [`crate::forwarded`]). Only for a server that
+    /// is reachable through the proxy alone. Off by default: the headers
+    /// then have no effect.
+    pub trust_proxy: bool,
 }
 
 impl Default for ServiceConfig {
@@ -62,6 +71,7 @@ impl Default for ServiceConfig {
             web_ui: WebUi::Disabled,
             channel: ChannelLimits::default(),
             auth: None,
+            trust_proxy: false,
         }
     }
 }
@@ -70,7 +80,7 @@ impl Default for ServiceConfig {
 /// Cheap to clone (clones share the datasets, caches and viewers).
 #[derive(Clone, Debug)]
 pub struct CellucidService {
-    stack: OriginService<AuthService<Router>>,
+    stack: OriginService<ForwardedService<AuthService<Router>>>,
     shared: Arc<Shared>,
 }
 
@@ -80,6 +90,7 @@ struct Shared {
     state: Arc<AppState>,
     channel: Arc<Channel>,
     viewers: ViewerRegistry,
+    trust_proxy: bool,
 }
 
 impl CellucidService {
@@ -115,15 +126,28 @@ impl CellucidService {
             config.web_ui,
         ));
         let router = Router::new(Arc::clone(&state));
-        let stack = OriginLayer::new(policy).layer(AuthLayer::new(config.auth).layer(router));
+        let forwarded = if config.trust_proxy {
+            ForwardedLayer::trusting(policy.host.clone(), bound.port())
+        } else {
+            ForwardedLayer::ignoring()
+        };
+        let stack = OriginLayer::new(policy)
+            .layer(forwarded.layer(AuthLayer::new(config.auth).layer(router)));
         Ok(Self {
             stack,
             shared: Arc::new(Shared {
                 state,
                 channel,
                 viewers,
+                trust_proxy: config.trust_proxy,
             }),
         })
+    }
+
+    /// Whether the service believes a reverse proxy's `X-Forwarded-*`
+    /// headers ([`ServiceConfig::trust_proxy`]).
+    pub fn trusts_proxy(&self) -> bool {
+        self.shared.trust_proxy
     }
 
     /// The viewer registry: register viewers here to receive their events
@@ -149,7 +173,9 @@ where
 {
     type Response = Response<Body>;
     type Error = Infallible;
-    type Future = crate::origin::ResponseFuture<crate::auth::ResponseFuture<BoxFuture>>;
+    type Future = crate::origin::ResponseFuture<
+        crate::forwarded::ResponseFuture<crate::auth::ResponseFuture<BoxFuture>>,
+    >;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         // Always ready: no layer holds back requests.

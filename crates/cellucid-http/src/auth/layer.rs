@@ -67,7 +67,14 @@ where
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let decision = match &self.policy {
             None => Decision::Pass,
-            Some(policy) => policy.decide(req.method(), req.uri(), req.headers()),
+            Some(policy) => {
+                // Set by the forwarded layer only when the proxy is trusted.
+                let forwarded_https = req
+                    .extensions()
+                    .get::<crate::forwarded::Forwarded>()
+                    .is_some_and(|forwarded| forwarded.https);
+                policy.decide(req.method(), req.uri(), req.headers(), forwarded_https)
+            }
         };
         let response = match decision {
             Decision::Pass => {

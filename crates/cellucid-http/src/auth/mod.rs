@@ -50,8 +50,16 @@ impl AuthPolicy {
     }
 
     /// What to do with a request: the pure decision at the centre of the
-    /// layer.
-    pub(crate) fn decide(&self, method: &Method, uri: &Uri, headers: &HeaderMap) -> Decision {
+    /// layer. `forwarded_https` says a trusted proxy received the request
+    /// over HTTPS (`X-Forwarded-Proto`, only with `--trust-proxy`): the
+    /// cookie is then `Secure` even though this server speaks plain HTTP.
+    pub(crate) fn decide(
+        &self,
+        method: &Method,
+        uri: &Uri,
+        headers: &HeaderMap,
+        forwarded_https: bool,
+    ) -> Decision {
         let read = *method == Method::GET || *method == Method::HEAD;
         let query_token = uri.query().and_then(|query| query_value(query, QUERY_KEY));
         match query_token {
@@ -59,7 +67,7 @@ impl AuthPolicy {
                 if read {
                     return Decision::Exchange {
                         location: location_without_token(uri),
-                        cookie: self.cookie(),
+                        cookie: self.cookie(self.secure || forwarded_https),
                     };
                 }
                 return Decision::Pass;
@@ -98,12 +106,13 @@ impl AuthPolicy {
         })
     }
 
-    /// The `Set-Cookie` value that carries the token.
-    fn cookie(&self) -> HeaderValue {
+    /// The `Set-Cookie` value that carries the token; `secure` adds
+    /// `Secure` (the browser then sends it over HTTPS only).
+    fn cookie(&self, secure: bool) -> HeaderValue {
         // No `Path`: the browser then scopes the cookie to the directory of
         // the URL it opened, which behind a reverse proxy is the proxy's
         // prefix, never broader. No `Max-Age`: it ends with the browser.
-        let secure = if self.secure { "; Secure" } else { "" };
+        let secure = if secure { "; Secure" } else { "" };
         let text = format!(
             "{}={}; HttpOnly; SameSite=Strict{secure}",
             self.cookie_name,
@@ -179,6 +188,15 @@ mod tests {
     }
 
     fn decide(method: &Method, uri: &str, headers: &[(&str, &str)]) -> Decision {
+        decide_forwarded(method, uri, headers, false)
+    }
+
+    fn decide_forwarded(
+        method: &Method,
+        uri: &str,
+        headers: &[(&str, &str)],
+        forwarded_https: bool,
+    ) -> Decision {
         let mut map = HeaderMap::new();
         for (name, value) in headers {
             map.append(
@@ -186,7 +204,7 @@ mod tests {
                 HeaderValue::from_str(value).unwrap(),
             );
         }
-        policy().decide(method, &uri.parse().unwrap(), &map)
+        policy().decide(method, &uri.parse().unwrap(), &map, forwarded_https)
     }
 
     #[test]
@@ -285,6 +303,28 @@ mod tests {
     fn two_tokens_get_two_cookie_names() {
         let other = AuthPolicy::new(AccessToken::generate().unwrap(), true);
         assert_ne!(other.cookie_name(), policy().cookie_name());
-        assert!(other.cookie().to_str().unwrap().ends_with("; Secure"));
+        assert!(other.cookie(true).to_str().unwrap().ends_with("; Secure"));
+    }
+
+    #[test]
+    fn a_trusted_https_proxy_makes_the_cookie_secure() {
+        let cookie_of = |decision: Decision| match decision {
+            Decision::Exchange { cookie, .. } => cookie.to_str().unwrap().to_owned(),
+            other => panic!("expected an exchange, got {other:?}"),
+        };
+        let uri = format!("/?token={TOKEN}");
+        let plain = cookie_of(decide_forwarded(&Method::GET, &uri, &[], false));
+        assert!(!plain.contains("Secure"), "{plain}");
+        let forwarded = cookie_of(decide_forwarded(&Method::GET, &uri, &[], true));
+        assert!(forwarded.ends_with("; Secure"), "{forwarded}");
+        // A server that speaks HTTPS itself always sets it.
+        let tls = AuthPolicy::new(AccessToken::parse(TOKEN).unwrap(), true);
+        let own = cookie_of(tls.decide(
+            &Method::GET,
+            &uri.parse().unwrap(),
+            &HeaderMap::new(),
+            false,
+        ));
+        assert!(own.ends_with("; Secure"), "{own}");
     }
 }
