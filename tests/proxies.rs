@@ -28,26 +28,7 @@ use crate::support::upstream::{
     is_downloading_page, is_unavailable_page, UiBuild, UiFile, Upstream,
 };
 use crate::support::zarr_store::SparseStore;
-use crate::support::{get, repo, request, Reply, Server, TEST_CACHE};
-
-/// Turns a missing proxy into a failure (CI).
-const REQUIRE_TOOLS: &str = "CELLUCID_REQUIRE_TOOLS";
-
-/// The repository's rule for external tools: the tool when `found` has it;
-/// else one line saying `test` was skipped and why, or a panic when
-/// `CELLUCID_REQUIRE_TOOLS=1`.
-fn require_tool<T>(test: &str, found: Result<T, String>) -> Option<T> {
-    match found {
-        Ok(tool) => Some(tool),
-        Err(why) if std::env::var(REQUIRE_TOOLS).as_deref() == Ok("1") => {
-            panic!("{test}: {why} ({REQUIRE_TOOLS}=1 makes a missing tool a failure)")
-        }
-        Err(why) => {
-            eprintln!("skipped {test}: {why}");
-            None
-        }
-    }
-}
+use crate::support::{get, repo, request, require, Reply, Server, TEST_CACHE};
 
 /// A port of 127.0.0.1 that was free a moment ago.
 fn free_port() -> u16 {
@@ -484,8 +465,7 @@ impl Drop for Nginx {
 
 #[test]
 fn nginx_serves_every_route_under_a_prefix() {
-    let Some(nginx_binary) = require_tool("nginx_serves_every_route_under_a_prefix", find_nginx())
-    else {
+    let Some(nginx_binary) = require(find_nginx()) else {
         return;
     };
     let served = Served::new();
@@ -513,8 +493,7 @@ fn nginx_serves_every_route_under_a_prefix() {
 
 #[test]
 fn nginx_serves_the_offline_page_and_its_links_under_the_prefix() {
-    let test = "nginx_serves_the_offline_page_and_its_links_under_the_prefix";
-    let Some(nginx_binary) = require_tool(test, find_nginx()) else {
+    let Some(nginx_binary) = require(find_nginx()) else {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
@@ -551,8 +530,7 @@ fn cookie_pair(reply: &Reply) -> String {
 
 #[test]
 fn nginx_carries_the_access_token_flow_and_trusted_forwarded_headers() {
-    let test = "nginx_carries_the_access_token_flow_and_trusted_forwarded_headers";
-    let Some(nginx_binary) = require_tool(test, find_nginx()) else {
+    let Some(nginx_binary) = require(find_nginx()) else {
         return;
     };
     let served = Served::new();
@@ -935,8 +913,7 @@ impl Drop for Jupyter {
 
 #[test]
 fn jupyter_server_proxy_serves_cellucid_at_proxy_port() {
-    let test = "jupyter_server_proxy_serves_cellucid_at_proxy_port";
-    let Some(jupyter_binary) = require_tool(test, find_jupyter()) else {
+    let Some(jupyter_binary) = require(find_jupyter()) else {
         return;
     };
     let jupyter = Jupyter::start(&jupyter_binary);
@@ -970,8 +947,7 @@ fn jupyter_server_proxy_serves_cellucid_at_proxy_port() {
 
 #[test]
 fn jupyter_server_proxy_carries_the_access_token_flow() {
-    let test = "jupyter_server_proxy_carries_the_access_token_flow";
-    let Some(jupyter_binary) = require_tool(test, find_jupyter()) else {
+    let Some(jupyter_binary) = require(find_jupyter()) else {
         return;
     };
     let jupyter = Jupyter::start(&jupyter_binary);

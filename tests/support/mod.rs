@@ -62,14 +62,23 @@ pub fn require_tool(names: &[&str], install: &str) -> Option<PathBuf> {
             .map(|dir| dir.join(name))
             .find(|candidate| is_executable(candidate))
     });
-    if found.is_none() {
-        let why = format!("{} is not installed ({install})", names.join(" or "));
-        if std::env::var(REQUIRE_TOOLS).as_deref() == Ok("1") {
-            panic!("{why}, and {REQUIRE_TOOLS}=1 makes that a failure");
+    require(found.ok_or_else(|| format!("{} is not installed ({install})", names.join(" or "))))
+}
+
+/// The one rule for external tools, for any way of finding one: the tool
+/// when `found` has it; else one skip line saying why, or a failure when
+/// `CELLUCID_REQUIRE_TOOLS=1`.
+pub fn require<T>(found: Result<T, String>) -> Option<T> {
+    match found {
+        Ok(tool) => Some(tool),
+        Err(why) => {
+            if std::env::var(REQUIRE_TOOLS).as_deref() == Ok("1") {
+                panic!("{why}, and {REQUIRE_TOOLS}=1 makes that a failure");
+            }
+            skipped(&why);
+            None
         }
-        skipped(&why);
     }
-    found
 }
 
 fn is_executable(path: &Path) -> bool {
