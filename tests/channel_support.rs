@@ -1,6 +1,6 @@
 //! Helpers of the viewer-channel tests: an in-process server (the library,
 //! on a real loopback socket), HTTP POSTs, WebSocket clients, and session
-//! bundles built from the format rules (reference-server.md B.5.5 and §9).
+//! bundles built from the format rules (docs/PROTOCOL.md, "Session bundles").
 
 #![allow(dead_code)]
 

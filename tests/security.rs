@@ -1,4 +1,4 @@
-//! Security end-to-end tests (CONTRACT §2–§3): the Host check (DNS-rebinding
+//! Security end-to-end tests (SECURITY.md): the Host check (DNS-rebinding
 //! defence), CORS and the preflight, method refusal, and path safety
 //! (traversal, encoded separators, dot-files, symlinks, special files), all
 //! against the real `cellucid` binary over loopback sockets.

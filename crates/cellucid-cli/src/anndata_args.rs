@@ -1,4 +1,4 @@
-//! The AnnData flags of `cellucid serve` (the 0.9.4 CLI's, CONTRACT §6).
+//! The AnnData flags of `cellucid serve` (the 0.9.4 CLI's; docs/FORMATS.md, "Serving choices").
 
 // The doc comments below are clap's --help text, printed as written (with
 // `uns['cellucid']['id']`, `<field>`, bare URLs), not rustdoc markdown.

@@ -53,7 +53,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), CliError> {
     config.limits.idle_timeout = Duration::from_secs_f64(args.idle_timeout);
     config.limits.max_connections = args.max_connections as usize;
     config.service.channel.max_bundle_bytes = args.max_bundle_bytes;
-    // Stalled clients and shutdown (CONTRACT §3).
+    // Stalled clients and shutdown (SECURITY.md, "Clients that stall").
     let shutdown_timeout = Duration::from_secs_f64(args.shutdown_timeout);
     let send_timeout = Duration::from_secs_f64(args.send_timeout);
     config.limits.send_timeout = send_timeout;

@@ -235,7 +235,7 @@ fn read_identity(dir: &Dir, path: &Path) -> Result<Identity, OpenError> {
     })
 }
 
-/// The portable-component rule of reference-formats §1.11 for dataset ids.
+/// The portable-component rule for dataset ids (docs/FORMATS.md, "Export ids").
 fn is_portable_id(id: &str) -> bool {
     let bytes = id.as_bytes();
     !bytes.is_empty()

@@ -1,7 +1,7 @@
 //! Cellucid session bundles (`.cellucid-session`): container validation.
 //!
-//! Two container generations exist (reference-server.md appendix B.5.5 and
-//! §9): v1 (`CELLUCID_SESSION\n`, 0.9.4) and v2 (`CELLUCID_SESSION/2\n`,
+//! Two container generations exist (docs/PROTOCOL.md,
+//! "Session bundles"): v1 (`CELLUCID_SESSION\n`, 0.9.4) and v2 (`CELLUCID_SESSION/2\n`,
 //! 0.9.5). Both are a magic, a u32 LE manifest length, a JSON manifest, then
 //! one u32 LE length-prefixed payload per manifest chunk, and nothing after.
 //!

@@ -1,6 +1,6 @@
 //! `/_cellucid/anndata/<id><ending>[/<key>]`: the raw bytes of AnnData
-//! stores for 0.9.5 byte viewers (reference-server.md §3.6), with the
-//! dot-file rule of CONTRACT §3.
+//! stores for 0.9.5 byte viewers (docs/PROTOCOL.md, "The byte route"), with the
+//! dot-file rule of docs/PROTOCOL.md ("Path decoding").
 
 use std::sync::Arc;
 

@@ -1,4 +1,4 @@
-//! `Content-Encoding` for synthesised files (CONTRACT §2).
+//! `Content-Encoding` for synthesised files (docs/PROTOCOL.md, "Compression of synthesised files").
 //!
 //! The 0.9.4 AnnData server gzip-compressed every binary payload at level 6
 //! for each request when the client accepted it, and browsers always do: on

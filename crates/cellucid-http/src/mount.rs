@@ -1,5 +1,5 @@
 //! The URL layout: which dataset is served under which path, and the
-//! generated `datasets.json` (CONTRACT §1).
+//! generated `datasets.json` (docs/FORMATS.md, "Unique ids and reserved names").
 
 use std::sync::Arc;
 

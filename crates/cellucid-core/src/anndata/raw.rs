@@ -125,7 +125,7 @@ impl RawStore {
     }
 
     /// One key of a folder store. Keys must be canonical and may name no
-    /// dot-file other than Zarr's metadata (CONTRACT §3); symlinks leaving
+    /// dot-file other than Zarr's metadata (docs/PROTOCOL.md, "Path decoding"); symlinks leaving
     /// the store are refused by the `cap-std` directory.
     ///
     /// # Errors

@@ -403,7 +403,7 @@ pub fn file_stem(path: &Path) -> String {
 }
 
 /// Lower-cases and turns every run of characters outside `[a-z0-9._-]` into
-/// `-`, so the id is a portable URL segment (CONTRACT §1).
+/// `-`, so the id is a portable URL segment (docs/FORMATS.md, "AnnData ids").
 pub fn sanitize_id(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut pending_dash = false;

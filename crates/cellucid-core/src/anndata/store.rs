@@ -2,8 +2,8 @@
 //! archive, and the adapter that lets `zarrs` read from either.
 //!
 //! `zarrs` ships a path-based filesystem store; we give it our own instead so
-//! every read goes through the `cap-std` directory of the dataset (CONTRACT
-//! §3): no key and no symlink can leave the store.
+//! every read goes through the `cap-std` directory of the dataset (SECURITY.md,
+//! "File confinement"): no key and no symlink can leave the store.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -23,7 +23,7 @@ use crate::file::{map_path, open_confined};
 use crate::key::RelativeKey;
 use crate::SourceError;
 
-/// The only dot-files a Zarr store may expose (CONTRACT §3).
+/// The only dot-files a Zarr store may expose (docs/PROTOCOL.md, "Path decoding").
 pub const ZARR_DOT_FILES: [&str; 4] = [".zarray", ".zattrs", ".zgroup", ".zmetadata"];
 
 /// One entry of a store folder listing.

@@ -1,5 +1,5 @@
 //! Commands from the program to a viewer, encoded for the WebSocket channel
-//! (reference-server.md §8.4).
+//! (docs/PROTOCOL.md, "Commands").
 
 use serde_json::{json, Value};
 

@@ -1,6 +1,6 @@
 //! Refusals of the viewer channel's HTTP routes.
 //! [`crate::HttpError::into_response`] gives each its status and a JSON body
-//! `{"status":"error","message":"…"}` (CONTRACT §4).
+//! `{"status":"error","message":"…"}` (docs/PROTOCOL.md, "Channel errors").
 
 /// Why a viewer-channel request was refused.
 #[derive(Debug, thiserror::Error)]

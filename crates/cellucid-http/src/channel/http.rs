@@ -1,5 +1,5 @@
 //! The 0.9.4 HTTP channel: `POST /_cellucid/events`, `/_cellucid/selection`
-//! and `/_cellucid/session_bundle` (CONTRACT §4, reference appendix B), with
+//! and `/_cellucid/session_bundle` (docs/PROTOCOL.md, "The HTTP channel"), with
 //! the viewer token made mandatory.
 
 use std::time::Duration;

@@ -1,4 +1,4 @@
-//! The viewer channel (CONTRACT §4): events, selections and session bundles
+//! The viewer channel (docs/PROTOCOL.md, "The viewer channel"): events, selections and session bundles
 //! from a viewer to the program that started the server, commands the other
 //! way.
 //!
@@ -45,7 +45,7 @@ pub use ws::HandshakeRefusal;
 
 use crate::origin::OriginPolicy;
 
-/// Caps and deadlines of the viewer channel (CONTRACT §3 defaults).
+/// Caps and deadlines of the viewer channel (SECURITY.md, "Limits").
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct ChannelLimits {

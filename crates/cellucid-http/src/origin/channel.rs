@@ -1,4 +1,4 @@
-//! The viewer channel's origin rule (CONTRACT §4): which pages may open the
+//! The viewer channel's origin rule (SECURITY.md, "The viewer channel"): which pages may open the
 //! WebSocket `/_cellucid/ws`.
 //!
 //! Stricter than CORS, because the channel carries commands into a viewer and

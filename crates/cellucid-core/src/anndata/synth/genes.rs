@@ -1,4 +1,4 @@
-//! Gene naming (reference-formats §1.5): the var index or a var column,
+//! Gene naming (docs/FORMATS.md, "Var manifest and gene names"): the var index or a var column,
 //! empty values filled from the index, duplicates made unique exactly like
 //! anndata's `var_names_make_unique`.
 

@@ -1,4 +1,4 @@
-//! The derived numbers of the 0.9.4 adapter (reference-formats §1.9):
+//! The derived numbers of the 0.9.4 adapter (docs/FORMATS.md, "Derived values"):
 //! embedding normalisation, centroids, outlier quantiles.
 
 /// Per-axis centre and one shared scale for an embedding.

@@ -1,5 +1,5 @@
-//! Connectivity edges from a symmetric sparse graph (reference-formats
-//! §1.7.7): the strict upper triangle, sorted by (source, destination).
+//! Connectivity edges from a symmetric sparse graph (docs/FORMATS.md,
+//! "Connectivity manifest and edges"): the strict upper triangle, sorted by (source, destination).
 
 use crate::anndata::{MatrixLayout, SparseParts};
 

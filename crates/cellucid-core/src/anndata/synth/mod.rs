@@ -1,6 +1,6 @@
 //! The 0.9.4 folder files (`compact_v2` manifests, identity v3) synthesised
 //! from an AnnData store, exactly as the 0.9.4 AnnData server answers them
-//! (reference-formats §3): float32, uncompressed paths.
+//! (docs/FORMATS.md, "Files we synthesise"): float32, uncompressed paths.
 //!
 //! [`Plan::build`] reads what the manifests need (obs categories, the
 //! embeddings for centroids, the graph's counts) once; payloads (embedding
@@ -837,7 +837,7 @@ fn item_coords(adata: &AnnData, item: &Item) -> Result<Vec<f64>, AnnDataError> {
         .collect())
 }
 
-/// Fills the 1d/2d/3d slots (reference-formats §3.2): explicit choices and
+/// Fills the 1d/2d/3d slots (docs/FORMATS.md, "Serving choices"): explicit choices and
 /// `uns['cellucid']['defaults']`, else the X_umap rule, else a best guess.
 fn resolve_embeddings(
     adata: &AnnData,
