@@ -44,6 +44,17 @@ pub enum AnnDataError {
         /// What is wrong.
         reason: String,
     },
+    /// A name asked for (a gene, an obs column, an obsm key) is not in the
+    /// element that lists such names.
+    #[error("{element} has no entry named {name:?} among its {count} names")]
+    UnknownName {
+        /// Where the name was looked up (`var`, `obs`, `obsm`).
+        element: String,
+        /// The name asked for.
+        name: String,
+        /// How many names the element has.
+        count: usize,
+    },
     /// The storage layer failed to read or decode bytes (truncated file,
     /// corrupt chunk, unsupported filter…).
     #[error("cannot read element {element:?}: {reason}")]
