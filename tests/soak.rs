@@ -187,7 +187,11 @@ fn next_request(plan: &Plan, rng: &mut Rng, serial: u64) -> (String, Vec<u8>, Ch
         1 => {
             let (path, size) = &plan.export_files[rng.below(plan.export_files.len())];
             let head = format!("HEAD {path} HTTP/1.1\r\nHost: {host}\r\nOrigin: {ORIGIN}\r\n\r\n");
-            (format!("HEAD {path}"), head.into_bytes(), Check::Head(*size))
+            (
+                format!("HEAD {path}"),
+                head.into_bytes(),
+                Check::Head(*size),
+            )
         }
         2 => {
             let (path, _) = &plan.export_files[rng.below(plan.export_files.len())];
@@ -195,7 +199,11 @@ fn next_request(plan: &Plan, rng: &mut Rng, serial: u64) -> (String, Vec<u8>, Ch
                 "OPTIONS {path} HTTP/1.1\r\nHost: {host}\r\nOrigin: {ORIGIN}\r\n\
                  Access-Control-Request-Method: GET\r\nAccess-Control-Request-Headers: range\r\n\r\n"
             );
-            (format!("OPTIONS {path}"), head.into_bytes(), Check::Preflight)
+            (
+                format!("OPTIONS {path}"),
+                head.into_bytes(),
+                Check::Preflight,
+            )
         }
         3 => {
             let gene = rng.below(plan.genes.len());
@@ -214,7 +222,11 @@ fn next_request(plan: &Plan, rng: &mut Rng, serial: u64) -> (String, Vec<u8>, Ch
                 plan.token,
                 body.len()
             );
-            ("POST /_cellucid/events".into(), head.into_bytes(), Check::Event)
+            (
+                "POST /_cellucid/events".into(),
+                head.into_bytes(),
+                Check::Event,
+            )
         }
     }
 }
@@ -241,21 +253,29 @@ impl Check {
             _ => 200,
         };
         if reply.status != want {
-            return Some(format!("status {} (want {want}): {}", reply.status, reply.text()));
+            return Some(format!(
+                "status {} (want {want}): {}",
+                reply.status,
+                reply.text()
+            ));
         }
         match self {
             Check::Partial(start, end) => (reply.body != plan.h5ad[*start..=*end])
                 .then(|| format!("wrong bytes for {start}-{end}")),
-            Check::Head(size) => (reply.header("content-length") != Some(&size.to_string()))
-                .then(|| format!("Content-Length {:?}, want {size}", reply.header("content-length"))),
+            Check::Head(size) => {
+                (reply.header("content-length") != Some(&size.to_string())).then(|| {
+                    format!(
+                        "Content-Length {:?}, want {size}",
+                        reply.header("content-length")
+                    )
+                })
+            }
             Check::Preflight => (reply.header("access-control-allow-origin") != Some(ORIGIN))
                 .then(|| format!("no CORS grant: {:?}", reply.headers)),
             Check::Gene(gene) => {
                 (reply.body != plan.genes[*gene]).then(|| format!("gene {gene}: other bytes"))
             }
-            Check::Event => {
-                (!reply.text().contains(r#""delivered":true"#)).then(|| reply.text())
-            }
+            Check::Event => (!reply.text().contains(r#""delivered":true"#)).then(|| reply.text()),
         }
     }
 }
@@ -285,9 +305,11 @@ async fn client(plan: Arc<Plan>, tally: Arc<Tally>, stop: Arc<AtomicBool>, seed:
         let Some(open) = conn.as_mut() else { continue };
         serial += 1;
         let (what, request, check) = next_request(&plan, &mut rng, seed << 32 | serial);
-        let answer =
-            tokio::time::timeout(Duration::from_secs(30), open.exchange(&request, check.head_only()))
-                .await;
+        let answer = tokio::time::timeout(
+            Duration::from_secs(30),
+            open.exchange(&request, check.head_only()),
+        )
+        .await;
         tally.requests.fetch_add(1, Ordering::Relaxed);
         match answer {
             Err(_) => {
@@ -321,13 +343,23 @@ async fn get_once(addr: SocketAddr, path: &str) -> Reply {
 async fn five_hundred_clients_leave_no_errors_fds_or_memory_behind() {
     let secs: u64 = std::env::var(SOAK_SECS)
         .ok()
-        .map(|v| v.parse().unwrap_or_else(|_| panic!("{SOAK_SECS}={v} is not a number")))
+        .map(|v| {
+            v.parse()
+                .unwrap_or_else(|_| panic!("{SOAK_SECS}={v} is not a number"))
+        })
         .unwrap_or(DEFAULT_SECS);
     let duration = Duration::from_secs(secs);
-    assert!(duration > WARM_UP * 2, "{SOAK_SECS} must be above {}", WARM_UP.as_secs() * 2);
+    assert!(
+        duration > WARM_UP * 2,
+        "{SOAK_SECS} must be above {}",
+        WARM_UP.as_secs() * 2
+    );
     // 500 sockets here and 500 in the server (which inherits the limit).
     let nofile = raise_fd_limit(4096);
-    assert!(nofile >= 1200, "the open-file limit is {nofile}; 500 clients need more");
+    assert!(
+        nofile >= 1200,
+        "the open-file limit is {nofile}; 500 clients need more"
+    );
     let tmp = tempfile::tempdir().unwrap();
     let export = fixture(EXPORT);
     let h5ad = fixture(H5AD);
@@ -421,7 +453,14 @@ async fn five_hundred_clients_leave_no_errors_fds_or_memory_behind() {
         0,
         "first errors: {:?}; server stderr: {:?}",
         tally.first_errors.lock().unwrap(),
-        server.stderr.lock().unwrap().iter().rev().take(20).collect::<Vec<_>>()
+        server
+            .stderr
+            .lock()
+            .unwrap()
+            .iter()
+            .rev()
+            .take(20)
+            .collect::<Vec<_>>()
     );
     assert!(
         fds_under_load >= fds_before + CLIENTS / 2,
@@ -432,6 +471,9 @@ async fn five_hundred_clients_leave_no_errors_fds_or_memory_behind() {
         rss_end <= rss_warm + RSS_SLACK_KIB,
         "RSS grew from {rss_warm} KiB after warm-up to {rss_end} KiB"
     );
-    assert_eq!(lines, events, "events answered 200 but not written to stdout");
+    assert_eq!(
+        lines, events,
+        "events answered 200 but not written to stdout"
+    );
     assert_eq!(get_once(addr, "/_cellucid/health").await.status, 200);
 }
