@@ -423,3 +423,76 @@ async fn a_websocket_viewer_whose_program_stops_reading_is_closed_with_1013() {
     );
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_steady_upload_that_outlasts_the_body_timeout_is_not_cut() {
+    // The body timeout bounds a body that trickles in; one that arrives at
+    // more than the minimum rate earns time as it comes (docs/PROTOCOL.md).
+    let mut limits = ChannelLimits::default();
+    limits.body_timeout = Duration::from_secs(1);
+    limits.min_body_rate = 16 * 1024;
+    let server = InProc::start(limits).await;
+    let viewer = server.viewers.register(ViewerOptions::default()).unwrap();
+    let _events = viewer.events().unwrap();
+    let cells: Vec<u8> = (0u32..65_536).flat_map(u32::to_le_bytes).collect();
+    let head = format!(
+        "POST /_cellucid/selection?viewerId={}&source=lasso HTTP/1.1\r\nHost: {}\r\n\
+         Content-Type: application/octet-stream\r\nX-Cellucid-Viewer-Token: {}\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        viewer.id(),
+        server.addr,
+        viewer.token(),
+        cells.len()
+    );
+    let mut conn = Conn::open(server.addr).await.unwrap();
+    conn.send(head.as_bytes()).await.unwrap();
+    let started = Instant::now();
+    // 256 KiB in 16 pieces, 150 ms apart: about 2.4 s, above the 1 s
+    // timeout, at about 100 KiB/s, above the 16 KiB/s minimum.
+    for piece in cells.chunks(16 * 1024) {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        conn.send(piece).await.unwrap();
+    }
+    assert!(started.elapsed() > Duration::from_secs(2));
+    let reply = conn.read_reply(false).await.unwrap();
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_socket_that_stops_reading_commands_is_dropped_after_the_send_timeout() {
+    let mut limits = ChannelLimits::default();
+    limits.send_timeout = Duration::from_millis(500);
+    // Pings would end a silent socket too; keep them out of the way.
+    limits.ping_interval = Duration::from_secs(60);
+    limits.pong_timeout = Duration::from_secs(60);
+    let server = InProc::start(limits).await;
+    let viewer = server.viewers.register(ViewerOptions::default()).unwrap();
+    let ws = ws_hello(server.addr, viewer.id(), viewer.token()).await;
+    // The viewer never reads again; the program highlights 1M cells (4 MB
+    // per command) until the server gives the socket up, after which
+    // commands wait in the outbox for the next socket.
+    let cells: Vec<u32> = (0..1_000_000).collect();
+    let started = Instant::now();
+    let mut sent = 0;
+    loop {
+        let delivery = viewer
+            .send(cellucid_http::Command::Highlight {
+                cells: cells.clone(),
+                color: "#ff0000".into(),
+            })
+            .unwrap();
+        if delivery == cellucid_http::channel::Delivery::Queued {
+            break;
+        }
+        sent += 1;
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the socket still takes commands after {sent} of 4 MB unread"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(sent >= 1, "the first command was not even sent");
+    drop(ws);
+    server.stop().await;
+}
