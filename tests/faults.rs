@@ -331,14 +331,22 @@ async fn a_disk_that_fills_up_during_a_bundle_upload_is_507_and_the_server_keeps
 async fn clients_dropping_mid_response_leak_no_descriptors() {
     const SIZE: u64 = 32 * 1024 * 1024;
     let dir = tempfile::tempdir().unwrap();
-    copy_tree(&fixture("exports-0.9.4/pbmc68k-f32"), dir.path());
-    std::fs::File::create(dir.path().join("large.bin"))
+    let export = dir.path().join("big");
+    copy_tree(&fixture("exports-0.9.4/pbmc68k-f32"), &export);
+    std::fs::File::create(export.join("large.bin"))
         .unwrap()
         .set_len(SIZE)
         .unwrap();
+    let h5ad = fixture("anndata/pbmc68k_reduced.h5ad");
     let tmp = tempfile::tempdir().unwrap();
     let server = Server::try_start_with_env(
-        &["--no-web-ui", dir.path().to_str().unwrap()],
+        &[
+            "--no-web-ui",
+            "--cache-dir",
+            TEST_CACHE,
+            export.to_str().unwrap(),
+            h5ad.to_str().unwrap(),
+        ],
         &[("TMPDIR", tmp.path().to_str().unwrap())],
     )
     .unwrap();
@@ -348,10 +356,13 @@ async fn clients_dropping_mid_response_leak_no_descriptors() {
         .map(|n| {
             tokio::spawn(async move {
                 let mut conn = Conn::open(addr).await.unwrap();
-                // Some ask for a range, some for the whole file; some are
-                // keep-alive connections that were served a request before.
+                // Some ask for a range, some for the whole file, of an
+                // export file or (on the byte route) of an AnnData file; some
+                // are keep-alive connections that were served a request before.
                 if n % 4 == 3 {
-                    let small = format!("GET /obs/1.values.f32 HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+                    let small = format!(
+                        "GET /pbmc68k-f32/obs/1.values.f32 HTTP/1.1\r\nHost: {addr}\r\n\r\n"
+                    );
                     assert_eq!(
                         conn.exchange(small.as_bytes(), false).await.unwrap().status,
                         200
@@ -362,7 +373,12 @@ async fn clients_dropping_mid_response_leak_no_descriptors() {
                 } else {
                     ""
                 };
-                let request = format!("GET /large.bin HTTP/1.1\r\nHost: {addr}\r\n{range}\r\n");
+                let path = if n % 5 == 4 {
+                    "/_cellucid/anndata/pbmc68k_reduced.h5ad"
+                } else {
+                    "/pbmc68k-f32/large.bin"
+                };
+                let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{range}\r\n");
                 conn.send(request.as_bytes()).await.unwrap();
                 let head = conn.read_head().await.unwrap();
                 assert!(matches!(head.status, 200 | 206), "{}", head.status);
@@ -429,12 +445,12 @@ async fn a_steady_upload_that_outlasts_the_body_timeout_is_not_cut() {
     // The body timeout bounds a body that trickles in; one that arrives at
     // more than the minimum rate earns time as it comes (docs/PROTOCOL.md).
     let mut limits = ChannelLimits::default();
-    limits.body_timeout = Duration::from_secs(1);
+    limits.body_timeout = Duration::from_secs(2);
     limits.min_body_rate = 16 * 1024;
     let server = InProc::start(limits).await;
     let viewer = server.viewers.register(ViewerOptions::default()).unwrap();
     let _events = viewer.events().unwrap();
-    let cells: Vec<u8> = (0u32..65_536).flat_map(u32::to_le_bytes).collect();
+    let cells: Vec<u8> = (0u32..98_304).flat_map(u32::to_le_bytes).collect();
     let head = format!(
         "POST /_cellucid/selection?viewerId={}&source=lasso HTTP/1.1\r\nHost: {}\r\n\
          Content-Type: application/octet-stream\r\nX-Cellucid-Viewer-Token: {}\r\n\
@@ -447,13 +463,14 @@ async fn a_steady_upload_that_outlasts_the_body_timeout_is_not_cut() {
     let mut conn = Conn::open(server.addr).await.unwrap();
     conn.send(head.as_bytes()).await.unwrap();
     let started = Instant::now();
-    // 256 KiB in 16 pieces, 150 ms apart: about 2.4 s, above the 1 s
-    // timeout, at about 100 KiB/s, above the 16 KiB/s minimum.
-    for piece in cells.chunks(16 * 1024) {
-        tokio::time::sleep(Duration::from_millis(150)).await;
+    // 384 KiB in 12 pieces, 300 ms apart: about 3.6 s, above the 2 s
+    // timeout, at about 100 KiB/s, above the 16 KiB/s minimum (each piece
+    // earns 2 s and takes 0.3 s, so a busy machine has ample slack).
+    for piece in cells.chunks(32 * 1024) {
+        tokio::time::sleep(Duration::from_millis(300)).await;
         conn.send(piece).await.unwrap();
     }
-    assert!(started.elapsed() > Duration::from_secs(2));
+    assert!(started.elapsed() > Duration::from_secs(3));
     let reply = conn.read_reply(false).await.unwrap();
     assert_eq!(reply.status, 200, "{}", reply.text());
     server.stop().await;
