@@ -513,3 +513,23 @@ async fn a_viewer_socket_that_stops_reading_commands_is_dropped_after_the_send_t
     drop(ws);
     server.stop().await;
 }
+
+#[test]
+fn a_signal_right_after_the_url_is_printed_stops_the_server_gracefully() {
+    // The handlers used to be installed only when the server first polled
+    // its shutdown future, a moment after printing its URL: a SIGTERM in
+    // between killed the process outright, cutting the responses in flight
+    // and leaving its temporary files.
+    let export = fixture("exports-0.9.4/pbmc68k-f32");
+    for round in 0..12 {
+        let server = Server::start(&["--no-web-ui", export.to_str().unwrap()]);
+        let name = if round % 2 == 0 { "TERM" } else { "INT" };
+        server.send_signal(name);
+        let status = server.wait();
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "round {round}: after SIG{name}: {status}"
+        );
+    }
+}
