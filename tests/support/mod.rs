@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod http1;
+pub mod process;
 pub mod upstream;
 pub mod zarr_store;
 

@@ -88,6 +88,10 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), CliError> {
             })?;
         // Only once the flags are known good: the UI may need the network.
         let ui_status = tokio::task::block_in_place(|| crate::web_ui::start(ui, &args))?;
+        // Before the URL is printed (after the UI download, which Ctrl-C
+        // still simply interrupts): a signal that comes before the server's
+        // first poll must stop it gracefully, not kill it.
+        let stop_signal = shutdown_signal();
         let addr = server.local_addr();
         let url = banner::local_url(addr);
         let exposed = !addr.ip().is_loopback();
@@ -148,7 +152,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), CliError> {
         // The signal sets the deadline by which the process must be gone.
         let (deadline_tx, deadline_rx) = watch::channel(None);
         let signal = async move {
-            shutdown_signal().await;
+            stop_signal.await;
             let _ = deadline_tx.send(Some(Instant::now() + exit_within(shutdown_timeout)));
         };
         let cut_off = async {
@@ -246,27 +250,38 @@ fn open_browser(url: String) {
     });
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
+/// Resolves on Ctrl-C or SIGTERM. The handlers are installed by this call,
+/// not when the future is first polled: until then the signals keep their
+/// default action, which ends the process without a graceful shutdown.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    #[cfg(unix)]
+    let (interrupt, terminate) = {
+        use tokio::signal::unix::{signal, SignalKind};
+        (
+            signal(SignalKind::interrupt()).ok(),
+            signal(SignalKind::terminate()).ok(),
+        )
+    };
+    async move {
+        #[cfg(unix)]
+        {
+            let wait = |listener: Option<tokio::signal::unix::Signal>| async move {
+                match listener {
+                    Some(mut listener) => {
+                        listener.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                () = wait(interrupt) => {},
+                () = wait(terminate) => {},
+            }
+        }
+        #[cfg(not(unix))]
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;
         }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
+        eprintln!("Shutting down: finishing requests in flight…");
     }
-    eprintln!("Shutting down: finishing requests in flight…");
 }

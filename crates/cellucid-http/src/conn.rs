@@ -274,12 +274,14 @@ impl Connections {
     /// idle. A scan, but only at the cap, over at most the cap's entries.
     pub(crate) fn evict_oldest_idle(&self) -> bool {
         let open = self.lock();
+        // Times are whole milliseconds: among connections idle since the same
+        // one, the one opened first (the lowest id) goes.
         let oldest = open
-            .values()
-            .filter(|activity| activity.is_idle())
-            .min_by_key(|activity| activity.idle_since.load(Ordering::Relaxed));
+            .iter()
+            .filter(|(_, activity)| activity.is_idle())
+            .min_by_key(|(id, activity)| (activity.idle_since.load(Ordering::Relaxed), **id));
         match oldest {
-            Some(activity) => {
+            Some((_, activity)) => {
                 activity.evicted.store(true, Ordering::Relaxed);
                 activity.evict.notify_one();
                 true
@@ -323,5 +325,31 @@ impl ConnectionSlot {
     /// Takes the permit (once); whoever holds it keeps the slot taken.
     pub(crate) fn take(&self) -> Option<OwnedSemaphorePermit> {
         self.0.lock().unwrap_or_else(PoisonError::into_inner).take()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn among_connections_idle_since_the_same_millisecond_the_first_opened_goes() {
+        // Idle times are whole milliseconds; the pick among equal ones used
+        // to follow the map's order, not the connections' age.
+        let registry = Connections::new();
+        let open: Vec<Registered> = (0..16).map(|_| registry.open()).collect();
+        for conn in &open {
+            // Served a request and now idle, all within one millisecond.
+            conn.activity.head_since.store(NONE, Ordering::Relaxed);
+            conn.activity.idle_since.store(7, Ordering::Relaxed);
+        }
+        assert!(registry.evict_oldest_idle());
+        let evicted: Vec<usize> = open
+            .iter()
+            .enumerate()
+            .filter(|(_, conn)| conn.activity.evicted.load(Ordering::Relaxed))
+            .map(|(at, _)| at)
+            .collect();
+        assert_eq!(evicted, [0]);
     }
 }

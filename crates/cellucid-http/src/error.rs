@@ -153,6 +153,7 @@ fn channel_status(err: &ChannelError) -> StatusCode {
         ChannelError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         ChannelError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         ChannelError::NotReading => StatusCode::SERVICE_UNAVAILABLE,
+        ChannelError::InsufficientStorage => StatusCode::INSUFFICIENT_STORAGE,
         ChannelError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

@@ -36,6 +36,11 @@ pub enum ChannelError {
     /// The program embedding the server is not taking events (503).
     #[error("The program serving this viewer is not reading its events; try again later")]
     NotReading,
+    /// The server's disk (or its file-size limit or quota) has no room for
+    /// the upload (507); the partial file is removed and the request stays
+    /// pending, so a smaller bundle may follow.
+    #[error("There is no room on the server to store the session bundle")]
+    InsufficientStorage,
     /// A server-side failure (500), e.g. the temp file could not be written.
     #[error("{0}")]
     Internal(String),

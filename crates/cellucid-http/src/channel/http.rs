@@ -317,9 +317,25 @@ fn upload_error(err: UploadError) -> ChannelError {
         UploadError::Invalid(message) => {
             ChannelError::BadRequest(format!("Invalid session bundle: {message}"))
         }
+        UploadError::Io(err) if is_out_of_space(&err) => {
+            tracing::warn!(error = %err, "no room to store a session bundle upload");
+            ChannelError::InsufficientStorage
+        }
         UploadError::Io(err) => {
             tracing::error!(error = %err, "cannot store a session bundle upload");
             ChannelError::Internal("The session bundle could not be saved on the server".into())
         }
     }
+}
+
+/// Whether a write failed for want of space: a full disk (`ENOSPC`), a
+/// quota (`EDQUOT`) or the process's file-size limit (`EFBIG`). The client
+/// can do something about these (send less, retry later), so they are not
+/// internal errors.
+fn is_out_of_space(err: &std::io::Error) -> bool {
+    use std::io::ErrorKind;
+    matches!(
+        err.kind(),
+        ErrorKind::StorageFull | ErrorKind::QuotaExceeded | ErrorKind::FileTooLarge
+    )
 }
