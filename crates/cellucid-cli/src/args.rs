@@ -81,6 +81,22 @@ pub(crate) enum Command {
             `cellucid serve` would serve from it. Reads metadata only."
     )]
     Inspect(Box<InspectArgs>),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(long_about = "Print a shell completion script on stdout.\n\n\
+            Install it where your shell looks for completions, e.g.\n  \
+            cellucid completions bash > ~/.local/share/bash-completion/completions/cellucid\n  \
+            cellucid completions zsh > \"${fpath[1]}/_cellucid\"\n  \
+            cellucid completions fish > ~/.config/fish/completions/cellucid.fish")]
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) on stdout.
+    #[command(long_about = "Print the manual page (roff) on stdout.\n\n\
+            Read it with `cellucid man | man -l -`, or install it with\n  \
+            cellucid man > ~/.local/share/man/man1/cellucid.1")]
+    Man,
 }
 
 /// `cellucid cache …`.
@@ -159,6 +175,10 @@ pub(crate) struct InspectArgs {
     #[arg(value_name = "PATH")]
     pub(crate) path: PathBuf,
 
+    /// Print one JSON object (the same facts, stable field names) instead of text.
+    #[arg(long)]
+    pub(crate) json: bool,
+
     /// The serving choices to preview.
     #[command(flatten)]
     pub(crate) anndata: crate::anndata_args::AnnDataArgs,
@@ -172,15 +192,15 @@ pub(crate) struct ServeArgs {
     pub(crate) paths: Vec<PathBuf>,
 
     /// Address to bind. Anything but loopback exposes the data to the network.
-    #[arg(long, value_name = "HOST", default_value = "127.0.0.1")]
+    #[arg(long, short = 'H', env = "CELLUCID_HOST", value_name = "HOST", default_value = "127.0.0.1")]
     pub(crate) host: String,
 
     /// Port to bind; 0 lets the system pick a free one (the URL shows it).
-    #[arg(long, short = 'p', value_name = "PORT", default_value_t = 8765)]
+    #[arg(long, short = 'p', env = "CELLUCID_PORT", value_name = "PORT", default_value_t = 8765)]
     pub(crate) port: u16,
 
-    /// Do not open a web browser.
-    #[arg(long)]
+    /// Do not open a web browser (the environment variable: 1, true, yes or on).
+    #[arg(long, env = "CELLUCID_NO_BROWSER", value_parser = clap::builder::FalseyValueParser::new())]
     pub(crate) no_browser: bool,
 
     /// Also answer to this Host name or IP (any port); repeatable. For reverse
