@@ -17,7 +17,7 @@ pub(crate) fn completions(shell: clap_complete::Shell) -> Result<(), CliError> {
 }
 
 /// Writes `bytes` to stdout; a reader that stops early (`| head`) is fine.
-fn print_all(bytes: &[u8], what: &str) -> Result<(), CliError> {
+pub(crate) fn print_all(bytes: &[u8], what: &str) -> Result<(), CliError> {
     match std::io::stdout().write_all(bytes) {
         Err(err) if err.kind() != std::io::ErrorKind::BrokenPipe => Err(CliError::operator(
             format!("cannot write {what}: {err}"),

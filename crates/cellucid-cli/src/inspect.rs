@@ -16,14 +16,15 @@ pub(crate) fn run(args: &InspectArgs) -> Result<(), CliError> {
     let source = AnnDataSource::open(&args.path, args.anndata.options())
         .map_err(|err| anndata_error(&args.path, &err, &args.anndata))?;
     let report = Report::of(&source);
-    if args.json {
-        let text = serde_json::to_string_pretty(&report)
+    let text = if args.json {
+        let mut text = serde_json::to_string_pretty(&report)
             .map_err(|err| CliError::operator(format!("cannot write JSON: {err}")))?;
-        println!("{text}");
+        text.push('\n');
+        text
     } else {
-        print!("{}", report.text());
-    }
-    Ok(())
+        report.text()
+    };
+    crate::docs::print_all(text.as_bytes(), "the description")
 }
 
 /// What `inspect` says about a store: the text and the `--json` document
