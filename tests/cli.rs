@@ -3,7 +3,7 @@
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Output, Stdio};
+
 use std::time::Duration;
 
 use crate::support::*;

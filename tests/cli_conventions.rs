@@ -62,7 +62,7 @@ fn environment_variables_stand_in_for_host_port_and_no_browser() {
             .env("CELLUCID_NO_BROWSER", no_browser)
             .args(["serve", "--no-web-ui", "--index-cache-dir", TEST_CACHE])
             .arg(&tiny);
-        let server = Spawned::spawn(cmd, |line| line.strip_prefix("Open      "));
+        let server = Spawned::spawn(cmd, |line| line.strip_prefix("Open      ").map(str::to_owned));
         assert_eq!(server.url, format!("http://127.0.0.1:{port}/"));
         // Once the server answers, the browser step (before serving) is done.
         assert_eq!(get(&format!("{}_cellucid/health", server.url)).status, 200);
@@ -132,7 +132,7 @@ struct Spawned {
 impl Spawned {
     /// Spawns `cmd` (a `cellucid serve …`) and waits for the line `url_of`
     /// finds the URL in.
-    fn spawn(mut cmd: std::process::Command, url_of: fn(&str) -> Option<&str>) -> Self {
+    fn spawn(mut cmd: std::process::Command, url_of: fn(&str) -> Option<String>) -> Self {
         cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
@@ -144,7 +144,7 @@ impl Spawned {
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Some(url) = url_of(&line) {
-                    let _ = tx.send(url.to_owned());
+                    let _ = tx.send(url);
                 }
                 sink.lock().unwrap().push(line);
             }
@@ -169,7 +169,7 @@ impl Spawned {
     }
 
     /// Sends SIGINT and waits for the exit; returns every stderr line.
-    fn interrupt(mut self) -> Vec<String> {
+    fn interrupt(&mut self) -> Vec<String> {
         signal(&self.child, "INT");
         let deadline = Instant::now() + Duration::from_secs(30);
         while self.child.try_wait().unwrap().is_none() {
@@ -189,16 +189,6 @@ impl Drop for Spawned {
     }
 }
 
-/// The `fields.url` of the JSON `serving` event.
-fn json_url(line: &str) -> Option<&str> {
-    if !line.contains("\"serving") {
-        return None;
-    }
-    let start = line.find("\"url\":\"")? + 7;
-    let end = start + line[start..].find('"')?;
-    Some(&line[start..end])
-}
-
 #[test]
 fn every_stderr_line_is_json_and_the_startup_block_comes_first() {
     let cache = tempfile::tempdir().unwrap();
@@ -208,14 +198,14 @@ fn every_stderr_line_is_json_and_the_startup_block_comes_first() {
         .args(["--log-format", "json", "--index-cache-dir"])
         .arg(cache.path())
         .arg(&csr);
-    let server = Spawned::spawn(cmd, json_url);
+    let mut server = Spawned::spawn(cmd, json_serving_url);
     let base = server.url.trim_end_matches('/').to_owned();
     server.wait_for("saved index", |l| l.contains("CSR gene index saved"));
     let ranged = send(
         "GET",
         &format!("{base}/_cellucid/anndata/pbmc68k_reduced.csr.h5ad"),
         &[("Range", "bytes=0-99")],
-        b"",
+        Vec::new(),
     );
     assert_eq!(ranged.status, 206);
     assert_eq!(get(&format!("{base}/_cellucid/health")).status, 200);

@@ -49,6 +49,17 @@ pub fn assert_one_line_error(out: &std::process::Output, code: i32, needle: &str
     assert!(lines[0].contains(needle), "{needle:?} not in {stderr}");
 }
 
+/// The URL of the `serving` event of `--log-format json` (its `fields.url`).
+pub fn json_serving_url(line: &str) -> Option<String> {
+    let event: serde_json::Value = serde_json::from_str(line).ok()?;
+    let fields = &event["fields"];
+    fields["message"]
+        .as_str()?
+        .starts_with("serving")
+        .then(|| fields["url"].as_str().map(str::to_owned))
+        .flatten()
+}
+
 /// The repository root.
 pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -176,6 +187,8 @@ impl Server {
                 if let Some(url) = line
                     .strip_prefix("Open      ")
                     .or_else(|| line.strip_prefix("Serving on "))
+                    .map(str::to_owned)
+                    .or_else(|| json_serving_url(&line))
                 {
                     let _ = tx.send(url.trim_end_matches('/').to_owned());
                 }

@@ -68,7 +68,7 @@ pub(crate) struct AnnDataArgs {
 
     /// Fewest cells a category needs for its centroid and outlier quantiles
     /// (default: the store's own, else 10).
-    #[arg(long, value_name = "N", value_parser = positive_int)]
+    #[arg(long, value_name = "N", value_parser = positive_int, allow_negative_numbers = true)]
     pub(crate) centroid_min_points: Option<u64>,
 
     /// Modality a multimodal dataset (a MuData) opens on (default: its first).
