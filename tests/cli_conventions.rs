@@ -307,3 +307,16 @@ fn an_error_under_json_logs_is_json_too() {
         .unwrap()
         .contains("missing.h5ad"));
 }
+
+#[test]
+fn a_signal_as_soon_as_the_url_is_printed_stops_the_server_gracefully() {
+    // The handlers are installed before the URL is printed: a signal right
+    // after it is a graceful stop (exit 0), never the default action.
+    for name in ["TERM", "INT"] {
+        for _ in 0..3 {
+            let server = Server::start(&["--no-web-ui"]);
+            server.send_signal(name);
+            assert_eq!(server.wait().code(), Some(0), "SIG{name}");
+        }
+    }
+}

@@ -89,6 +89,9 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), CliError> {
                 )),
                 _ => CliError::operator(err.to_string()),
             })?;
+        // Handlers in place before the URL is printed: a Ctrl-C or SIGTERM
+        // as soon as it is seen stops the server gracefully.
+        let signals = Signals::install();
         // Only once the flags are known good: the UI may need the network.
         let ui_status = tokio::task::block_in_place(|| crate::web_ui::start(ui, &args))?;
         let addr = server.local_addr();
@@ -172,7 +175,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), CliError> {
         // The signal sets the deadline by which the process must be gone.
         let (deadline_tx, deadline_rx) = watch::channel(None);
         let signal = async move {
-            shutdown_signal().await;
+            signals.wait().await;
             let _ = deadline_tx.send(Some(Instant::now() + exit_within(shutdown_timeout)));
         };
         let cut_off = async {
@@ -270,30 +273,55 @@ fn open_browser(url: String) {
     });
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
+/// Ctrl-C (SIGINT) and SIGTERM, registered when made: a signal that
+/// arrives before [`Signals::wait`] is polled is not lost to the default
+/// action (which would kill the process mid-response).
+struct Signals {
+    #[cfg(unix)]
+    interrupt: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    terminate: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    /// Registers the handlers (inside the runtime).
+    fn install() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Self {
+                interrupt: signal(SignalKind::interrupt()).ok(),
+                terminate: signal(SignalKind::terminate()).ok(),
+            }
+        }
+        #[cfg(not(unix))]
+        Self {}
+    }
+
+    /// Resolves on Ctrl-C or SIGTERM.
+    async fn wait(self) {
+        #[cfg(unix)]
+        {
+            let wait_for = |signal: Option<tokio::signal::unix::Signal>| async move {
+                match signal {
+                    Some(mut signal) => {
+                        signal.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                () = wait_for(self.interrupt) => {},
+                () = wait_for(self.terminate) => {},
+            }
+        }
+        #[cfg(not(unix))]
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;
         }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
+        crate::logging::say(
+            tracing::Level::INFO,
+            "Shutting down: finishing requests in flight…",
+        );
     }
-    crate::logging::say(
-        tracing::Level::INFO,
-        "Shutting down: finishing requests in flight…",
-    );
 }
