@@ -106,6 +106,11 @@ fn bypassing<T>(f: impl FnOnce() -> T) -> T {
     out
 }
 
+/// Emits the events `log` makes as foreground lines (never held).
+pub(crate) fn event(log: impl FnOnce()) {
+    bypassing(log);
+}
+
 /// A foreground message (a warning, a URL, "Shutting down"): a plain line,
 /// or an event with `message` in JSON, never held.
 pub(crate) fn say(level: tracing::Level, text: &str) {

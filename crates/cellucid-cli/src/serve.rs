@@ -153,10 +153,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), CliError> {
                 .viewers()
                 .register(options)
                 .map_err(|err| CliError::operator(err.to_string()))?;
-            crate::logging::say(
-                tracing::Level::INFO,
-                &crate::viewer::urls(&viewer, &url, anndata, &access),
-            );
+            crate::viewer::announce(&viewer, &url, anndata, &access);
             let events = viewer
                 .events()
                 .map(crate::viewer::stream_to_stdout)

@@ -72,7 +72,7 @@ pub enum AnnDataError {
         modality: String,
     },
     /// A default vector field that the store does not declare, or that no
-    /// embedding shown at launch draws (docs/FORMATS.md, vector fields).
+    /// embedding shown at launch draws (docs/FORMATS.md, "Serving choices").
     #[error("vector field {field:?} {}", if *.declared { format!("is declared, but the embedding it is drawn over (obsm X_<basis> of each {field}_<basis>) is not shown when the store opens; fields drawn on a shown embedding: {}", list_or_none(.available)) } else { format!("is not declared by this store; its vector fields (obsm <field>_<basis> as wide as X_<basis>): {}", list_or_none(.available)) })]
     VectorField {
         /// The field asked for.

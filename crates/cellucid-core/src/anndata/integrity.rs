@@ -3,9 +3,9 @@
 //! how long it should be, so it is named as truncated, with the sizes,
 //! before anything else is read.
 //!
-//! HDF5 (docs/FORMATS.md, "AnnData inputs"): the superblock, at offset 0
+//! HDF5 (docs/FORMATS.md, "HDF5 (.h5ad)"): the superblock, at offset 0
 //! or after a user block (512, 1024, 2048, … bytes), records the
-//! end-of-file address; a shorter file is truncated. Zip: the
+//! end-of-file address; a shorter file is truncated. Zip ("Zipped Zarr"): the
 //! end-of-central-directory record, the archive's table of contents, is at
 //! the very end; without it the file is damaged or truncated (its length
 //! alone cannot say by how much).
