@@ -294,7 +294,9 @@ fn inspect_describes_the_store_and_what_would_be_served() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("obsm/X_nope") && err.contains("obsm holds: X_pca, X_umap") && err.lines().count() == 1,
+        err.contains("obsm/X_nope")
+            && err.contains("obsm holds: X_pca, X_umap")
+            && err.lines().count() == 1,
         "{err}"
     );
 }

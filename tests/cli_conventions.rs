@@ -19,7 +19,10 @@ fn completions_are_scripts_for_each_shell() {
     let text = String::from_utf8_lossy(&bash.stdout);
     assert!(text.contains("cellucid"), "{text}");
     assert!(text.contains("complete -F"), "{text}");
-    assert!(text.contains("--index-cache-dir"), "serve's flags are completed");
+    assert!(
+        text.contains("--index-cache-dir"),
+        "serve's flags are completed"
+    );
     let zsh = run(&["completions", "zsh"]);
     assert!(String::from_utf8_lossy(&zsh.stdout).starts_with("#compdef cellucid"));
     let bad = run(&["completions", "tcsh"]);
@@ -31,7 +34,10 @@ fn man_prints_a_roff_page_with_the_subcommands_options() {
     let out = run(&["man"]);
     assert!(out.status.success(), "{}", stderr_of(&out));
     let page = String::from_utf8_lossy(&out.stdout);
-    assert!(page.lines().any(|l| l.starts_with(".TH cellucid 1")), "{page}");
+    assert!(
+        page.lines().any(|l| l.starts_with(".TH cellucid 1")),
+        "{page}"
+    );
     assert!(page.contains(".SH NAME"), "{page}");
     assert!(page.contains(".SH \"CELLUCID SERVE\""), "{page}");
     // roff escapes the hyphens of option names.
@@ -52,7 +58,10 @@ fn environment_variables_stand_in_for_host_port_and_no_browser() {
     let help = run(&["serve", "--help"]);
     let text = String::from_utf8_lossy(&help.stdout);
     for var in ["CELLUCID_HOST", "CELLUCID_PORT", "CELLUCID_NO_BROWSER"] {
-        assert!(text.contains(&format!("[env: {var}=")), "--help shows {var}");
+        assert!(
+            text.contains(&format!("[env: {var}=")),
+            "--help shows {var}"
+        );
     }
     let tiny = fixture("anndata/tiny.h5ad");
     let start = |no_browser: &str| {
@@ -62,7 +71,9 @@ fn environment_variables_stand_in_for_host_port_and_no_browser() {
             .env("CELLUCID_NO_BROWSER", no_browser)
             .args(["serve", "--no-web-ui", "--index-cache-dir", TEST_CACHE])
             .arg(&tiny);
-        let server = Spawned::spawn(cmd, |line| line.strip_prefix("Open      ").map(str::to_owned));
+        let server = Spawned::spawn(cmd, |line| {
+            line.strip_prefix("Open      ").map(str::to_owned)
+        });
         assert_eq!(server.url, format!("http://127.0.0.1:{port}/"));
         // Once the server answers, the browser step (before serving) is done.
         assert_eq!(get(&format!("{}_cellucid/health", server.url)).status, 200);
@@ -110,7 +121,10 @@ fn inspect_json_is_one_object_with_the_facts_inspect_prints() {
     assert_eq!(doc["obsp"][0]["name"], "connectivities");
     let serve = &doc["serve"];
     assert_eq!(serve["id"], "pbmc68k_reduced");
-    assert_eq!(serve["bytes_url"], "/_cellucid/anndata/pbmc68k_reduced.h5ad");
+    assert_eq!(
+        serve["bytes_url"],
+        "/_cellucid/anndata/pbmc68k_reduced.h5ad"
+    );
     assert_eq!(serve["bytes_layout"], "file");
     assert_eq!(serve["defaults"], serde_json::json!({"latentKey": "X_pca"}));
     assert!(!serve["notes"].as_array().unwrap().is_empty());
@@ -244,7 +258,10 @@ fn every_stderr_line_is_json_and_the_startup_block_comes_first() {
         .unwrap();
     let fields = &request["fields"];
     assert_eq!(fields["method"], "GET");
-    assert_eq!(fields["path"], "/_cellucid/anndata/pbmc68k_reduced.csr.h5ad");
+    assert_eq!(
+        fields["path"],
+        "/_cellucid/anndata/pbmc68k_reduced.csr.h5ad"
+    );
     assert_eq!(fields["bytes"], 100);
     assert!(fields["duration_ms"].as_f64().unwrap() >= 0.0);
     assert_eq!(fields["dataset"], "pbmc68k_reduced.csr");
@@ -254,7 +271,9 @@ fn every_stderr_line_is_json_and_the_startup_block_comes_first() {
         .unwrap();
     assert!(health["fields"].get("dataset").is_none(), "{health}");
     // And the shutdown lines.
-    assert!(events.iter().any(|e| message(e).starts_with("Shutting down")));
+    assert!(events
+        .iter()
+        .any(|e| message(e).starts_with("Shutting down")));
     assert_eq!(message(events.last().unwrap()), "stopped");
 }
 
@@ -269,7 +288,11 @@ fn in_text_the_startup_block_also_comes_before_background_lines() {
         csr.to_str().unwrap(),
     ]);
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !server.stderr().iter().any(|l| l.contains("CSR gene index saved")) {
+    while !server
+        .stderr()
+        .iter()
+        .any(|l| l.contains("CSR gene index saved"))
+    {
         assert!(Instant::now() < deadline, "{:?}", server.stderr());
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -282,7 +305,10 @@ fn in_text_the_startup_block_also_comes_before_background_lines() {
         .unwrap();
     assert!(first_background > stop, "{lines:?}");
     // Not only 50 % and 100 %: each 10 % step the build reports.
-    assert!(lines.iter().any(|l| l.contains("CSR gene index: 100%")), "{lines:?}");
+    assert!(
+        lines.iter().any(|l| l.contains("CSR gene index: 100%")),
+        "{lines:?}"
+    );
 }
 
 #[test]

@@ -57,11 +57,22 @@ fn normalize_embeddings_the_last_of_the_pair_wins() {
     for (flags, want) in [
         (&["--normalize-embeddings"][..], Some(true)),
         (&["--no-normalize-embeddings"][..], Some(false)),
-        (&["--no-normalize-embeddings", "--normalize-embeddings"][..], Some(true)),
-        (&["--normalize-embeddings", "--no-normalize-embeddings"][..], Some(false)),
+        (
+            &["--no-normalize-embeddings", "--normalize-embeddings"][..],
+            Some(true),
+        ),
+        (
+            &["--normalize-embeddings", "--no-normalize-embeddings"][..],
+            Some(false),
+        ),
         (&[][..], None),
     ] {
-        let mut args = vec!["--no-web-ui", "--index-cache-dir", TEST_CACHE, tiny.as_str()];
+        let mut args = vec![
+            "--no-web-ui",
+            "--index-cache-dir",
+            TEST_CACHE,
+            tiny.as_str(),
+        ];
         args.extend_from_slice(flags);
         let server = Server::start(&args);
         assert_eq!(
@@ -75,7 +86,14 @@ fn normalize_embeddings_the_last_of_the_pair_wins() {
 /// Runs `serve --no-browser --port 0 tiny.h5ad FLAGS` to its end.
 fn serve_tiny(flags: &[&str]) -> std::process::Output {
     let tiny = tiny();
-    let mut args = vec!["serve", "--no-browser", "--no-web-ui", "--port", "0", tiny.as_str()];
+    let mut args = vec![
+        "serve",
+        "--no-browser",
+        "--no-web-ui",
+        "--port",
+        "0",
+        tiny.as_str(),
+    ];
     args.extend_from_slice(flags);
     run(&args)
 }
@@ -131,16 +149,23 @@ fn vector_field_default_must_be_declared_and_drawn() {
 #[test]
 fn the_short_host_flag_and_the_host_variable_choose_the_bind_address() {
     let tiny = tiny();
-    let args = ["--no-web-ui", "--index-cache-dir", TEST_CACHE, tiny.as_str()];
+    let args = [
+        "--no-web-ui",
+        "--index-cache-dir",
+        TEST_CACHE,
+        tiny.as_str(),
+    ];
     // 127.0.0.0/8 is loopback on Linux: any address in it binds.
-    let server =
-        Server::try_start_with_env(&args, &[("CELLUCID_HOST", "127.0.0.2")]).unwrap();
+    let server = Server::try_start_with_env(&args, &[("CELLUCID_HOST", "127.0.0.2")]).unwrap();
     assert_eq!(server.addr.ip().to_string(), "127.0.0.2");
     let mut with_flag = vec!["-H", "127.0.0.3"];
     with_flag.extend_from_slice(&args);
-    let server =
-        Server::try_start_with_env(&with_flag, &[("CELLUCID_HOST", "127.0.0.2")]).unwrap();
-    assert_eq!(server.addr.ip().to_string(), "127.0.0.3", "the flag beats the variable");
+    let server = Server::try_start_with_env(&with_flag, &[("CELLUCID_HOST", "127.0.0.2")]).unwrap();
+    assert_eq!(
+        server.addr.ip().to_string(),
+        "127.0.0.3",
+        "the flag beats the variable"
+    );
     assert_eq!(get(&server.url("/_cellucid/health")).status, 200);
 }
 
@@ -156,7 +181,11 @@ fn the_index_cache_dir_flag_and_its_old_name_keep_the_gene_index_there() {
             csr.to_str().unwrap(),
         ]);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        while !server.stderr().iter().any(|l| l.contains("CSR gene index saved")) {
+        while !server
+            .stderr()
+            .iter()
+            .any(|l| l.contains("CSR gene index saved"))
+        {
             assert!(
                 std::time::Instant::now() < deadline,
                 "{flag}: no index saved: {:?}",

@@ -192,11 +192,23 @@ pub(crate) struct ServeArgs {
     pub(crate) paths: Vec<PathBuf>,
 
     /// Address to bind. Anything but loopback exposes the data to the network.
-    #[arg(long, short = 'H', env = "CELLUCID_HOST", value_name = "HOST", default_value = "127.0.0.1")]
+    #[arg(
+        long,
+        short = 'H',
+        env = "CELLUCID_HOST",
+        value_name = "HOST",
+        default_value = "127.0.0.1"
+    )]
     pub(crate) host: String,
 
     /// Port to bind; 0 lets the system pick a free one (the URL shows it).
-    #[arg(long, short = 'p', env = "CELLUCID_PORT", value_name = "PORT", default_value_t = 8765)]
+    #[arg(
+        long,
+        short = 'p',
+        env = "CELLUCID_PORT",
+        value_name = "PORT",
+        default_value_t = 8765
+    )]
     pub(crate) port: u16,
 
     /// Do not open a web browser (the environment variable: 1, true, yes or on).

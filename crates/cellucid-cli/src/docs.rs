@@ -19,9 +19,9 @@ pub(crate) fn completions(shell: clap_complete::Shell) -> Result<(), CliError> {
 /// Writes `bytes` to stdout; a reader that stops early (`| head`) is fine.
 pub(crate) fn print_all(bytes: &[u8], what: &str) -> Result<(), CliError> {
     match std::io::stdout().write_all(bytes) {
-        Err(err) if err.kind() != std::io::ErrorKind::BrokenPipe => Err(CliError::operator(
-            format!("cannot write {what}: {err}"),
-        )),
+        Err(err) if err.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(CliError::operator(format!("cannot write {what}: {err}")))
+        }
         _ => Ok(()),
     }
 }
@@ -31,7 +31,8 @@ pub(crate) fn print_all(bytes: &[u8], what: &str) -> Result<(), CliError> {
 pub(crate) fn man() -> Result<(), CliError> {
     let command = Cli::command();
     let mut page = Vec::new();
-    let write_err = |err: std::io::Error| CliError::operator(format!("cannot write the man page: {err}"));
+    let write_err =
+        |err: std::io::Error| CliError::operator(format!("cannot write the man page: {err}"));
     clap_mangen::Man::new(command.clone())
         .render(&mut page)
         .map_err(write_err)?;
@@ -41,7 +42,8 @@ pub(crate) fn man() -> Result<(), CliError> {
         let man = clap_mangen::Man::new(sub);
         // `.SH` sections of the subcommand under a heading of its own.
         page.extend_from_slice(format!(".SH \"CELLUCID {}\"\n", name.to_uppercase()).as_bytes());
-        man.render_description_section(&mut page).map_err(write_err)?;
+        man.render_description_section(&mut page)
+            .map_err(write_err)?;
         man.render_synopsis_section(&mut page).map_err(write_err)?;
         man.render_options_section(&mut page).map_err(write_err)?;
         if sub_has_after_help(&command, &name) {

@@ -159,9 +159,7 @@ fn flag_naming(group: &str, key: &str, args: &AnnDataArgs) -> Option<&'static st
         "obsp" if is(&args.knn) => Some("--knn"),
         "obs" if args.obs_keys.iter().any(|k| k == key) => Some("--obs-key"),
         "var" | "raw/var" if is(&args.gene_id_column) => Some("--gene-id-column"),
-        "layers"
-            if args.expression.as_ref() == Some(&ExpressionSource::Layer(key.to_owned())) =>
-        {
+        "layers" if args.expression.as_ref() == Some(&ExpressionSource::Layer(key.to_owned())) => {
             Some("--expression")
         }
         _ => None,

@@ -4,8 +4,8 @@
 use std::fmt::Write as _;
 
 use cellucid_core::anndata::AnnDataSource;
-use serde::Serialize;
 use cellucid_core::DatasetSource;
+use serde::Serialize;
 
 use crate::args::InspectArgs;
 use crate::error::CliError;
@@ -113,7 +113,11 @@ impl Report {
                 stored_values: x.nnz(ad.backend()).ok(),
                 ..matrix(None, x)
             }),
-            layers: ad.layers().iter().map(|(k, m)| matrix(Some(k), m)).collect(),
+            layers: ad
+                .layers()
+                .iter()
+                .map(|(k, m)| matrix(Some(k), m))
+                .collect(),
             raw: ad.raw().map(|r| matrix(None, &r.x)),
             obsm: ad
                 .obsm()
@@ -136,7 +140,7 @@ impl Report {
                         Some(false) => "category",
                         None => "not served",
                     },
-                    encoding: col.encoding.describe().to_string(),
+                    encoding: col.encoding.describe(),
                 })
                 .collect(),
             uns_cellucid: ad.uns_cellucid().clone(),
@@ -236,7 +240,11 @@ impl Report {
         );
         let _ = writeln!(out, "  obs fields  {}", self.obs_fields.len());
         for col in &self.obs_fields {
-            let _ = writeln!(out, "    {:<24} {:<11} {}", col.name, col.kind, col.encoding);
+            let _ = writeln!(
+                out,
+                "    {:<24} {:<11} {}",
+                col.name, col.kind, col.encoding
+            );
         }
         if !self.uns_cellucid.is_empty() {
             let _ = writeln!(

@@ -71,12 +71,7 @@ impl EventWriter {
 
 /// Prints the viewer's URLs: [`urls`] as text, or with `--log-format json`
 /// a `viewer` event with fields `url` and `url_0_9_4`.
-pub(crate) fn announce(
-    viewer: &Viewer,
-    base: &str,
-    anndata: bool,
-    access: &crate::access::Access,
-) {
+pub(crate) fn announce(viewer: &Viewer, base: &str, anndata: bool, access: &crate::access::Access) {
     if crate::logging::is_json() {
         let url = access.with_token(&viewer.url(base, anndata));
         let url_0_9_4 = access.with_token(&viewer.jupyter_url(base));

@@ -365,7 +365,12 @@ impl Connection {
                         .then(|| crate::forwarded::client_ip(req.headers()))
                         .flatten();
                     let started = std::time::Instant::now();
-                    (req.method().clone(), req.uri().path().to_owned(), client, started)
+                    (
+                        req.method().clone(),
+                        req.uri().path().to_owned(),
+                        client,
+                        started,
+                    )
                 });
                 let Ok(mut response) = inner.call(req).await;
                 if let Some((method, path, client, started)) = logged {

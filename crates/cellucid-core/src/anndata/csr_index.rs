@@ -1027,8 +1027,10 @@ mod tests {
         let copy = path.with_extension(format!("tmp-{}", std::process::id() + 1));
         std::fs::copy(&tmp, &copy).unwrap();
         let mut served = None;
-        CsrIndex::load_or_build_then_save(ad.backend(), x, dir.path(), "gen", None, |i| served = Some(i))
-            .unwrap();
+        CsrIndex::load_or_build_then_save(ad.backend(), x, dir.path(), "gen", None, |i| {
+            served = Some(i);
+        })
+        .unwrap();
         assert!(served.is_some() && path.exists());
         // Dropped unsaved (the server stopped first), its file goes; the
         // index still serves from the mapping.

@@ -123,7 +123,7 @@ pub(crate) fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -153,6 +153,9 @@ impl AnnDataError {
     }
 }
 
+/// Shorthand for results of the AnnData layer.
+pub type Result<T, E = AnnDataError> = std::result::Result<T, E>;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,6 +168,3 @@ mod tests {
         assert_eq!(thousands(1_772_368), "1,772,368");
     }
 }
-
-/// Shorthand for results of the AnnData layer.
-pub type Result<T, E = AnnDataError> = std::result::Result<T, E>;

@@ -133,8 +133,7 @@ pub(crate) fn check_zip(path: &Path) -> Result<()> {
         .rev()
         .find(|&i| {
             tail[i..].starts_with(EOCD_SIGNATURE)
-                && i + EOCD_LEN as usize + usize::from(u16_at(&tail, i + 20))
-                    == tail.len()
+                && i + EOCD_LEN as usize + usize::from(u16_at(&tail, i + 20)) == tail.len()
         });
     let Some(at) = found else {
         return Err(damaged(

@@ -97,7 +97,8 @@ fn vector_field_key<'a>(key: &'a str, obsm: &[(&str, u64)]) -> Option<(&'a str, 
         .filter(|&i| i > 0 && i + 1 < key.len())
         .find(|&i| {
             let basis = &key[i + 1..];
-            obsm.iter().any(|(k, _)| k.strip_prefix("X_") == Some(basis))
+            obsm.iter()
+                .any(|(k, _)| k.strip_prefix("X_") == Some(basis))
         })
         .map(|i| (&key[..i], &key[i + 1..]))
 }
@@ -184,11 +185,20 @@ pub(crate) fn with_available(adata: &AnnData, err: AnnDataError) -> AnnDataError
     };
     let groups: [(&str, Option<Vec<String>>); 6] = [
         ("raw/var", adata.raw().map(|r| frame_columns(&r.var))),
-        ("obsm", Some(adata.obsm().iter().map(|e| e.key.clone()).collect())),
-        ("obsp", Some(adata.obsp().iter().map(|(k, _)| k.clone()).collect())),
+        (
+            "obsm",
+            Some(adata.obsm().iter().map(|e| e.key.clone()).collect()),
+        ),
+        (
+            "obsp",
+            Some(adata.obsp().iter().map(|(k, _)| k.clone()).collect()),
+        ),
         ("obs", Some(frame_columns(adata.obs()))),
         ("var", Some(frame_columns(adata.var()))),
-        ("layers", Some(adata.layers().iter().map(|(k, _)| k.clone()).collect())),
+        (
+            "layers",
+            Some(adata.layers().iter().map(|(k, _)| k.clone()).collect()),
+        ),
     ];
     for (group, keys) in groups {
         let Some(key) = element
@@ -219,16 +229,32 @@ mod tests {
 
     #[test]
     fn vector_field_keys_take_the_longest_basis_in_obsm() {
-        let obsm = [("X_umap", 2), ("velocity_umap", 2), ("T_fwd_umap", 2), ("X_pca", 50)];
-        assert_eq!(vector_field_key("velocity_umap", &obsm), Some(("velocity", "umap")));
-        assert_eq!(vector_field_key("T_fwd_umap", &obsm), Some(("T_fwd", "umap")));
+        let obsm = [
+            ("X_umap", 2),
+            ("velocity_umap", 2),
+            ("T_fwd_umap", 2),
+            ("X_pca", 50),
+        ];
+        assert_eq!(
+            vector_field_key("velocity_umap", &obsm),
+            Some(("velocity", "umap"))
+        );
+        assert_eq!(
+            vector_field_key("T_fwd_umap", &obsm),
+            Some(("T_fwd", "umap"))
+        );
         assert_eq!(vector_field_key("X_umap", &obsm), None);
         assert_eq!(vector_field_key("velocity_tsne", &obsm), None);
     }
 
     #[test]
     fn a_declared_field_on_a_shown_embedding_passes_and_others_list_the_fields() {
-        let obsm = [("X_umap", 2), ("velocity_umap", 2), ("X_pca", 50), ("drift_pca", 50)];
+        let obsm = [
+            ("X_umap", 2),
+            ("velocity_umap", 2),
+            ("X_pca", 50),
+            ("drift_pca", 50),
+        ];
         check_vector_field(&obsm, &options(), "velocity").unwrap();
         // Declared, but X_pca is neither a default slot nor narrow enough to
         // be shown beside them.
