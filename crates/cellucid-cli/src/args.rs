@@ -23,7 +23,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
         from one local process, safely by default: it binds to 127.0.0.1, answers only \
         to Host names of this machine, and lets only loopback and cellucid.com pages \
         read the data from a browser.",
-    after_help = "Run `cellucid serve --help` for the server's options, `cellucid cache --help` for the viewer UI's offline cache.",
+    after_help = "Run `cellucid serve --help` for the server's options, `cellucid cache --help` for the viewer UI's offline cache.\n\
+        Shell completions: `cellucid completions bash` (zsh, fish, …); the manual: `cellucid man | man -l -`.",
     propagate_version = true
 )]
 pub(crate) struct Cli {
@@ -48,8 +49,11 @@ pub(crate) enum Command {
             cellucid serve exports/                 # a catalog of exports\n  \
             cellucid serve exports/pbmc --port 0    # one dataset, a free port\n  \
             cellucid serve a/ b/ --no-browser       # two exports, one server\n  \
-            cellucid serve exports/pbmc --viewer > events.jsonl   # a viewer's events as JSON Lines\n\n\
-            cellucid serve data.h5ad --latent-key X_pca --knn connectivities\n\n\
+            cellucid serve exports/pbmc --viewer > events.jsonl   # a viewer's events as JSON Lines\n\n  \
+            cellucid serve data.h5ad --latent-key X_pca --knn connectivities\n  \
+            cellucid serve runs/*.h5ad                               # a folder of .h5ad files\n  \
+            cellucid serve velo.h5ad --vector-field-default velocity --centroid-min-points 5\n  \
+            CELLUCID_PORT=9000 CELLUCID_NO_BROWSER=1 cellucid serve data.h5ad\n\n\
             Remote machine? Keep the default loopback bind and tunnel the port:\n  \
             ssh -L 8765:localhost:8765 user@remote-host\n\n\
             Offline? The viewer UI is cached after the first download; run \
@@ -78,7 +82,8 @@ pub(crate) enum Command {
     #[command(
         long_about = "Describe an AnnData file (.h5ad) or Zarr store (folder or .zarr.zip): \
             cells, genes, embeddings, obs fields and their kinds, the layout of X, and what \
-            `cellucid serve` would serve from it. Reads metadata only."
+            `cellucid serve` would serve from it. Reads metadata only. With --json, the same \
+            facts as one JSON object with stable field names."
     )]
     Inspect(Box<InspectArgs>),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
