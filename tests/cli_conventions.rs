@@ -346,3 +346,53 @@ fn a_signal_as_soon_as_the_url_is_printed_stops_the_server_gracefully() {
         }
     }
 }
+
+#[test]
+fn on_a_terminal_the_gene_index_build_draws_a_progress_bar_after_the_startup_block() {
+    // `script` (util-linux) runs the server on a pseudo-terminal.
+    let Some(script) = require_tool(&["script"], "apt-get install bsdutils") else {
+        return;
+    };
+    let cache = tempfile::tempdir().unwrap();
+    let command = format!(
+        "'{}' serve --no-browser --no-web-ui --port 0 --index-cache-dir '{}' '{}'",
+        env!("CARGO_BIN_EXE_cellucid"),
+        cache.path().display(),
+        fixture("anndata/pbmc68k_reduced.csr.h5ad").display()
+    );
+    let mut child = std::process::Command::new(script)
+        .args(["-qfec", &command, "/dev/null"])
+        .env_remove("DISPLAY")
+        .env_remove("WAYLAND_DISPLAY")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut all = Vec::new();
+        let mut reader = BufReader::new(stdout);
+        let mut line = Vec::new();
+        while reader.read_until(b'\n', &mut line).unwrap_or(0) > 0 {
+            all.extend_from_slice(&line);
+            line.clear();
+            if String::from_utf8_lossy(&all).contains("CSR gene index saved") {
+                break;
+            }
+        }
+        let _ = tx.send(String::from_utf8_lossy(&all).into_owned());
+    });
+    let screen = rx.recv_timeout(Duration::from_secs(60));
+    let _ = child.kill();
+    let _ = child.wait();
+    let screen = screen.expect("the index was not saved within 60 s");
+    let stop = screen.find("Press Ctrl-C to stop.").expect(&screen);
+    let bar = screen.find("Gene index X").expect(&screen);
+    assert!(bar > stop, "the bar came before the startup block: {screen}");
+    assert!(screen[bar..].contains("100%"), "{screen}");
+    // A terminal gets the bar, not the 10 % log lines.
+    assert!(!screen.contains("CSR gene index: 50%"), "{screen}");
+}
