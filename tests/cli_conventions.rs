@@ -391,7 +391,10 @@ fn on_a_terminal_the_gene_index_build_draws_a_progress_bar_after_the_startup_blo
     let screen = screen.expect("the index was not saved within 60 s");
     let stop = screen.find("Press Ctrl-C to stop.").expect(&screen);
     let bar = screen.find("Gene index X").expect(&screen);
-    assert!(bar > stop, "the bar came before the startup block: {screen}");
+    assert!(
+        bar > stop,
+        "the bar came before the startup block: {screen}"
+    );
     assert!(screen[bar..].contains("100%"), "{screen}");
     // A terminal gets the bar, not the 10 % log lines.
     assert!(!screen.contains("CSR gene index: 50%"), "{screen}");
