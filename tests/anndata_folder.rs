@@ -532,7 +532,8 @@ fn the_094_flags_choose_embeddings_vector_fields_and_expression() {
         .arg(&path)
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    // A usage error (issue 11): exit 2, and the line lists what exists.
+    assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("layers/nope") && err.trim_end().lines().count() == 1,

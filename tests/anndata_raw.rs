@@ -290,10 +290,13 @@ fn inspect_describes_the_store_and_what_would_be_served() {
         .args(["--latent-key", "X_nope"])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    // A usage error (issue 11): exit 2, and the line lists what exists.
+    assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("obsm/X_nope") && err.lines().count() == 1,
+        err.contains("obsm/X_nope")
+            && err.contains("obsm holds: X_pca, X_umap")
+            && err.lines().count() == 1,
         "{err}"
     );
 }

@@ -3,28 +3,10 @@
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Output, Stdio};
+
 use std::time::Duration;
 
 use crate::support::*;
-
-fn run(args: &[&str]) -> Output {
-    cellucid().args(args).stdin(Stdio::null()).output().unwrap()
-}
-
-fn stderr_of(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// Asserts exit code `code` and a single `cellucid: error:` line mentioning `needle`.
-fn assert_one_line_error(out: &Output, code: i32, needle: &str) {
-    let stderr = stderr_of(out);
-    assert_eq!(out.status.code(), Some(code), "stderr: {stderr}");
-    let lines: Vec<&str> = stderr.lines().collect();
-    assert_eq!(lines.len(), 1, "expected one line, got: {stderr}");
-    assert!(lines[0].starts_with("cellucid: error: "), "{stderr}");
-    assert!(lines[0].contains(needle), "{needle:?} not in {stderr}");
-}
 
 #[test]
 fn version_and_help() {

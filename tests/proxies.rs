@@ -124,11 +124,18 @@ impl Served {
 fn viewer_credentials(server: &Server) -> (String, String) {
     let deadline = Instant::now() + Duration::from_secs(30);
     let line = loop {
-        if let Some(line) = server
-            .stderr()
-            .into_iter()
-            .find(|l| l.starts_with("Viewer    "))
-        {
+        // Text, or with --log-format json the `viewer` event's url.
+        if let Some(line) = server.stderr().into_iter().find_map(|l| {
+            if l.starts_with("Viewer    ") {
+                return Some(l);
+            }
+            let event: serde_json::Value = serde_json::from_str(&l).ok()?;
+            let message = event["fields"]["message"].as_str()?;
+            message
+                .starts_with("viewer")
+                .then(|| event["fields"]["url"].as_str().map(str::to_owned))
+                .flatten()
+        }) {
             break line;
         }
         assert!(

@@ -31,6 +31,37 @@ pub fn cellucid_at(exe: &Path) -> Command {
     cmd
 }
 
+/// Runs `cellucid ARGS...` to completion (stdin closed).
+pub fn run(args: &[&str]) -> std::process::Output {
+    cellucid().args(args).stdin(Stdio::null()).output().unwrap()
+}
+
+/// The stderr of `out`, as text.
+pub fn stderr_of(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Asserts exit code `code` and a single `cellucid: error:` line mentioning `needle`.
+pub fn assert_one_line_error(out: &std::process::Output, code: i32, needle: &str) {
+    let stderr = stderr_of(out);
+    assert_eq!(out.status.code(), Some(code), "stderr: {stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "expected one line, got: {stderr}");
+    assert!(lines[0].starts_with("cellucid: error: "), "{stderr}");
+    assert!(lines[0].contains(needle), "{needle:?} not in {stderr}");
+}
+
+/// The URL of the `serving` event of `--log-format json` (its `fields.url`).
+pub fn json_serving_url(line: &str) -> Option<String> {
+    let event: serde_json::Value = serde_json::from_str(line).ok()?;
+    let fields = &event["fields"];
+    fields["message"]
+        .as_str()?
+        .starts_with("serving")
+        .then(|| fields["url"].as_str().map(str::to_owned))
+        .flatten()
+}
+
 /// The repository root.
 pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -158,6 +189,8 @@ impl Server {
                 if let Some(url) = line
                     .strip_prefix("Open      ")
                     .or_else(|| line.strip_prefix("Serving on "))
+                    .map(str::to_owned)
+                    .or_else(|| json_serving_url(&line))
                 {
                     let _ = tx.send(url.trim_end_matches('/').to_owned());
                 }

@@ -57,13 +57,53 @@ pub(crate) struct AnnDataArgs {
     #[arg(long = "embedding-3d", value_name = "KEY[:COLUMNS]", value_parser = EmbeddingChoice::parse)]
     pub(crate) embedding_3d: Option<EmbeddingChoice>,
 
-    /// Also serve vector fields (obsm <field>_umap / <field>_umap_<d>d).
+    /// Scale every embedding into the viewer's coordinate range; the no- form
+    /// shows the coordinates as stored (default: the store's own, else scaled).
+    #[arg(long, overrides_with = "no_normalize_embeddings")]
+    pub(crate) normalize_embeddings: bool,
+
+    /// Show embeddings at their stored coordinates (see --normalize-embeddings).
+    #[arg(long, overrides_with = "normalize_embeddings")]
+    pub(crate) no_normalize_embeddings: bool,
+
+    /// Fewest cells a category needs for its centroid and outlier quantiles
+    /// (default: the store's own, else 10).
+    #[arg(long, value_name = "N", value_parser = positive_int, allow_negative_numbers = true)]
+    pub(crate) centroid_min_points: Option<u64>,
+
+    /// Modality a multimodal dataset (a MuData) opens on (default: its first).
+    #[arg(long, value_name = "NAME", value_parser = non_empty)]
+    pub(crate) modality: Option<String>,
+
+    /// Vector field the overlay opens on: <field> of an obsm <field>_<basis>
+    /// array drawn over X_<basis> (implies --vector-fields).
+    #[arg(long, value_name = "FIELD", value_parser = non_empty)]
+    pub(crate) vector_field_default: Option<String>,
+
+    /// Also serve vector fields (obsm <field>_umap / <field>_umap_<d>d) to folder viewers.
     #[arg(long)]
     pub(crate) vector_fields: bool,
 
-    /// Where the one-time CSR gene index is kept (default: the user cache dir).
-    #[arg(long, value_name = "DIR")]
-    pub(crate) cache_dir: Option<PathBuf>,
+    /// Where the one-time CSR gene index is kept (default: $XDG_CACHE_HOME/cellucid/csr-index).
+    #[arg(long, alias = "cache-dir", value_name = "DIR")]
+    pub(crate) index_cache_dir: Option<PathBuf>,
+}
+
+/// A decimal integer ≥ 1 (0.9.5's message).
+fn positive_int(text: &str) -> Result<u64, String> {
+    match text.parse::<u64>() {
+        Ok(n) if n >= 1 && text.bytes().all(|b| b.is_ascii_digit()) => Ok(n),
+        _ => Err(format!("expected a positive integer; got {text:?}")),
+    }
+}
+
+/// Any text but blank.
+fn non_empty(text: &str) -> Result<String, String> {
+    if text.trim().is_empty() {
+        Err("expected a name; got an empty value".to_owned())
+    } else {
+        Ok(text.to_owned())
+    }
 }
 
 impl AnnDataArgs {
@@ -83,7 +123,16 @@ impl AnnDataArgs {
                 self.embedding_3d.clone(),
             ],
             vector_fields: self.vector_fields,
-            cache_dir: self.cache_dir.clone(),
+            cache_dir: self.index_cache_dir.clone(),
+            centroid_min_points: self.centroid_min_points,
+            normalize_embeddings: match (self.normalize_embeddings, self.no_normalize_embeddings) {
+                (true, _) => Some(true),
+                (_, true) => Some(false),
+                _ => None,
+            },
+            modality: self.modality.clone(),
+            vector_field_default: self.vector_field_default.clone(),
+            index_progress: None,
         }
     }
 }

@@ -23,7 +23,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
         from one local process, safely by default: it binds to 127.0.0.1, answers only \
         to Host names of this machine, and lets only loopback and cellucid.com pages \
         read the data from a browser.",
-    after_help = "Run `cellucid serve --help` for the server's options, `cellucid cache --help` for the viewer UI's offline cache.",
+    after_help = "Run `cellucid serve --help` for the server's options, `cellucid cache --help` for the viewer UI's offline cache.\n\
+        Shell completions: `cellucid completions bash` (zsh, fish, …); the manual: `cellucid man | man -l -`.",
     propagate_version = true
 )]
 pub(crate) struct Cli {
@@ -48,8 +49,11 @@ pub(crate) enum Command {
             cellucid serve exports/                 # a catalog of exports\n  \
             cellucid serve exports/pbmc --port 0    # one dataset, a free port\n  \
             cellucid serve a/ b/ --no-browser       # two exports, one server\n  \
-            cellucid serve exports/pbmc --viewer > events.jsonl   # a viewer's events as JSON Lines\n\n\
-            cellucid serve data.h5ad --latent-key X_pca --knn connectivities\n\n\
+            cellucid serve exports/pbmc --viewer > events.jsonl   # a viewer's events as JSON Lines\n\n  \
+            cellucid serve data.h5ad --latent-key X_pca --knn connectivities\n  \
+            cellucid serve runs/*.h5ad                               # a folder of .h5ad files\n  \
+            cellucid serve velo.h5ad --vector-field-default velocity --centroid-min-points 5\n  \
+            CELLUCID_PORT=9000 CELLUCID_NO_BROWSER=1 cellucid serve data.h5ad\n\n\
             Remote machine? Keep the default loopback bind and tunnel the port:\n  \
             ssh -L 8765:localhost:8765 user@remote-host\n\n\
             Offline? The viewer UI is cached after the first download; run \
@@ -78,9 +82,26 @@ pub(crate) enum Command {
     #[command(
         long_about = "Describe an AnnData file (.h5ad) or Zarr store (folder or .zarr.zip): \
             cells, genes, embeddings, obs fields and their kinds, the layout of X, and what \
-            `cellucid serve` would serve from it. Reads metadata only."
+            `cellucid serve` would serve from it. Reads metadata only. With --json, the same \
+            facts as one JSON object with stable field names."
     )]
     Inspect(Box<InspectArgs>),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(long_about = "Print a shell completion script on stdout.\n\n\
+            Install it where your shell looks for completions, e.g.\n  \
+            cellucid completions bash > ~/.local/share/bash-completion/completions/cellucid\n  \
+            cellucid completions zsh > \"${fpath[1]}/_cellucid\"\n  \
+            cellucid completions fish > ~/.config/fish/completions/cellucid.fish")]
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) on stdout.
+    #[command(long_about = "Print the manual page (roff) on stdout.\n\n\
+            Read it with `cellucid man | man -l -`, or install it with\n  \
+            cellucid man > ~/.local/share/man/man1/cellucid.1")]
+    Man,
 }
 
 /// `cellucid cache …`.
@@ -159,6 +180,10 @@ pub(crate) struct InspectArgs {
     #[arg(value_name = "PATH")]
     pub(crate) path: PathBuf,
 
+    /// Print one JSON object (the same facts, stable field names) instead of text.
+    #[arg(long)]
+    pub(crate) json: bool,
+
     /// The serving choices to preview.
     #[command(flatten)]
     pub(crate) anndata: crate::anndata_args::AnnDataArgs,
@@ -172,15 +197,27 @@ pub(crate) struct ServeArgs {
     pub(crate) paths: Vec<PathBuf>,
 
     /// Address to bind. Anything but loopback exposes the data to the network.
-    #[arg(long, value_name = "HOST", default_value = "127.0.0.1")]
+    #[arg(
+        long,
+        short = 'H',
+        env = "CELLUCID_HOST",
+        value_name = "HOST",
+        default_value = "127.0.0.1"
+    )]
     pub(crate) host: String,
 
     /// Port to bind; 0 lets the system pick a free one (the URL shows it).
-    #[arg(long, short = 'p', value_name = "PORT", default_value_t = 8765)]
+    #[arg(
+        long,
+        short = 'p',
+        env = "CELLUCID_PORT",
+        value_name = "PORT",
+        default_value_t = 8765
+    )]
     pub(crate) port: u16,
 
-    /// Do not open a web browser.
-    #[arg(long)]
+    /// Do not open a web browser (the environment variable: 1, true, yes or on).
+    #[arg(long, env = "CELLUCID_NO_BROWSER", value_parser = clap::builder::FalseyValueParser::new())]
     pub(crate) no_browser: bool,
 
     /// Also answer to this Host name or IP (any port); repeatable. For reverse

@@ -21,52 +21,92 @@ pub(crate) fn local_url(addr: SocketAddr) -> String {
 
 /// The startup block: version, datasets, URL (`open`: with the access token
 /// when there is one), UI state, how to stop.
-pub(crate) fn startup(
-    layout: &Layout,
-    url: &str,
-    open: &str,
-    web_ui: &str,
-    notes: &[String],
-) -> String {
-    let mut out = String::new();
-    let _ = writeln!(out, "cellucid-rs {}", cellucid_http::VERSION);
-    let mounts = layout.mounts();
-    let _ = writeln!(
-        out,
-        "Serving {} dataset{}:",
-        mounts.len(),
-        if mounts.len() == 1 { "" } else { "s" }
-    );
-    let id_width = mounts.iter().map(|m| m.info.id.len()).max().unwrap_or(0);
-    let sizes: Vec<String> = mounts
-        .iter()
-        .map(|m| format!("{} cells × {} genes", m.info.n_cells, m.info.n_genes))
-        .collect();
-    let size_width = sizes.iter().map(|s| s.chars().count()).max().unwrap_or(0);
-    let urls: Vec<String> = mounts
-        .iter()
-        .map(|m| format!("{url}{}", m.advertised_path))
-        .collect();
-    let url_width = urls.iter().map(String::len).max().unwrap_or(0);
-    for ((mount, size), link) in mounts.iter().zip(&sizes).zip(&urls) {
+pub(crate) struct Startup<'a> {
+    /// The datasets served.
+    pub(crate) layout: &'a Layout,
+    /// The server's base URL.
+    pub(crate) url: &'a str,
+    /// The URL to open (with the token when there is one).
+    pub(crate) open: &'a str,
+    /// The viewer UI's state.
+    pub(crate) web_ui: &'a str,
+    /// Extra lines (serving choices, advice).
+    pub(crate) notes: &'a [String],
+}
+
+impl Startup<'_> {
+    /// The block as text.
+    pub(crate) fn text(&self) -> String {
+        let (url, open) = (self.url, self.open);
+        let mut out = String::new();
+        let _ = writeln!(out, "cellucid-rs {}", cellucid_http::VERSION);
+        let mounts = self.layout.mounts();
         let _ = writeln!(
             out,
-            "  {:<id_width$}  {size:<size_width$}  {link:<url_width$}  {}",
-            mount.info.id, mount.info.name,
+            "Serving {} dataset{}:",
+            mounts.len(),
+            if mounts.len() == 1 { "" } else { "s" }
+        );
+        let id_width = mounts.iter().map(|m| m.info.id.len()).max().unwrap_or(0);
+        let sizes: Vec<String> = mounts
+            .iter()
+            .map(|m| format!("{} cells × {} genes", m.info.n_cells, m.info.n_genes))
+            .collect();
+        let size_width = sizes.iter().map(|s| s.chars().count()).max().unwrap_or(0);
+        let urls: Vec<String> = mounts
+            .iter()
+            .map(|m| format!("{url}{}", m.advertised_path))
+            .collect();
+        let url_width = urls.iter().map(String::len).max().unwrap_or(0);
+        for ((mount, size), link) in mounts.iter().zip(&sizes).zip(&urls) {
+            let _ = writeln!(
+                out,
+                "  {:<id_width$}  {size:<size_width$}  {link:<url_width$}  {}",
+                mount.info.id, mount.info.name,
+            );
+        }
+        for note in self.notes {
+            let _ = writeln!(out, "  {note}");
+        }
+        let _ = writeln!(out, "Open      {open}");
+        let _ = writeln!(out, "Health    {url}/_cellucid/health");
+        let _ = writeln!(out, "Viewer UI {}", self.web_ui);
+        let _ = writeln!(
+            out,
+            "Browsers: pages from loopback and cellucid.com may read the data (CORS). CORS is not access control."
+        );
+        let _ = write!(out, "Press Ctrl-C to stop.");
+        out
+    }
+
+    /// The block as log events with fields (`--log-format json`): one
+    /// `dataset` event per dataset, one per note, then `serving` with the
+    /// URLs. Quiet: `serving` only.
+    pub(crate) fn log(&self, quiet: bool) {
+        if !quiet {
+            for mount in self.layout.mounts() {
+                tracing::info!(
+                    id = %mount.info.id,
+                    name = %mount.info.name,
+                    n_cells = mount.info.n_cells,
+                    n_genes = mount.info.n_genes,
+                    url = %format!("{}{}", self.url, mount.advertised_path),
+                    "dataset"
+                );
+            }
+            for note in self.notes {
+                tracing::info!(note = %note, "note");
+            }
+        }
+        tracing::info!(
+            version = cellucid_http::VERSION,
+            datasets = self.layout.mounts().len(),
+            url = %self.open,
+            health = %format!("{}/_cellucid/health", self.url),
+            viewer_ui = %self.web_ui,
+            "serving; press Ctrl-C to stop"
         );
     }
-    for note in notes {
-        let _ = writeln!(out, "  {note}");
-    }
-    let _ = writeln!(out, "Open      {open}");
-    let _ = writeln!(out, "Health    {url}/_cellucid/health");
-    let _ = writeln!(out, "Viewer UI {web_ui}");
-    let _ = writeln!(
-        out,
-        "Browsers: pages from loopback and cellucid.com may read the data (CORS). CORS is not access control."
-    );
-    let _ = write!(out, "Press Ctrl-C to stop.");
-    out
 }
 
 /// The loud warning for a bind other programs on the network can reach.

@@ -16,7 +16,7 @@ use crate::error::CliError;
 
 /// Runs one cache command.
 pub(crate) fn run(args: CacheArgs) -> Result<(), CliError> {
-    crate::logging::init(LogFormat::Text, false, false);
+    crate::logging::init(LogFormat::Text, false, false, false);
     let cache = open_cache(args.web_cache_dir.as_deref())?;
     let dir = cache.dir().path().display().to_string();
     match args.command {

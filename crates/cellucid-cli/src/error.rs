@@ -31,7 +31,14 @@ impl CliError {
 
     /// Prints the line and returns the exit code.
     pub(crate) fn report(&self) -> ExitCode {
-        eprintln!("cellucid: error: {}", self.message);
+        // What was logged before the failure explains it: out first.
+        crate::logging::release();
+        if crate::logging::is_json() {
+            let code = self.code;
+            tracing::error!(exit_code = code, "{}", self.message);
+        } else {
+            eprintln!("cellucid: error: {}", self.message);
+        }
         ExitCode::from(self.code)
     }
 }
@@ -39,10 +46,15 @@ impl CliError {
 /// Makes a panic print what happened and where to report it.
 pub(crate) fn install_panic_hook() {
     std::panic::set_hook(Box::new(|info| {
-        eprintln!(
+        let text = format!(
             "cellucid: internal error: {info}\n\
              This is a bug in cellucid-rs. Please report it at {REPORT_URL} \
              with the command you ran and this message."
         );
+        if crate::logging::is_json() {
+            tracing::error!("{text}");
+        } else {
+            eprintln!("{text}");
+        }
     }));
 }

@@ -8,11 +8,13 @@ mod args;
 mod banner;
 mod cache;
 mod demo;
+mod docs;
 mod error;
 mod inputs;
 mod inspect;
 mod logging;
 mod malloc_arenas;
+mod progress;
 mod serve;
 mod session;
 mod viewer;
@@ -34,6 +36,8 @@ fn main() -> ExitCode {
         args::Command::Cache(args) => cache::run(args),
         args::Command::Session(args::SessionCommand::Inspect(args)) => session::inspect(&args),
         args::Command::Inspect(args) => inspect::run(&args),
+        args::Command::Completions { shell } => docs::completions(shell),
+        args::Command::Man => docs::man(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -17,7 +17,8 @@ use crate::inputs;
 
 /// Runs the server until Ctrl-C or SIGTERM.
 pub(crate) fn run(args: ServeArgs) -> Result<(), CliError> {
-    crate::logging::init(args.log_format, args.quiet, args.verbose);
+    // Background log lines wait for the startup block (crate::logging).
+    crate::logging::init(args.log_format, args.quiet, args.verbose, true);
     // Without PATH: the embedded demo, written out for as long as this
     // function runs (the folder is removed when `demo` drops).
     let demo = if args.paths.is_empty() {
@@ -33,7 +34,9 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), CliError> {
         Some(demo) => vec![demo.path().to_owned()],
         None => args.paths.clone(),
     };
-    let opened = inputs::open_all(&paths, &args.anndata)?;
+    let mut options = args.anndata.options();
+    options.index_progress = Some(crate::progress::index_hook(args.log_format, args.quiet));
+    let opened = inputs::open_all(&paths, &options, &args.anndata)?;
     let (sources, notes) = (opened.sources, opened.notes);
     let layout = Layout::new(&sources).map_err(|err| CliError::usage(err.to_string()))?;
     let ip = resolve_host(&args.host)?;
@@ -95,29 +98,47 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), CliError> {
         let addr = server.local_addr();
         let url = banner::local_url(addr);
         let exposed = !addr.ip().is_loopback();
-        if exposed {
-            eprintln!("{}", banner::exposure_warning(addr, access.token.is_some()));
-        }
         let open_url = access.with_token(&format!("{url}/"));
-        if args.quiet {
-            eprintln!("Serving on {open_url}");
-            // A missing UI is a warning: shown even when quiet.
-            if ui_status.starts_with("UNAVAILABLE") {
-                eprintln!("Viewer UI {ui_status}");
-            }
-        } else {
-            let mut notes = notes;
-            if access.token.is_none() && !exposed && crate::access::other_users_present() {
-                notes.push(
-                    "Other users are logged in to this machine and can reach this port: add --auth to require a token (SECURITY.md)".to_owned(),
-                );
-            }
-            eprintln!("{}", banner::startup(&layout, &url, &open_url, &ui_status, &notes));
+        let mut notes = notes;
+        if !args.quiet
+            && access.token.is_none()
+            && !exposed
+            && crate::access::other_users_present()
+        {
+            notes.push(
+                "Other users are logged in to this machine and can reach this port: add --auth to require a token (SECURITY.md)".to_owned(),
+            );
         }
-        if exposed && access.token.is_none() {
-            // --no-auth: the warning again, below the block, where it is seen.
-            eprintln!("{}", banner::exposure_warning(addr, false));
-        }
+        // The startup block first; log lines of background work after it.
+        crate::logging::banner(|| {
+            use crate::logging::say;
+            use tracing::Level;
+            if exposed {
+                say(Level::WARN, &banner::exposure_warning(addr, access.token.is_some()));
+            }
+            let block = banner::Startup {
+                layout: &layout,
+                url: &url,
+                open: &open_url,
+                web_ui: &ui_status,
+                notes: &notes,
+            };
+            if crate::logging::is_json() {
+                block.log(args.quiet);
+            } else if args.quiet {
+                say(Level::INFO, &format!("Serving on {open_url}"));
+                // A missing UI is a warning: shown even when quiet.
+                if ui_status.starts_with("UNAVAILABLE") {
+                    say(Level::WARN, &format!("Viewer UI {ui_status}"));
+                }
+            } else {
+                say(Level::INFO, &block.text());
+            }
+            if exposed && access.token.is_none() {
+                // --no-auth: the warning again, below the block, where it is seen.
+                say(Level::WARN, &banner::exposure_warning(addr, false));
+            }
+        });
         // The 0.9.5 viewer URL says `anndata=true` when the default dataset is AnnData.
         let anndata = layout
             .mounts()
@@ -133,7 +154,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), CliError> {
                 .viewers()
                 .register(options)
                 .map_err(|err| CliError::operator(err.to_string()))?;
-            eprintln!("{}", crate::viewer::urls(&viewer, &url, anndata, &access));
+            crate::viewer::announce(&viewer, &url, anndata, &access);
             let events = viewer
                 .events()
                 .map(crate::viewer::stream_to_stdout)

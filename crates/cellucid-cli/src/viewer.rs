@@ -69,6 +69,24 @@ impl EventWriter {
     }
 }
 
+/// Prints the viewer's URLs: [`urls`] as text, or with `--log-format json`
+/// a `viewer` event with fields `url` and `url_0_9_4`.
+pub(crate) fn announce(viewer: &Viewer, base: &str, anndata: bool, access: &crate::access::Access) {
+    if crate::logging::is_json() {
+        let url = access.with_token(&viewer.url(base, anndata));
+        let url_0_9_4 = access.with_token(&viewer.jupyter_url(base));
+        crate::logging::event(|| {
+            tracing::info!(
+                url = %url,
+                url_0_9_4 = %url_0_9_4,
+                "viewer; its events stream to stdout as JSON Lines"
+            );
+        });
+    } else {
+        crate::logging::say(tracing::Level::INFO, &urls(viewer, base, anndata, access));
+    }
+}
+
 /// The stderr lines that tell the user how to open the viewer.
 pub(crate) fn urls(
     viewer: &Viewer,

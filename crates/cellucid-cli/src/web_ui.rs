@@ -101,7 +101,10 @@ fn refresh_first(
     let dir = cache.dir().path().display().to_string();
     let options = fetch_options(args.web_timeout);
     if !args.quiet {
-        eprintln!("Checking {source} for the Cellucid viewer UI (cache {dir}) …");
+        crate::logging::say(
+            tracing::Level::INFO,
+            &format!("Checking {source} for the Cellucid viewer UI (cache {dir}) …"),
+        );
     }
     let bar = Bar::new(!args.quiet);
     let result = cache.prefetch(source, &options, false, &bar);

@@ -47,6 +47,7 @@ pub(crate) async fn handle<B>(
         break;
     }
     let (source, id, target) = found.ok_or_else(not_found)?;
+    let served = id.clone();
     let file = tokio::task::spawn_blocking(move || {
         let raw = source
             .raw_store(&id)
@@ -62,10 +63,11 @@ pub(crate) async fn handle<B>(
         SourceError::NotFound { .. } | SourceError::UnknownDataset { .. } => not_found(),
         other => HttpError::Source(other),
     })?;
-    Ok(response::file(
+    let response = response::file(
         req.method(),
         req.headers(),
         file.as_ref(),
         HeaderValue::from_static("application/octet-stream"),
-    )?)
+    )?;
+    Ok(response::served_from(response, &served))
 }

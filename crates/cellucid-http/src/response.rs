@@ -15,6 +15,19 @@ const OCTET_STREAM: HeaderValue = HeaderValue::from_static("application/octet-st
 const BYTES: HeaderValue = HeaderValue::from_static("bytes");
 const UNSATISFIABLE: &str = "Requested byte range is not satisfiable";
 
+/// The dataset a response serves (a response extension), for the request
+/// log line.
+#[derive(Clone, Debug)]
+pub(crate) struct ServedDataset(pub(crate) String);
+
+/// Marks `response` as serving dataset `id`.
+pub(crate) fn served_from(mut response: Response<Body>, id: &str) -> Response<Body> {
+    response
+        .extensions_mut()
+        .insert(ServedDataset(id.to_owned()));
+    response
+}
+
 /// A plain-text response.
 pub(crate) fn text(status: StatusCode, body: impl Into<String>) -> Response<Body> {
     let body: String = body.into();

@@ -175,7 +175,10 @@ async fn file_or_ui<B>(
         return web_ui(state, path, req).await;
     }
     match state.layout.resolve(path) {
-        Some((mount, key)) => match dataset_file(mount, key, req, &state.encoded).await {
+        Some((mount, key)) => match dataset_file(mount, key, req, &state.encoded)
+            .await
+            .map(|r| response::served_from(r, &mount.info.id))
+        {
             Err(
                 err @ (HttpError::Source(cellucid_core::SourceError::NotFound { .. })
                 | HttpError::NotFound(_)),

@@ -295,6 +295,38 @@ async fn make_room(
     }
 }
 
+/// The request log line (`--verbose`): who asked what, and the answer:
+/// `status`, `bytes` (the body's length; absent for a stream of unknown
+/// length), `duration_ms` (until the response head was ready) and
+/// `dataset` (the dataset id it served, absent for API and UI routes).
+fn log_request(
+    response: &http::Response<crate::body::Body>,
+    peer: SocketAddr,
+    client: Option<std::net::IpAddr>,
+    method: &http::Method,
+    path: &str,
+    started: std::time::Instant,
+) {
+    let status = response.status().as_u16();
+    let bytes = http_body::Body::size_hint(response.body()).exact();
+    let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let dataset = response
+        .extensions()
+        .get::<crate::response::ServedDataset>()
+        .map(|d| d.0.as_str());
+    tracing::debug!(
+        client = client.map(tracing::field::display),
+        %peer,
+        %method,
+        %path,
+        status,
+        bytes,
+        duration_ms,
+        dataset,
+        "request"
+    );
+}
+
 /// What one connection task needs.
 struct Connection {
     service: CellucidService,
@@ -332,17 +364,17 @@ impl Connection {
                         .trusts_proxy()
                         .then(|| crate::forwarded::client_ip(req.headers()))
                         .flatten();
-                    (req.method().clone(), req.uri().path().to_owned(), client)
+                    let started = std::time::Instant::now();
+                    (
+                        req.method().clone(),
+                        req.uri().path().to_owned(),
+                        client,
+                        started,
+                    )
                 });
                 let Ok(mut response) = inner.call(req).await;
-                if let Some((method, path, client)) = logged {
-                    let status = response.status().as_u16();
-                    match client {
-                        Some(client) => {
-                            tracing::debug!(%client, %peer, %method, %path, status, "request");
-                        }
-                        None => tracing::debug!(%peer, %method, %path, status, "request"),
-                    }
+                if let Some((method, path, client, started)) = logged {
+                    log_request(&response, peer, client, &method, &path, started);
                 }
                 response.body_mut().set_guard(Box::new(guard));
                 Ok::<_, Infallible>(response)

@@ -47,6 +47,31 @@ const BLOCK: u64 = 1 << 20;
 /// few cores saturate.
 const MAX_THREADS: usize = 4;
 
+/// Told how a CSR gene-index build advances, so a program can draw it (the
+/// CLI draws a progress bar on a terminal); this crate draws nothing.
+/// Calls come from the build's thread, in order: [`Self::started`], any
+/// number of [`Self::advanced`], then [`Self::finished`] when the index
+/// serves (not after a failed build).
+pub trait IndexProgress: Send + Sync {
+    /// The build of `matrix` (its path in the store) begins; `total` is the
+    /// work it will report, in stored values read (both passes count).
+    fn started(&self, matrix: &str, total: u64);
+    /// `done` of `total` is done.
+    fn advanced(&self, done: u64, total: u64);
+    /// The index serves, `elapsed` after the build began.
+    fn finished(&self, elapsed: std::time::Duration);
+}
+
+/// A shared [`IndexProgress`], to keep in options (`Debug`, `Clone`).
+#[derive(Clone)]
+pub struct IndexProgressHook(pub std::sync::Arc<dyn IndexProgress>);
+
+impl std::fmt::Debug for IndexProgressHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("IndexProgressHook")
+    }
+}
+
 /// A built (or loaded) column index.
 #[derive(Debug)]
 pub struct CsrIndex {
@@ -420,7 +445,7 @@ impl CsrIndex {
         generation: &str,
     ) -> Result<Self> {
         let mut served = None;
-        Self::load_or_build_then_save(backend, matrix, cache_dir, generation, |index| {
+        Self::load_or_build_then_save(backend, matrix, cache_dir, generation, None, |index| {
             served = Some(index);
         })?;
         served.ok_or_else(|| AnnDataError::invalid(&matrix.path, "no column index was built"))
@@ -431,6 +456,7 @@ impl CsrIndex {
     /// built one to disk (a failure to write it is logged: the next start
     /// builds again).
     ///
+    /// A build reports its progress to `progress`, else logs every 10 %.
     /// Logs "CSR gene index ready" (`elapsed_ms`: from the start of the
     /// build until it serves) and "CSR gene index saved".
     ///
@@ -441,6 +467,7 @@ impl CsrIndex {
         matrix: &Matrix,
         cache_dir: &Path,
         generation: &str,
+        progress: Option<&dyn IndexProgress>,
         serve: impl FnOnce(Self),
     ) -> Result<()> {
         let path = index_path(cache_dir, generation, matrix);
@@ -453,13 +480,23 @@ impl CsrIndex {
         let started = Instant::now();
         let mut last = 0u64;
         tracing::info!(matrix = %matrix.path, nnz, "building the CSR gene index (once; kept in {})", cache_dir.display());
+        if let Some(progress) = progress {
+            progress.started(&matrix.path, nnz);
+        }
         let (index, unsaved) = Self::build(backend, matrix, &path, &mut |done, total| {
+            if let Some(progress) = progress {
+                progress.advanced(done, total);
+                return;
+            }
             let pct = (done * 100).checked_div(total).unwrap_or(100);
             if pct >= last + 10 {
                 last = pct - pct % 10;
                 tracing::info!("CSR gene index: {last}%");
             }
         })?;
+        if let Some(progress) = progress {
+            progress.finished(started.elapsed());
+        }
         serve(index);
         tracing::info!(
             elapsed_ms = started.elapsed().as_millis() as u64,
@@ -990,8 +1027,10 @@ mod tests {
         let copy = path.with_extension(format!("tmp-{}", std::process::id() + 1));
         std::fs::copy(&tmp, &copy).unwrap();
         let mut served = None;
-        CsrIndex::load_or_build_then_save(ad.backend(), x, dir.path(), "gen", |i| served = Some(i))
-            .unwrap();
+        CsrIndex::load_or_build_then_save(ad.backend(), x, dir.path(), "gen", None, |i| {
+            served = Some(i);
+        })
+        .unwrap();
         assert!(served.is_some() && path.exists());
         // Dropped unsaved (the server stopped first), its file goes; the
         // index still serves from the mapping.

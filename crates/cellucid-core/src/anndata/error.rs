@@ -64,6 +64,82 @@ pub enum AnnDataError {
         /// What the storage layer said.
         reason: String,
     },
+    /// An element a launch choice names is absent; the group's keys that do
+    /// exist come with it, so the message can offer them.
+    #[error("element {group}/{key} is missing; {group} holds: {}", list_or_none(.available))]
+    MissingKey {
+        /// The group searched (`obsm`, `obsp`, `obs`, `var`, `layers`, …).
+        group: String,
+        /// The key that was asked for.
+        key: String,
+        /// The keys the group holds, sorted.
+        available: Vec<String>,
+    },
+    /// A modality was asked for, and the store has one feature space (an
+    /// AnnData, not a MuData with `mod/`).
+    #[error("{modality:?} names a modality, and this store has one feature space: a modality is one of a MuData's mod/ members")]
+    NoModalities {
+        /// The modality asked for.
+        modality: String,
+    },
+    /// A default vector field that the store does not declare, or that no
+    /// embedding shown at launch draws (docs/FORMATS.md, "Serving choices").
+    #[error("vector field {field:?} {}", if *.declared { format!("is declared, but the embedding it is drawn over (obsm X_<basis> of each {field}_<basis>) is not shown when the store opens; fields drawn on a shown embedding: {}", list_or_none(.available)) } else { format!("is not declared by this store; its vector fields (obsm <field>_<basis> as wide as X_<basis>): {}", list_or_none(.available)) })]
+    VectorField {
+        /// The field asked for.
+        field: String,
+        /// Whether the store declares it (then it is not drawn).
+        declared: bool,
+        /// The fields that would do, sorted.
+        available: Vec<String>,
+    },
+    /// The file ends before the end its own header declares: it was cut
+    /// short (an interrupted copy or download).
+    #[error("{path}: truncated: {} of {} bytes, the length its {what} declares", thousands(*.actual), thousands(*.expected))]
+    Truncated {
+        /// The file.
+        path: PathBuf,
+        /// What declares the length (`HDF5 superblock`).
+        what: &'static str,
+        /// Its size on disk.
+        actual: u64,
+        /// The size its header declares.
+        expected: u64,
+    },
+    /// The file's structure is broken where its format says where to look
+    /// (a zip without its central directory); its length cannot tell how
+    /// much is missing.
+    #[error("{path}: damaged or truncated ({} bytes): {reason}", thousands(*.actual))]
+    Damaged {
+        /// The file.
+        path: PathBuf,
+        /// Its size on disk.
+        actual: u64,
+        /// What is broken.
+        reason: String,
+    },
+}
+
+/// `a, b, c`, or `nothing`.
+fn list_or_none(keys: &[String]) -> String {
+    if keys.is_empty() {
+        "nothing".to_owned()
+    } else {
+        keys.join(", ")
+    }
+}
+
+/// `1,772,368`.
+pub(crate) fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 impl AnnDataError {
@@ -90,3 +166,16 @@ impl AnnDataError {
 
 /// Shorthand for results of the AnnData layer.
 pub type Result<T, E = AnnDataError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_are_written_with_thousands_separators() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1_000_000), "1,000,000");
+        assert_eq!(thousands(1_772_368), "1,772,368");
+    }
+}

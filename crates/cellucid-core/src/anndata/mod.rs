@@ -13,6 +13,8 @@ mod error;
 mod frame;
 mod hdf5;
 mod hdf5_direct;
+mod integrity;
+mod launch;
 mod lru;
 mod matrix;
 mod options;
@@ -152,7 +154,12 @@ impl AnnData {
             )
         })?;
         let (backend, kind): (Arc<dyn Backend>, StoreKind) = match kind {
-            InputKind::H5ad => (Arc::new(hdf5::Hdf5Backend::open(path)?), StoreKind::H5ad),
+            InputKind::H5ad => {
+                // A cut-short file is named as such before the reader fails
+                // on whatever element the cut fell in.
+                integrity::check_hdf5(path)?;
+                (Arc::new(hdf5::Hdf5Backend::open(path)?), StoreKind::H5ad)
+            }
             InputKind::ZarrFolder => {
                 let what = "a Zarr folder";
                 let store =
@@ -164,6 +171,7 @@ impl AnnData {
             }
             InputKind::ZarrZip => {
                 let what = "a zipped Zarr store";
+                integrity::check_zip(path)?;
                 let store =
                     store::ZipStore::open(path).map_err(|err| open_err(what, err.to_string()))?;
                 let (zarr, version) = open_zarr(Arc::new(store), || {

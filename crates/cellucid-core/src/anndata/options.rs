@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use serde_json::{Map, Value};
 
+use super::csr_index::IndexProgressHook;
+
 /// Which matrix feeds the gene columns.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ExpressionSource {
@@ -104,12 +106,29 @@ pub struct AnnDataOptions {
     pub vector_fields: bool,
     /// Where persisted indexes go (`None`: the user cache dir).
     pub cache_dir: Option<PathBuf>,
+    /// `--centroid-min-points`: the fewest cells a category needs for its
+    /// centroid and outlier quantiles (`None`: the store's own, else 10).
+    pub centroid_min_points: Option<u64>,
+    /// `--normalize-embeddings` / `--no-normalize-embeddings`: whether the
+    /// byte viewer scales embeddings into its coordinate range (`None`: the
+    /// store's own choice, else scaled).
+    pub normalize_embeddings: Option<bool>,
+    /// `--modality`: the modality a multimodal store (MuData) opens on.
+    pub modality: Option<String>,
+    /// `--vector-field-default`: the vector field the overlay opens on.
+    pub vector_field_default: Option<String>,
+    /// Told how a CSR gene-index build advances (`None`: log lines).
+    pub index_progress: Option<IndexProgressHook>,
 }
 
 impl AnnDataOptions {
-    /// The 0.9.5 `defaults` document: only the choices given.
+    /// The 0.9.5 `defaults` document: only the choices given, in 0.9.5's
+    /// key order (docs/PROTOCOL.md, `/_cellucid/datasets`).
     pub fn launch_defaults(&self) -> Map<String, Value> {
         let mut map = Map::new();
+        if let Some(m) = &self.modality {
+            map.insert("modality".into(), Value::String(m.clone()));
+        }
         for (d, choice) in self.embeddings.iter().enumerate() {
             if let Some(c) = choice {
                 let dim = d as u64 + 1;
@@ -132,9 +151,49 @@ impl AnnDataOptions {
         if let Some(l) = &self.latent_key {
             map.insert("latentKey".into(), Value::String(l.clone()));
         }
+        if let Some(f) = &self.vector_field_default {
+            map.insert("vectorFieldDefault".into(), Value::String(f.clone()));
+        }
         if !self.obs_keys.is_empty() {
             map.insert("obsKeys".into(), serde_json::json!(self.obs_keys));
         }
+        if let Some(n) = self.normalize_embeddings {
+            map.insert("normalizeEmbeddings".into(), Value::Bool(n));
+        }
+        if let Some(n) = self.centroid_min_points {
+            map.insert("centroidMinPoints".into(), Value::from(n));
+        }
         map
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn launch_defaults_hold_the_choices_given_in_the_0_9_5_key_order() {
+        assert!(AnnDataOptions::default().launch_defaults().is_empty());
+        let options = AnnDataOptions {
+            modality: Some("rna".into()),
+            embeddings: [
+                None,
+                Some(EmbeddingChoice::parse("X_umap:1,0").unwrap()),
+                None,
+            ],
+            knn: Some("connectivities".into()),
+            expression: Some(ExpressionSource::Layer("log1p".into())),
+            gene_id_column: Some("symbol".into()),
+            latent_key: Some("X_pca".into()),
+            vector_field_default: Some("velocity".into()),
+            obs_keys: vec!["cell_type".into()],
+            normalize_embeddings: Some(false),
+            centroid_min_points: Some(5),
+            ..AnnDataOptions::default()
+        };
+        assert_eq!(
+            Value::Object(options.launch_defaults()).to_string(),
+            r#"{"modality":"rna","embedding2d":{"key":"X_umap","columns":[1,0]},"knn":"connectivities","expression":"layers/log1p","geneIdColumn":"symbol","latentKey":"X_pca","vectorFieldDefault":"velocity","obsKeys":["cell_type"],"normalizeEmbeddings":false,"centroidMinPoints":5}"#
+        );
     }
 }

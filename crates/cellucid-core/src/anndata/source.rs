@@ -92,8 +92,11 @@ impl AnnDataSource {
             reason: err.to_string(),
         })?;
         raw.set_defaults(options.launch_defaults());
-        let n_genes = expression_genes(&adata, &options)?;
-        let quick_notes = synth::validate(&adata, &options)?;
+        // A choice naming an absent key fails here, with the keys there are.
+        let available = |err| super::launch::with_available(&adata, err);
+        let n_genes = expression_genes(&adata, &options).map_err(available)?;
+        let quick_notes = synth::validate(&adata, &options).map_err(available)?;
+        super::launch::check(&adata, &options)?;
         let synth = Arc::new(Synth {
             adata: Arc::clone(&adata),
             options: options.clone(),
@@ -142,7 +145,8 @@ impl AnnDataSource {
                         if let Some(m) = plan.expression().filter(|m| m.layout == MatrixLayout::Csr) {
                             let dir = synth.options.cache_dir.clone().unwrap_or_else(default_cache_dir);
                             // Serves as soon as it is built; saved to disk afterwards.
-                            let built = CsrIndex::load_or_build_then_save(synth.adata.backend(), m, &dir, &synth.generation, |index| {
+                            let progress = synth.options.index_progress.as_ref().map(|hook| &*hook.0);
+                            let built = CsrIndex::load_or_build_then_save(synth.adata.backend(), m, &dir, &synth.generation, progress, |index| {
                                 let _ = synth.csr.set(Some(index));
                             });
                             if let Err(err) = built {

@@ -112,8 +112,10 @@ impl Plan {
         let n = adata.n_obs();
         let n_usize =
             usize::try_from(n).map_err(|_| AnnDataError::invalid("obs", "too many cells"))?;
-        let min_points = uns_default(adata, "centroidMinPoints")
-            .and_then(Value::as_u64)
+        // --centroid-min-points, else the store's own, else 0.9.4's default.
+        let min_points = options
+            .centroid_min_points
+            .or_else(|| uns_default(adata, "centroidMinPoints").and_then(Value::as_u64))
             .map_or(DEFAULT_MIN_POINTS, |m| m.max(1) as usize);
 
         // Embeddings.
@@ -341,8 +343,10 @@ impl Plan {
             }
         }
         let default_dimension = items.iter().map(|i| i.dim).max().unwrap_or(2);
-        let vector_fields = if options.vector_fields {
-            vector_fields(adata, &items, &mut payloads)
+        // --vector-field-default implies serving the fields it picks from.
+        let vector_fields = if options.vector_fields || options.vector_field_default.is_some() {
+            let default = options.vector_field_default.as_deref();
+            vector_fields(adata, &items, default, &mut payloads)
         } else {
             None
         };
@@ -1010,10 +1014,12 @@ fn best_guess(adata: &AnnData, options: &AnnDataOptions) -> Result<Vec<Item>, An
     Ok(Vec::new())
 }
 
-/// Vector fields `<field>_umap[_<d>d]` drawn over the X_umap items.
+/// Vector fields `<field>_umap[_<d>d]` drawn over the X_umap items;
+/// `default` (`--vector-field-default`) is the one the overlay opens on.
 fn vector_fields(
     adata: &AnnData,
     items: &[Item],
+    default: Option<&str>,
     payloads: &mut HashMap<String, Payload>,
 ) -> Option<Value> {
     let mut fields = Map::new();
@@ -1071,7 +1077,11 @@ fn vector_fields(
             f += 1;
         }
     }
-    let default = fields.keys().next().cloned()?;
+    // The chosen field when folder viewers can draw it, else the first.
+    let default = default
+        .filter(|d| fields.contains_key(*d))
+        .map(str::to_owned)
+        .or_else(|| fields.keys().next().cloned())?;
     Some(json!({"default_field": default, "fields": fields}))
 }
 
