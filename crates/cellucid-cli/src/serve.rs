@@ -303,6 +303,9 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;
         }
-        eprintln!("Shutting down: finishing requests in flight…");
+        crate::logging::say(
+            tracing::Level::INFO,
+            "Shutting down: finishing requests in flight…",
+        );
     }
 }
