@@ -14,6 +14,7 @@
 //! confined by `cap-std` and large files memory-mapped.
 
 pub mod anndata;
+pub mod budget;
 mod detect;
 mod error;
 mod export;

@@ -7,6 +7,7 @@
 //! dataframes, the matrices, the synthesised viewer files) is written once.
 
 mod backend;
+mod budgeted;
 mod column;
 pub mod csr_index;
 mod error;
@@ -183,6 +184,9 @@ impl AnnData {
     }
 
     fn from_backend(path: &Path, kind: StoreKind, backend: Arc<dyn Backend>) -> Result<Self> {
+        // Every read below and after is sized from the file's claims: ask
+        // the memory budget first (budgeted.rs).
+        let backend: Arc<dyn Backend> = Arc::new(budgeted::BudgetedBackend::new(backend));
         let b = backend.as_ref();
         let root = b.attrs("")?;
         if let (Some(t), version) = frame::encoding_of(&root) {
