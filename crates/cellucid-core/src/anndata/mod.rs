@@ -22,6 +22,7 @@ mod source;
 pub mod store;
 mod synth;
 mod zarr;
+mod zarr_caps;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
