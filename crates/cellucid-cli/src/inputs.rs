@@ -15,6 +15,7 @@ use crate::error::CliError;
 /// # Errors
 /// The first input that cannot be served, with its path in the message.
 pub(crate) fn open_all(paths: &[PathBuf], anndata: &AnnDataArgs) -> Result<OpenedInputs, CliError> {
+    anndata.apply_memory_budget();
     open_inputs(paths, &anndata.options()).map_err(|err| match err {
         InputError::Open(err) => open_error(&err),
         InputError::AnnData { path, source } => anndata_error(&path, &source),
@@ -38,6 +39,10 @@ fn open_error(err: &OpenError) -> CliError {
 pub(crate) fn anndata_error(path: &Path, err: &AnnDataError) -> CliError {
     match err {
         AnnDataError::Open { .. } => CliError::usage(err.to_string()),
+        AnnDataError::OverBudget { .. } => CliError::operator(format!(
+            "{}: {err} (a larger --memory-budget serves it, if the machine has the memory)",
+            path.display()
+        )),
         _ => CliError::operator(format!("{}: {err}", path.display())),
     }
 }

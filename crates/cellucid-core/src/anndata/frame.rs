@@ -325,6 +325,14 @@ impl Frame {
         &self.path
     }
 
+    /// The element path of the index array (`obs/_index`), or `None` for
+    /// a legacy compound dataframe (its index is a field).
+    pub fn index_path(&self) -> Option<String> {
+        self.legacy
+            .is_none()
+            .then(|| join(&self.path, &self.index_name))
+    }
+
     /// Number of rows.
     pub fn n_rows(&self) -> u64 {
         self.n_rows

@@ -309,6 +309,44 @@ impl Backend for Hdf5Backend {
             }))
     }
 
+    fn stored_bytes(&self, path: &str) -> Option<u64> {
+        use hdf5_reader::messages::layout::DataLayout;
+        use hdf5_reader::messages::HdfMessage;
+        use hdf5_reader::object_header::ObjectHeader;
+        let ds = self.dataset(path).ok()?;
+        let superblock = self.file.superblock();
+        let header = ObjectHeader::parse_at_storage(
+            self.file.storage(),
+            ds.address(),
+            superblock.offset_size,
+            superblock.length_size,
+        )
+        .ok()?;
+        let undefined = |address: u64| match superblock.offset_size {
+            2 => address == 0xFFFF,
+            4 => address == 0xFFFF_FFFF,
+            _ => address == u64::MAX,
+        };
+        let mut layout = None;
+        for message in &header.messages {
+            match message {
+                HdfMessage::DataLayout(l) => layout = Some(l.layout.clone()),
+                // Data in other files: not known from this one.
+                HdfMessage::ExternalFiles(_) => return None,
+                _ => {}
+            }
+        }
+        // Contiguous and compact storage hold every element as is; a chunk
+        // index that was never written means no chunk is stored at all.
+        match layout? {
+            DataLayout::Compact { data } => Some(data.len() as u64),
+            DataLayout::Contiguous { address, .. } if undefined(address) => Some(0),
+            DataLayout::Contiguous { size, .. } => Some(size),
+            DataLayout::Chunked { address, .. } if undefined(address) => Some(0),
+            DataLayout::Chunked { .. } => None,
+        }
+    }
+
     fn read_rows(&self, path: &str, rows: Range<u64>) -> Result<Values> {
         let ds = self.dataset(path)?;
         let mut sel = SliceInfo::all(ds.ndim());

@@ -7,7 +7,7 @@
 //! dataframes, the matrices, the synthesised viewer files) is written once.
 
 mod backend;
-mod budgeted;
+pub(crate) mod budgeted;
 mod column;
 pub mod csr_index;
 mod error;
