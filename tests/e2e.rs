@@ -28,6 +28,7 @@ mod channel_support;
 mod channel_ws;
 mod cli;
 mod files;
+mod hostile_files;
 mod limits;
 mod proxies;
 mod security;

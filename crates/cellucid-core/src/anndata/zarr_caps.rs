@@ -23,11 +23,13 @@ use std::io::Read;
 use std::sync::{Arc, Once};
 
 use zarrs::array::codec::api::{
-    register_codec_v3, BytesToBytesCodecTraits, Codec, CodecError, CodecMetadataOptions,
-    CodecOptions, CodecPluginV3, CodecRuntimePluginV3, CodecTraits, PartialDecoderCapability,
+    register_codec_v2, register_codec_v3, BytesToBytesCodecTraits, Codec, CodecError,
+    CodecMetadataOptions, CodecOptions, CodecPluginV2, CodecPluginV3, CodecRuntimePluginV2,
+    CodecRuntimePluginV3, CodecTraits, PartialDecoderCapability,
     PartialEncoderCapability, RecommendedConcurrency,
 };
 use zarrs::array::{ArrayBytesRaw, BytesRepresentation};
+use zarrs::metadata::v2::MetadataV2;
 use zarrs::metadata::v3::MetadataV3;
 use zarrs::metadata::Configuration;
 use zarrs::plugin::{ExtensionName, PluginCreateError, PluginUnsupportedError, ZarrVersion};
@@ -50,9 +52,14 @@ pub(super) fn install() {
     INSTALLED.call_once(|| {
         // The handle unregisters when used; the plugin stays for the
         // process lifetime, so it is dropped unused.
-        let _handle = register_codec_v3(CodecRuntimePluginV3::new(
+        let _v3 = register_codec_v3(CodecRuntimePluginV3::new(
             |name: &str| Family::of(name).is_some(),
-            create,
+            create_v3,
+        ));
+        // Zarr v2 arrays build their codecs from v2 metadata directly.
+        let _v2 = register_codec_v2(CodecRuntimePluginV2::new(
+            |name: &str| Family::of(name).is_some(),
+            create_v2,
         ));
     });
 }
@@ -79,17 +86,31 @@ impl Family {
     }
 }
 
-fn create(metadata: &MetadataV3) -> Result<Codec, PluginCreateError> {
+/// `codec` wrapped when it is a bytes-to-bytes codec of a known family.
+fn wrap(codec: Codec, name: &str) -> Codec {
+    match (codec, Family::of(name)) {
+        (Codec::BytesToBytes(inner), Some(family)) => {
+            Codec::BytesToBytes(Arc::new(Capped { inner, family }))
+        }
+        (other, _) => other,
+    }
+}
+
+fn create_v3(metadata: &MetadataV3) -> Result<Codec, PluginCreateError> {
     let name = metadata.name();
-    let family = Family::of(name);
     for plugin in inventory::iter::<CodecPluginV3> {
         if plugin.match_name(name) {
-            return Ok(match (plugin.create(metadata)?, family) {
-                (Codec::BytesToBytes(inner), Some(family)) => {
-                    Codec::BytesToBytes(Arc::new(Capped { inner, family }))
-                }
-                (other, _) => other,
-            });
+            return Ok(wrap(plugin.create(metadata)?, name));
+        }
+    }
+    Err(PluginUnsupportedError::new(name.to_owned(), "codec".to_owned()).into())
+}
+
+fn create_v2(metadata: &MetadataV2) -> Result<Codec, PluginCreateError> {
+    let name = metadata.id();
+    for plugin in inventory::iter::<CodecPluginV2> {
+        if plugin.match_name(name) {
+            return Ok(wrap(plugin.create(metadata)?, name));
         }
     }
     Err(PluginUnsupportedError::new(name.to_owned(), "codec".to_owned()).into())
