@@ -59,7 +59,13 @@ fn limited() -> Command {
 
 /// `cellucid serve` (limited) over `paths`.
 fn serve_limited(paths: &[&Path]) -> Result<Server, String> {
-    let mut args = vec!["--no-web-ui", "--cache-dir", TEST_CACHE, "--memory-budget", BUDGET];
+    let mut args = vec![
+        "--no-web-ui",
+        "--cache-dir",
+        TEST_CACHE,
+        "--memory-budget",
+        BUDGET,
+    ];
     args.extend(paths.iter().map(|p| p.to_str().expect("a UTF-8 path")));
     Server::try_start_command(limited(), &args)
 }
@@ -88,7 +94,11 @@ fn refused(paths: &[&Path]) -> String {
     };
     let mut stderr = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
-    assert_eq!(status.code(), Some(1), "exit status {status}; stderr: {stderr}");
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "exit status {status}; stderr: {stderr}"
+    );
     stderr
 }
 
@@ -137,8 +147,7 @@ fn metadata_files(dir: &Path, out: &mut Vec<PathBuf>) {
 /// one sync-flushed block of 1 MiB of zeros, repeated (each block refers
 /// only to itself), then an empty final block. About 1 KB per MiB.
 fn deflate_bomb(bytes: u64) -> Vec<u8> {
-    let mut encoder =
-        flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
+    let mut encoder = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
     encoder.write_all(&vec![0u8; 1 << 20]).unwrap();
     encoder.flush().unwrap();
     let block = encoder.get_ref().clone();
@@ -230,7 +239,12 @@ fn good() -> PathBuf {
 /// The server is alive, and the good dataset (`tiny`) answers its files.
 fn good_still_served(server: &Server) {
     assert_eq!(get(&server.url("/_cellucid/health")).status, 200);
-    for key in ["dataset_identity.json", "obs_manifest.json", "embeddings/0_3d.bin", "var/0.values.f32"] {
+    for key in [
+        "dataset_identity.json",
+        "obs_manifest.json",
+        "embeddings/0_3d.bin",
+        "var/0.values.f32",
+    ] {
         let reply = get(&server.url(&format!("/tiny/{key}")));
         assert_eq!(reply.status, 200, "tiny/{key}: {}", reply.text());
     }
@@ -290,27 +304,23 @@ fn h5ad_claiming(n: u64) -> Vec<u8> {
     while p + 40 < b.len() {
         // A version-1 dataspace message body: version 1, rank 1-2, flags,
         // five reserved zero bytes, then the dimensions (8 bytes each).
-        let is_dataspace = b[p] == 1
-            && (1..=2).contains(&b[p + 1])
-            && b[p + 2] <= 1
-            && b[p + 3..p + 8] == [0; 5];
+        let is_dataspace =
+            b[p] == 1 && (1..=2).contains(&b[p + 1]) && b[p + 2] <= 1 && b[p + 3..p + 8] == [0; 5];
         if is_dataspace {
             let rank = usize::from(b[p + 1]);
             let dims = p + 8;
-            let first = u64_at(&b, dims);
-            let new = match first {
-                6 => Some(n),
-                7 => Some(n + 1), // CSR indptr
-                _ => None,
-            };
-            if let Some(new) = new {
+            if matches!(u64_at(&b, dims), 6 | 7) {
                 dataspaces += 1;
-                for i in 0..rank * if b[p + 2] == 1 { 2 } else { 1 } {
+                // The dimensions, then the maximum dimensions when flagged.
+                let stored = rank * if b[p + 2] == 1 { 2 } else { 1 };
+                for i in 0..stored {
                     let at = dims + 8 * i;
-                    if u64_at(&b, at) == first || (i % rank > 0 && u64_at(&b, at) == 6) {
-                        let v = if u64_at(&b, at) == 7 { n + 1 } else { n };
-                        b[at..at + 8].copy_from_slice(&v.to_le_bytes());
-                    }
+                    let claim = match u64_at(&b, at) {
+                        6 => n,
+                        7 if i % rank == 0 => n + 1, // a CSR indptr
+                        _ => continue,
+                    };
+                    b[at..at + 8].copy_from_slice(&claim.to_le_bytes());
                 }
             }
         }
@@ -326,7 +336,10 @@ fn h5ad_claiming(n: u64) -> Vec<u8> {
         }
         p += 1;
     }
-    assert!(dataspaces > 20, "the fixture changed: {dataspaces} cell axes found");
+    assert!(
+        dataspaces > 20,
+        "the fixture changed: {dataspaces} cell axes found"
+    );
     // The sparse matrices' `shape` attributes ([6, 4] and [6, 6] as int64).
     for pair in [[6i64, 4], [6, 6]] {
         let pattern: Vec<u8> = pair.iter().flat_map(|v| v.to_le_bytes()).collect();
@@ -401,7 +414,10 @@ fn a_zarr_chunk_declaring_gigabytes_is_refused_before_decoding() {
     std::fs::write(store.join("obsm/X_umap_3d/0.0"), zlib_bomb(BOMB_BYTES)).unwrap();
     let stderr = refused(&[&good(), &store]);
     assert!(stderr.contains("obsm/X_umap_3d"), "{stderr}");
-    assert!(stderr.contains("more than the") && stderr.contains("a chunk may hold"), "{stderr}");
+    assert!(
+        stderr.contains("more than the") && stderr.contains("a chunk may hold"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -449,7 +465,11 @@ fn one_unreadable_obs_column_fails_only_its_own_files() {
     let own = get(&server.url("/tiny-2/obs/0.codes.u8"));
     assert_eq!(own.status, 422, "{}", own.text());
     assert!(own.text().contains("cat"), "{}", own.text());
-    for key in ["dataset_identity.json", "embeddings/0_3d.bin", "obs/1.codes.u8"] {
+    for key in [
+        "dataset_identity.json",
+        "embeddings/0_3d.bin",
+        "obs/1.codes.u8",
+    ] {
         let reply = get(&server.url(&format!("/tiny-2/{key}")));
         assert_eq!(reply.status, 200, "{key}: {}", reply.text());
     }

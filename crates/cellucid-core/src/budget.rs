@@ -133,7 +133,11 @@ impl MemoryBudget {
     /// # Errors
     /// [`BudgetError::TooLarge`] when `bytes` exceeds the limit itself;
     /// [`BudgetError::Busy`] when the room did not free in time.
-    pub fn reserve(&self, what: impl FnOnce() -> String, bytes: u64) -> Result<Lease<'_>, BudgetError> {
+    pub fn reserve(
+        &self,
+        what: impl FnOnce() -> String,
+        bytes: u64,
+    ) -> Result<Lease<'_>, BudgetError> {
         self.reserve_within(what, bytes, WAIT_FOR_ROOM)
     }
 

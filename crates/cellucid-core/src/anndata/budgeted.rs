@@ -59,7 +59,10 @@ pub(crate) fn element_count(shape: &[u64]) -> u64 {
 pub(crate) fn reserve_elements(path: &str, dtype: Dtype, elements: u64) -> Result<Lease<'static>> {
     let bytes = elements.saturating_mul(peak_bytes_per_element(dtype));
     budget::global()
-        .reserve(|| format!("reading {path} ({elements} {dtype} values)"), bytes)
+        .reserve(
+            || format!("reading {path} ({elements} {dtype} values)"),
+            bytes,
+        )
         .map_err(|err| AnnDataError::over_budget(path, err))
 }
 

@@ -25,7 +25,10 @@ const CHUNK_CACHE_BYTES: usize = 16 * 1024 * 1024;
 
 /// The HDF5 filter id h5py registers for LZF.
 const LZF_FILTER_ID: u16 = 32000;
-/// The most an LZF chunk may inflate to when h5py did not record its size.
+/// The most an LZF chunk may inflate to (the size h5py records is used
+/// when smaller). The built-in filters (deflate, shuffle…) are bounded by
+/// `hdf5-reader` itself: it passes each chunk's declared size (chunk shape
+/// × element size) to them as the output limit.
 const LZF_MAX_CHUNK: usize = 256 * 1024 * 1024;
 
 /// h5py's LZF filter (`compression="lzf"`), which `hdf5-reader` does not
@@ -35,12 +38,13 @@ fn lzf_filter(
     data: &[u8],
     _element_size: usize,
 ) -> hdf5_reader::error::Result<Vec<u8>> {
+    // The recorded size is a claim of the file: never above the cap.
     let expected = filter
         .client_data
         .get(2)
         .map(|&n| n as usize)
         .filter(|&n| n > 0);
-    lzf_decompress(data, expected.unwrap_or(LZF_MAX_CHUNK))
+    lzf_decompress(data, expected.unwrap_or(LZF_MAX_CHUNK).min(LZF_MAX_CHUNK))
         .ok_or_else(|| hdf5_reader::error::Error::InvalidData("corrupt LZF chunk".into()))
 }
 

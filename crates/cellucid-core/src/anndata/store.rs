@@ -225,8 +225,7 @@ impl KeyStore for ZipStore {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!(
-                    "zip member {key:?} inflates to more or less than its declared {} bytes",
-                    declared
+                    "zip member {key:?} inflates to more or less than its declared {declared} bytes"
                 ),
             ));
         }

@@ -297,9 +297,7 @@ fn check_chunk(path: &str, chunks: &Option<Vec<u64>>, dtype: Dtype) -> Result<()
         _ => return Ok(()),
     };
     let Some(chunks) = chunks else { return Ok(()) };
-    let bytes = chunks
-        .iter()
-        .fold(width, |n, &d| n.saturating_mul(d));
+    let bytes = chunks.iter().fold(width, |n, &d| n.saturating_mul(d));
     let cap = super::zarr_caps::chunk_cap();
     if bytes > cap {
         return Err(AnnDataError::invalid(

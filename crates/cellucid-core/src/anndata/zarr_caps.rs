@@ -25,8 +25,8 @@ use std::sync::{Arc, Once};
 use zarrs::array::codec::api::{
     register_codec_v2, register_codec_v3, BytesToBytesCodecTraits, Codec, CodecError,
     CodecMetadataOptions, CodecOptions, CodecPluginV2, CodecPluginV3, CodecRuntimePluginV2,
-    CodecRuntimePluginV3, CodecTraits, PartialDecoderCapability,
-    PartialEncoderCapability, RecommendedConcurrency,
+    CodecRuntimePluginV3, CodecTraits, PartialDecoderCapability, PartialEncoderCapability,
+    RecommendedConcurrency,
 };
 use zarrs::array::{ArrayBytesRaw, BytesRepresentation};
 use zarrs::metadata::v2::MetadataV2;
@@ -231,8 +231,12 @@ impl BytesToBytesCodecTraits for Capped {
         let exact = matches!(decoded_representation, BytesRepresentation::FixedSize(_));
         let bytes: &[u8] = &encoded_value;
         match self.family {
-            Family::Gzip => read_capped(flate2::read::GzDecoder::new(bytes), max, exact).map(Cow::Owned),
-            Family::Zlib => read_capped(flate2::read::ZlibDecoder::new(bytes), max, exact).map(Cow::Owned),
+            Family::Gzip => {
+                read_capped(flate2::read::GzDecoder::new(bytes), max, exact).map(Cow::Owned)
+            }
+            Family::Zlib => {
+                read_capped(flate2::read::ZlibDecoder::new(bytes), max, exact).map(Cow::Owned)
+            }
             Family::Zstd => {
                 let decoder = zstd::stream::read::Decoder::with_buffer(bytes)
                     .map_err(|err| CodecError::IOError(Arc::new(err)))?;
@@ -252,7 +256,8 @@ impl BytesToBytesCodecTraits for Capped {
                         budget::human(max)
                     )));
                 }
-                self.inner.decode(encoded_value, decoded_representation, options)
+                self.inner
+                    .decode(encoded_value, decoded_representation, options)
             }
         }
     }
@@ -269,10 +274,11 @@ mod tests {
         e.finish().unwrap()
     }
 
-    fn capped(family: Family, name: &str, configuration: serde_json::Value) -> Capped {
-        let metadata: MetadataV3 =
-            serde_json::from_value(serde_json::json!({"name": name, "configuration": configuration}))
-                .unwrap();
+    fn capped(family: Family, name: &str, configuration: &serde_json::Value) -> Capped {
+        let metadata: MetadataV3 = serde_json::from_value(
+            serde_json::json!({"name": name, "configuration": configuration}),
+        )
+        .unwrap();
         let inner = inventory::iter::<CodecPluginV3>
             .into_iter()
             .find(|p| p.match_name(name))
@@ -288,7 +294,11 @@ mod tests {
     fn a_bomb_stops_one_byte_past_the_declared_size() {
         let bomb = zlib(&vec![0u8; 8 << 20]);
         assert!(bomb.len() < 64 << 10);
-        let codec = capped(Family::Zlib, "numcodecs.zlib", serde_json::json!({"level": 1}));
+        let codec = capped(
+            Family::Zlib,
+            "numcodecs.zlib",
+            &serde_json::json!({"level": 1}),
+        );
         let err = codec
             .decode(
                 Cow::Borrowed(&bomb),
@@ -310,7 +320,11 @@ mod tests {
 
     #[test]
     fn a_chunk_declared_over_the_cap_is_refused_before_decoding() {
-        let codec = capped(Family::Zlib, "numcodecs.zlib", serde_json::json!({"level": 1}));
+        let codec = capped(
+            Family::Zlib,
+            "numcodecs.zlib",
+            &serde_json::json!({"level": 1}),
+        );
         let err = codec
             .decode(
                 Cow::Borrowed(&zlib(b"x")[..]),
@@ -326,7 +340,7 @@ mod tests {
         let codec = capped(
             Family::Blosc,
             "blosc",
-            serde_json::json!({"cname": "lz4", "clevel": 5, "shuffle": "shuffle", "typesize": 4, "blocksize": 0}),
+            &serde_json::json!({"cname": "lz4", "clevel": 5, "shuffle": "shuffle", "typesize": 4, "blocksize": 0}),
         );
         // version 2, versionlz 1, flags, typesize 4, nbytes 2 GiB, ...
         let mut header = vec![2u8, 1, 0x01, 4];

@@ -55,7 +55,10 @@ enum Payload {
     EdgeSources,
     EdgeDestinations,
     EdgeWeights,
-    Vectors { field: String, item: usize },
+    Vectors {
+        field: String,
+        item: usize,
+    },
     /// The files of an obs column that could not be read while the plan
     /// was built: they answer 422 with why; the other files are served.
     Unreadable(String),
@@ -222,7 +225,10 @@ impl Plan {
                     notes.push(format!("obs column {col:?} not served: {err}"));
                     let why = format!("obs column {col:?} cannot be read: {err}");
                     for key in ["codes.u8", "codes.u16", "codes.u32", "outliers.f32"] {
-                        payloads.insert(format!("obs/{index}.{key}"), Payload::Unreadable(why.clone()));
+                        payloads.insert(
+                            format!("obs/{index}.{key}"),
+                            Payload::Unreadable(why.clone()),
+                        );
                     }
                     continue;
                 }
@@ -763,7 +769,7 @@ fn grouped(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, ch) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(ch);
@@ -950,7 +956,10 @@ fn item_coords(adata: &AnnData, item: &Item) -> Result<Coords, AnnDataError> {
         .ok_or_else(|| AnnDataError::missing(&path))?;
     let cols: Vec<usize> = item.columns.iter().map(|&c| c as usize).collect();
     if cols.iter().any(|&c| c >= width) {
-        return Err(AnnDataError::invalid(&path, "columns do not match its width"));
+        return Err(AnnDataError::invalid(
+            &path,
+            "columns do not match its width",
+        ));
     }
     let n = adata.n_obs();
     let len = n.saturating_mul(cols.len() as u64);
