@@ -28,6 +28,16 @@ use std::time::{Duration, Instant};
 /// at once (a 2-D embedding of 10M cells as f64 is 160 MB).
 pub const DEFAULT_MEMORY_BUDGET: u64 = 512 * 1024 * 1024;
 
+/// The most one stored chunk (a Zarr chunk, an HDF5 chunk, a `.zarr.zip`
+/// member) may decode to: far above what zarr, h5py and anndata write
+/// (chunks of a few MB), far below a machine's memory.
+pub const MAX_CHUNK_BYTES: u64 = 256 * 1024 * 1024;
+
+/// The most a chunk may decode to under the current budget.
+pub fn chunk_cap() -> u64 {
+    MAX_CHUNK_BYTES.min(global().limit())
+}
+
 /// How long a reservation that fits the budget waits for others to release
 /// theirs before it answers [`BudgetError::Busy`].
 const WAIT_FOR_ROOM: Duration = Duration::from_secs(20);

@@ -144,3 +144,36 @@ fn a_claim_larger_than_the_budget_is_refused_before_reading() {
     assert!(matches!(err, AnnDataError::OverBudget { .. }), "{err}");
     assert!(err.to_string().contains("memory budget"), "{err}");
 }
+
+#[test]
+fn hdf5_chunks_declaring_gigabytes_are_refused_before_decoding() {
+    // tiny.gzip.h5ad: every dataset chunked and deflated. Rewrite each
+    // chunked layout message (type 8, version 3, class 2) so its first
+    // chunk dimension is 2^30: a chunk would then decode to gigabytes.
+    let mut b = std::fs::read(testdata::path("anndata/tiny.gzip.h5ad")).unwrap();
+    let mut patched = 0;
+    for p in 0..b.len() - 30 {
+        let is_chunked_layout = b[p] == 8
+            && b[p + 1] == 0
+            && b[p + 5..p + 8] == [0; 3]
+            && b[p + 8] == 3
+            && b[p + 9] == 2
+            && (2..=3).contains(&b[p + 10]);
+        if is_chunked_layout {
+            // version, class, dimensionality, the index address, then the
+            // chunk dimensions as u32.
+            let first = p + 11 + 8;
+            b[first..first + 4].copy_from_slice(&(1u32 << 30).to_le_bytes());
+            patched += 1;
+        }
+    }
+    assert!(
+        patched > 20,
+        "the fixture changed: {patched} chunked datasets"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("chunks.h5ad");
+    std::fs::write(&path, b).unwrap();
+    let err = AnnData::open(&path).unwrap_err();
+    assert!(err.to_string().contains("a chunk may hold"), "{err}");
+}

@@ -29,7 +29,7 @@ const LZF_FILTER_ID: u16 = 32000;
 /// when smaller). The built-in filters (deflate, shuffle…) are bounded by
 /// `hdf5-reader` itself: it passes each chunk's declared size (chunk shape
 /// × element size) to them as the output limit.
-const LZF_MAX_CHUNK: usize = 256 * 1024 * 1024;
+const LZF_MAX_CHUNK: usize = crate::budget::MAX_CHUNK_BYTES as usize;
 
 /// h5py's LZF filter (`compression="lzf"`), which `hdf5-reader` does not
 /// ship: client data `[version, lzf version, chunk bytes]`.
@@ -178,9 +178,12 @@ impl Hdf5Backend {
         if path.is_empty() {
             return Err(AnnDataError::missing(path));
         }
-        self.file
+        let ds = self
+            .file
             .dataset(path)
-            .map_err(|_| AnnDataError::missing(path))
+            .map_err(|_| AnnDataError::missing(path))?;
+        check_chunk(path, &ds)?;
+        Ok(ds)
     }
 }
 
@@ -433,6 +436,32 @@ impl Backend for Hdf5Backend {
         }
         Ok(out)
     }
+}
+
+/// Refuses a dataset whose chunks declare more than a chunk may hold: the
+/// reader allocates a whole chunk to decode it, and a filter inflates up to
+/// the declared size, whatever the file really stores (the same cap as the
+/// Zarr chunks, SECURITY.md "Hostile dataset files").
+fn check_chunk(path: &str, ds: &Dataset) -> Result<()> {
+    let Some(chunks) = ds.chunks() else {
+        return Ok(());
+    };
+    let elem = ds.raw_element_size().unwrap_or(1) as u64;
+    let bytes = chunks
+        .iter()
+        .fold(elem, |n, &d| n.saturating_mul(u64::from(d)));
+    let cap = crate::budget::chunk_cap();
+    if bytes > cap {
+        return Err(AnnDataError::invalid(
+            path,
+            format!(
+                "its chunks {chunks:?} each decode to {}, more than the {} a chunk may hold",
+                crate::budget::human(bytes),
+                crate::budget::human(cap)
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn unsupported(path: &str, dtype: &Datatype) -> AnnDataError {

@@ -206,7 +206,7 @@ impl KeyStore for ZipStore {
         // The member is input: inflate at most its declared size (and a
         // byte more, to notice a lie), never more than a chunk may hold.
         let declared = file.size();
-        let cap = super::zarr_caps::chunk_cap();
+        let cap = crate::budget::chunk_cap();
         if declared > cap {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,

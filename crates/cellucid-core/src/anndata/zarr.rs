@@ -287,7 +287,7 @@ fn v3_chunk_shape(doc: &Value) -> Option<Vec<u64>> {
 }
 
 /// Refuses an array whose chunks would decode to more than a chunk may
-/// hold ([`super::zarr_caps::MAX_CHUNK_BYTES`]): `zarrs` allocates a whole
+/// hold ([`crate::budget::MAX_CHUNK_BYTES`]): `zarrs` allocates a whole
 /// chunk to decode it, whatever the file really stores.
 fn check_chunk(path: &str, chunks: &Option<Vec<u64>>, dtype: Dtype) -> Result<()> {
     let width = match dtype {
@@ -298,7 +298,7 @@ fn check_chunk(path: &str, chunks: &Option<Vec<u64>>, dtype: Dtype) -> Result<()
     };
     let Some(chunks) = chunks else { return Ok(()) };
     let bytes = chunks.iter().fold(width, |n, &d| n.saturating_mul(d));
-    let cap = super::zarr_caps::chunk_cap();
+    let cap = crate::budget::chunk_cap();
     if bytes > cap {
         return Err(AnnDataError::invalid(
             path,

@@ -10,8 +10,8 @@
 //!
 //! * knows the most the chunk may decode to (what `zarrs` passes as the
 //!   decoded representation: the chunk's shape times its element size, or,
-//!   for variable-length data, [`MAX_CHUNK_BYTES`]), and refuses anything
-//!   larger than [`MAX_CHUNK_BYTES`] or the memory budget;
+//!   for variable-length data, [`budget::MAX_CHUNK_BYTES`]), and refuses anything
+//!   larger than [`budget::MAX_CHUNK_BYTES`] or the memory budget;
 //! * inflates gzip, zlib and zstd itself through a reader that stops one
 //!   byte past that size, so a bomb costs at most the declared size;
 //! * checks blosc's header (the size it will allocate) before `zarrs` does.
@@ -35,16 +35,6 @@ use zarrs::metadata::Configuration;
 use zarrs::plugin::{ExtensionName, PluginCreateError, PluginUnsupportedError, ZarrVersion};
 
 use crate::budget;
-
-/// The most one Zarr chunk may decode to: far above what zarr and anndata
-/// write (chunks of a few MB), far below a machine's memory. The same cap
-/// as h5py's LZF chunks in the HDF5 reader.
-pub(crate) const MAX_CHUNK_BYTES: u64 = 256 * 1024 * 1024;
-
-/// The most a chunk may decode to under the current budget.
-pub(crate) fn chunk_cap() -> u64 {
-    MAX_CHUNK_BYTES.min(budget::global().limit())
-}
 
 /// Puts the capped codecs in front of `zarrs`' own (once per process).
 pub(super) fn install() {
@@ -125,7 +115,7 @@ struct Capped {
 
 /// The most a chunk may decode to, from what `zarrs` expects of it.
 fn bound(decoded: &BytesRepresentation) -> Result<u64, CodecError> {
-    let cap = chunk_cap();
+    let cap = budget::chunk_cap();
     match decoded {
         BytesRepresentation::FixedSize(n) | BytesRepresentation::BoundedSize(n) => {
             if *n > cap {
