@@ -35,7 +35,7 @@ pub const MAX_CHUNK_BYTES: u64 = 256 * 1024 * 1024;
 
 /// The most a chunk may decode to under the current budget.
 pub fn chunk_cap() -> u64 {
-    MAX_CHUNK_BYTES.min(global().limit())
+    MAX_CHUNK_BYTES.min(decoding().limit())
 }
 
 /// How long a reservation that fits the budget waits for others to release
@@ -239,9 +239,21 @@ pub fn global() -> &'static MemoryBudget {
     GLOBAL.get_or_init(|| MemoryBudget::new(DEFAULT_MEMORY_BUDGET))
 }
 
-/// Sets the process-wide budget (`cellucid serve --memory-budget`).
+/// The budget chunk decoders draw on while a chunk inflates: half the
+/// process budget, kept apart from [`global`] because a decode runs inside
+/// a read that already holds its lease there (one shared count could leave
+/// two reads each waiting for the other's room). So the readers hold at
+/// most 1.5 × the budget at once: 768 MiB by default.
+pub fn decoding() -> &'static MemoryBudget {
+    static DECODING: OnceLock<MemoryBudget> = OnceLock::new();
+    DECODING.get_or_init(|| MemoryBudget::new(DEFAULT_MEMORY_BUDGET / 2))
+}
+
+/// Sets the process-wide budget (`cellucid serve --memory-budget`), and
+/// the decoding budget to half of it.
 pub fn set_limit(bytes: u64) {
     global().set_limit(bytes);
+    decoding().set_limit(bytes / 2);
 }
 
 /// An empty vector with room for `n` elements, allocated fallibly: `n`

@@ -219,6 +219,17 @@ impl BytesToBytesCodecTraits for Capped {
     ) -> Result<ArrayBytesRaw<'a>, CodecError> {
         let max = bound(decoded_representation)?;
         let exact = matches!(decoded_representation, BytesRepresentation::FixedSize(_));
+        // Parallel requests share the decoding budget: what this chunk may
+        // decode to (for variable-length data, an estimate from its stored
+        // size; the cap still bounds it).
+        let reserve = if exact {
+            max
+        } else {
+            max.min((encoded_value.len() as u64).saturating_mul(8).max(1 << 20))
+        };
+        let _lease = budget::decoding()
+            .reserve(|| "decoding a Zarr chunk".to_owned(), reserve)
+            .map_err(|err| CodecError::Other(err.to_string()))?;
         let bytes: &[u8] = &encoded_value;
         match self.family {
             Family::Gzip => {

@@ -153,8 +153,15 @@ impl Plan {
         let mut edges_summary = None;
         let knn = match knn {
             Some(m) => {
-                let parts = m.read_sparse(adata.backend())?;
-                match graph::edges(&parts, m.layout, n_usize) {
+                // A graph the budget cannot hold is left out, not the dataset.
+                let edges = match m.read_sparse(adata.backend()) {
+                    Ok(parts) => graph::edges(&parts, m.layout, n_usize),
+                    Err(err @ AnnDataError::OverBudget { .. }) if !err.is_busy() => {
+                        Err(err.to_string())
+                    }
+                    Err(err) => return Err(err),
+                };
+                match edges {
                     Ok(e) => {
                         notes.push(format!("graph         {} ({} edges)", m.path, e.src.len()));
                         edges_summary = Some((e.src.len(), e.max_neighbors));
