@@ -39,8 +39,8 @@ pub fn chunk_cap() -> u64 {
 }
 
 /// How long a reservation that fits the budget waits for others to release
-/// theirs before it answers [`BudgetError::Busy`].
-const WAIT_FOR_ROOM: Duration = Duration::from_secs(20);
+/// theirs before it answers [`BudgetError::Busy`], by default.
+pub const WAIT_FOR_ROOM: Duration = Duration::from_secs(20);
 
 /// Why a reservation was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -99,6 +99,7 @@ pub struct MemoryBudget {
 struct State {
     limit: u64,
     used: u64,
+    wait: Duration,
 }
 
 impl MemoryBudget {
@@ -108,6 +109,7 @@ impl MemoryBudget {
             state: Mutex::new(State {
                 limit: limit.max(1 << 20),
                 used: 0,
+                wait: WAIT_FOR_ROOM,
             }),
             freed: Condvar::new(),
         }
@@ -148,7 +150,14 @@ impl MemoryBudget {
         what: impl FnOnce() -> String,
         bytes: u64,
     ) -> Result<Lease<'_>, BudgetError> {
-        self.reserve_within(what, bytes, WAIT_FOR_ROOM)
+        let wait = self.lock().wait;
+        self.reserve_within(what, bytes, wait)
+    }
+
+    /// Changes how long [`MemoryBudget::reserve`] waits for room (default
+    /// [`WAIT_FOR_ROOM`]).
+    pub fn set_wait(&self, wait: Duration) {
+        self.lock().wait = wait;
     }
 
     /// [`MemoryBudget::reserve`] with an explicit wait.
