@@ -9,8 +9,9 @@
 //! a claim larger than the budget fails at once with a message naming the
 //! element and its shape, and parallel reads share the budget.
 
+use std::collections::HashMap;
 use std::ops::Range;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use serde_json::{Map, Value};
 
@@ -22,11 +23,29 @@ use crate::budget::{self, Lease};
 #[derive(Debug)]
 pub(super) struct BudgetedBackend {
     inner: Arc<dyn Backend>,
+    /// Shapes and types already looked up: a gene column is several range
+    /// reads, and each would otherwise resolve its array again.
+    infos: Mutex<HashMap<String, ArrayInfo>>,
 }
 
 impl BudgetedBackend {
     pub(super) fn new(inner: Arc<dyn Backend>) -> Self {
-        Self { inner }
+        Self {
+            inner,
+            infos: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The array's shape and type, looked up once.
+    fn cached_info(&self, path: &str) -> Result<ArrayInfo> {
+        if let Some(info) = self.infos.lock().ok().and_then(|m| m.get(path).cloned()) {
+            return Ok(info);
+        }
+        let info = self.inner.info(path)?;
+        if let Ok(mut infos) = self.infos.lock() {
+            infos.insert(path.to_owned(), info.clone());
+        }
+        Ok(info)
     }
 
     /// Reserves what reading `elements` of `path` holds at its peak.
@@ -80,17 +99,17 @@ impl Backend for BudgetedBackend {
     }
 
     fn info(&self, path: &str) -> Result<ArrayInfo> {
-        self.inner.info(path)
+        self.cached_info(path)
     }
 
     fn read(&self, path: &str) -> Result<Values> {
-        let info = self.inner.info(path)?;
+        let info = self.cached_info(path)?;
         let _lease = self.reserve(path, &info, element_count(&info.shape))?;
         self.inner.read(path)
     }
 
     fn read_range(&self, path: &str, range: Range<u64>) -> Result<Values> {
-        let info = self.inner.info(path)?;
+        let info = self.cached_info(path)?;
         let n = range.end.saturating_sub(range.start);
         let _lease = self.reserve(path, &info, n)?;
         self.inner.read_range(path, range)
@@ -106,7 +125,7 @@ impl Backend for BudgetedBackend {
     }
 
     fn read_rows(&self, path: &str, rows: Range<u64>) -> Result<Values> {
-        let info = self.inner.info(path)?;
+        let info = self.cached_info(path)?;
         let per_row = element_count(info.shape.get(1..).unwrap_or_default());
         let n = rows.end.saturating_sub(rows.start).saturating_mul(per_row);
         let _lease = self.reserve(path, &info, n)?;
@@ -114,14 +133,14 @@ impl Backend for BudgetedBackend {
     }
 
     fn read_column(&self, path: &str, col: u64) -> Result<Values> {
-        let info = self.inner.info(path)?;
+        let info = self.cached_info(path)?;
         let n = info.shape.first().copied().unwrap_or(0);
         let _lease = self.reserve(path, &info, n)?;
         self.inner.read_column(path, col)
     }
 
     fn read_compound(&self, path: &str) -> Result<Vec<CompoundField>> {
-        let info = self.inner.info(path)?;
+        let info = self.cached_info(path)?;
         let _lease = self.reserve(path, &info, element_count(&info.shape))?;
         self.inner.read_compound(path)
     }
