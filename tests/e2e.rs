@@ -32,6 +32,7 @@ mod cli_errors;
 mod cli_flags;
 mod faults;
 mod files;
+mod hostile_files;
 mod limits;
 mod proxies;
 mod security;

@@ -87,6 +87,10 @@ pub(crate) struct AnnDataArgs {
     /// Where the one-time CSR gene index is kept (default: $XDG_CACHE_HOME/cellucid/csr-index).
     #[arg(long, alias = "cache-dir", value_name = "DIR")]
     pub(crate) index_cache_dir: Option<PathBuf>,
+
+    /// Memory the dataset readers may hold at once, shared by all requests (bytes; K/M/G/KiB/MiB/GiB suffixes; default 512MiB). A dataset claiming more is refused.
+    #[arg(long, value_name = "BYTES", value_parser = crate::args::byte_size)]
+    pub(crate) memory_budget: Option<u64>,
 }
 
 /// A decimal integer ≥ 1 (0.9.5's message).
@@ -107,6 +111,14 @@ fn non_empty(text: &str) -> Result<String, String> {
 }
 
 impl AnnDataArgs {
+    /// Applies `--memory-budget` to the process-wide budget every reader
+    /// shares (cellucid_core::budget).
+    pub(crate) fn apply_memory_budget(&self) {
+        if let Some(bytes) = self.memory_budget {
+            cellucid_core::budget::set_limit(bytes);
+        }
+    }
+
     /// The options for one input (`id`/`name` only when given).
     pub(crate) fn options(&self) -> AnnDataOptions {
         AnnDataOptions {

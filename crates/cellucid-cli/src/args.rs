@@ -356,7 +356,7 @@ fn positive_seconds(text: &str) -> Result<f64, String> {
 
 /// A byte count: digits with an optional K, M, G (powers of 1024; KiB, MiB,
 /// GiB and KB, MB, GB read the same).
-fn byte_size(text: &str) -> Result<u64, String> {
+pub(crate) fn byte_size(text: &str) -> Result<u64, String> {
     let trimmed = text.trim();
     let split = trimmed
         .find(|c: char| !c.is_ascii_digit())

@@ -21,6 +21,7 @@ pub(crate) fn open_all(
     options: &AnnDataOptions,
     args: &AnnDataArgs,
 ) -> Result<OpenedInputs, CliError> {
+    args.apply_memory_budget();
     open_inputs(paths, options).map_err(|err| match err {
         InputError::Open(err) => open_error(&err),
         InputError::AnnData { path, source } => anndata_error(&path, &source, args),
@@ -132,6 +133,9 @@ pub(crate) fn anndata_error(path: &Path, err: &AnnDataError, args: &AnnDataArgs)
         AnnDataError::VectorField { field, .. } => {
             CliError::usage(format!("{at}: --vector-field-default {field}: {err}"))
         }
+        AnnDataError::OverBudget { .. } => CliError::operator(format!(
+            "{at}: {err} (a larger --memory-budget serves it, if the machine has the memory)"
+        )),
         _ => CliError::operator(format!("{at}: {err}")),
     }
 }

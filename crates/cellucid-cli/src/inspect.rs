@@ -13,6 +13,7 @@ use crate::inputs::anndata_error;
 
 /// Prints the description on stdout: text, or with `--json` one JSON object.
 pub(crate) fn run(args: &InspectArgs) -> Result<(), CliError> {
+    args.anndata.apply_memory_budget();
     let source = AnnDataSource::open(&args.path, args.anndata.options())
         .map_err(|err| anndata_error(&args.path, &err, &args.anndata))?;
     let report = Report::of(&source);

@@ -41,6 +41,15 @@ pub enum SourceError {
         /// What is wrong with the data.
         reason: String,
     },
+    /// Computing the file needs more of the memory budget than is free
+    /// now (parallel requests hold it): try again shortly (503).
+    #[error("cannot serve {key} now: {reason}")]
+    Busy {
+        /// The key asked for.
+        key: RelativeKey,
+        /// What the budget said.
+        reason: String,
+    },
     /// The operating system failed to read an existing file.
     #[error("cannot read {key}: {source}")]
     Io {

@@ -51,6 +51,7 @@
 //! recognises a path by its content and opens it as the server does.
 
 pub mod anndata;
+pub mod budget;
 mod detect;
 mod error;
 mod export;

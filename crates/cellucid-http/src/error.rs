@@ -111,6 +111,19 @@ impl HttpError {
                 );
                 response
             }
+            Self::Source(SourceError::Busy { key, reason }) => {
+                // The memory budget is held by other requests: retry later.
+                tracing::warn!(key = %key, %reason, "memory budget busy");
+                let body = serde_json::json!({"error": reason, "key": key.as_str()}).to_string();
+                let mut response = text(StatusCode::SERVICE_UNAVAILABLE, body);
+                let headers = response.headers_mut();
+                headers.insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+                response
+            }
             Self::Internal(what) => {
                 tracing::error!(%what, "internal error while answering a request");
                 text(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error")

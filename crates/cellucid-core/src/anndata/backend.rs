@@ -261,6 +261,16 @@ pub trait Backend: Send + Sync + fmt::Debug {
         Ok(None)
     }
 
+    /// How many bytes the file stores for the array, when the backend knows
+    /// it for certain without reading data (`Some(0)`: nothing is stored,
+    /// every element would be the fill value). `None`: not known (chunked
+    /// or compressed storage). Lets a claimed shape be checked against the
+    /// file before anything is allocated for it.
+    fn stored_bytes(&self, path: &str) -> Option<u64> {
+        let _ = path;
+        None
+    }
+
     /// Rows `rows` of a 2-D array, row-major.
     ///
     /// # Errors

@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use crate::budget::BudgetError;
+
 /// A failure to read an AnnData store or one of its elements.
 ///
 /// Every variant names the element (its path inside the store) so a message
@@ -118,6 +120,17 @@ pub enum AnnDataError {
         /// What is broken.
         reason: String,
     },
+    /// Reading the element needs more memory than the budget grants
+    /// (`crate::budget`): a claim larger than the whole budget, or a busy
+    /// budget.
+    #[error("cannot read element {element:?}: {source}")]
+    OverBudget {
+        /// Path of the element.
+        element: String,
+        /// What the budget said.
+        #[source]
+        source: BudgetError,
+    },
 }
 
 /// `a, b, c`, or `nothing`.
@@ -143,6 +156,25 @@ pub(crate) fn thousands(n: u64) -> String {
 }
 
 impl AnnDataError {
+    pub(crate) fn over_budget(element: &str, source: BudgetError) -> Self {
+        Self::OverBudget {
+            element: element.to_owned(),
+            source,
+        }
+    }
+
+    /// Whether this is a busy budget (try again later: 503) rather than a
+    /// fault of the file.
+    pub fn is_busy(&self) -> bool {
+        matches!(
+            self,
+            Self::OverBudget {
+                source: BudgetError::Busy { .. },
+                ..
+            }
+        )
+    }
+
     pub(crate) fn invalid(element: &str, reason: impl Into<String>) -> Self {
         Self::Invalid {
             element: element.to_owned(),

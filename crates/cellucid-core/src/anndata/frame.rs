@@ -233,8 +233,12 @@ impl Frame {
             .unwrap_or("_index")
             .to_owned();
         let index_path = join(path, &index_name);
-        let index_info = backend.info(&index_path).map_err(|_| {
-            AnnDataError::invalid(path, format!("its index {index_name:?} is missing"))
+        let index_info = backend.info(&index_path).map_err(|err| match err {
+            AnnDataError::Missing { .. } => {
+                AnnDataError::invalid(path, format!("its index {index_name:?} is missing"))
+            }
+            // Present but refused (a chunk over the cap…): say why.
+            other => other,
         })?;
         let n_rows = index_info.shape.first().copied().unwrap_or(0);
         // An empty column-order is stored by h5py as an empty float64 array.
@@ -323,6 +327,14 @@ impl Frame {
     /// The element path (`obs`, `var`, `raw/var`).
     pub fn path(&self) -> &str {
         &self.path
+    }
+
+    /// The element path of the index array (`obs/_index`), or `None` for
+    /// a legacy compound dataframe (its index is a field).
+    pub fn index_path(&self) -> Option<String> {
+        self.legacy
+            .is_none()
+            .then(|| join(&self.path, &self.index_name))
     }
 
     /// Number of rows.

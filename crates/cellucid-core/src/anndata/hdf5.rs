@@ -25,8 +25,11 @@ const CHUNK_CACHE_BYTES: usize = 16 * 1024 * 1024;
 
 /// The HDF5 filter id h5py registers for LZF.
 const LZF_FILTER_ID: u16 = 32000;
-/// The most an LZF chunk may inflate to when h5py did not record its size.
-const LZF_MAX_CHUNK: usize = 256 * 1024 * 1024;
+/// The most an LZF chunk may inflate to (the size h5py records is used
+/// when smaller). The built-in filters (deflate, shuffle…) are bounded by
+/// `hdf5-reader` itself: it passes each chunk's declared size (chunk shape
+/// × element size) to them as the output limit.
+const LZF_MAX_CHUNK: usize = crate::budget::MAX_CHUNK_BYTES as usize;
 
 /// h5py's LZF filter (`compression="lzf"`), which `hdf5-reader` does not
 /// ship: client data `[version, lzf version, chunk bytes]`.
@@ -35,12 +38,13 @@ fn lzf_filter(
     data: &[u8],
     _element_size: usize,
 ) -> hdf5_reader::error::Result<Vec<u8>> {
+    // The recorded size is a claim of the file: never above the cap.
     let expected = filter
         .client_data
         .get(2)
         .map(|&n| n as usize)
         .filter(|&n| n > 0);
-    lzf_decompress(data, expected.unwrap_or(LZF_MAX_CHUNK))
+    lzf_decompress(data, expected.unwrap_or(LZF_MAX_CHUNK).min(LZF_MAX_CHUNK))
         .ok_or_else(|| hdf5_reader::error::Error::InvalidData("corrupt LZF chunk".into()))
 }
 
@@ -174,9 +178,12 @@ impl Hdf5Backend {
         if path.is_empty() {
             return Err(AnnDataError::missing(path));
         }
-        self.file
+        let ds = self
+            .file
             .dataset(path)
-            .map_err(|_| AnnDataError::missing(path))
+            .map_err(|_| AnnDataError::missing(path))?;
+        check_chunk(path, &ds)?;
+        Ok(ds)
     }
 }
 
@@ -309,6 +316,44 @@ impl Backend for Hdf5Backend {
             }))
     }
 
+    fn stored_bytes(&self, path: &str) -> Option<u64> {
+        use hdf5_reader::messages::layout::DataLayout;
+        use hdf5_reader::messages::HdfMessage;
+        use hdf5_reader::object_header::ObjectHeader;
+        let ds = self.dataset(path).ok()?;
+        let superblock = self.file.superblock();
+        let header = ObjectHeader::parse_at_storage(
+            self.file.storage(),
+            ds.address(),
+            superblock.offset_size,
+            superblock.length_size,
+        )
+        .ok()?;
+        let undefined = |address: u64| match superblock.offset_size {
+            2 => address == 0xFFFF,
+            4 => address == 0xFFFF_FFFF,
+            _ => address == u64::MAX,
+        };
+        let mut layout = None;
+        for message in &header.messages {
+            match message {
+                HdfMessage::DataLayout(l) => layout = Some(l.layout.clone()),
+                // Data in other files: not known from this one.
+                HdfMessage::ExternalFiles(_) => return None,
+                _ => {}
+            }
+        }
+        // Contiguous and compact storage hold every element as is; a chunk
+        // index that was never written means no chunk is stored at all.
+        match layout? {
+            DataLayout::Compact { data } => Some(data.len() as u64),
+            DataLayout::Contiguous { address, .. } if undefined(address) => Some(0),
+            DataLayout::Contiguous { size, .. } => Some(size),
+            DataLayout::Chunked { address, .. } if undefined(address) => Some(0),
+            DataLayout::Chunked { .. } => None,
+        }
+    }
+
     fn read_rows(&self, path: &str, rows: Range<u64>) -> Result<Values> {
         let ds = self.dataset(path)?;
         let mut sel = SliceInfo::all(ds.ndim());
@@ -391,6 +436,32 @@ impl Backend for Hdf5Backend {
         }
         Ok(out)
     }
+}
+
+/// Refuses a dataset whose chunks declare more than a chunk may hold: the
+/// reader allocates a whole chunk to decode it, and a filter inflates up to
+/// the declared size, whatever the file really stores (the same cap as the
+/// Zarr chunks, SECURITY.md "Hostile dataset files").
+fn check_chunk(path: &str, ds: &Dataset) -> Result<()> {
+    let Some(chunks) = ds.chunks() else {
+        return Ok(());
+    };
+    let elem = ds.raw_element_size().unwrap_or(1) as u64;
+    let bytes = chunks
+        .iter()
+        .fold(elem, |n, &d| n.saturating_mul(u64::from(d)));
+    let cap = crate::budget::chunk_cap();
+    if bytes > cap {
+        return Err(AnnDataError::invalid(
+            path,
+            format!(
+                "its chunks {chunks:?} each decode to {}, more than the {} a chunk may hold",
+                crate::budget::human(bytes),
+                crate::budget::human(cap)
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn unsupported(path: &str, dtype: &Datatype) -> AnnDataError {

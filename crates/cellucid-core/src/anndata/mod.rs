@@ -7,6 +7,7 @@
 //! dataframes, the matrices, the synthesised viewer files) is written once.
 
 mod backend;
+pub(crate) mod budgeted;
 mod column;
 pub mod csr_index;
 mod error;
@@ -24,6 +25,7 @@ mod source;
 pub mod store;
 mod synth;
 mod zarr;
+mod zarr_caps;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -193,6 +195,9 @@ impl AnnData {
     }
 
     fn from_backend(path: &Path, kind: StoreKind, backend: Arc<dyn Backend>) -> Result<Self> {
+        // Every read below and after is sized from the file's claims: ask
+        // the memory budget first (budgeted.rs).
+        let backend: Arc<dyn Backend> = Arc::new(budgeted::BudgetedBackend::new(backend));
         let b = backend.as_ref();
         let root = b.attrs("")?;
         if let (Some(t), version) = frame::encoding_of(&root) {

@@ -294,6 +294,10 @@ impl DatasetSource for AnnDataSource {
         let (file, weight) = computed.map_err(|err| match err {
             PayloadError::NotFound => SourceError::NotFound { key: key.clone() },
             PayloadError::Unprocessable(why) => unprocessable(why),
+            PayloadError::Read(e) if e.is_busy() => SourceError::Busy {
+                key: key.clone(),
+                reason: e.to_string(),
+            },
             PayloadError::Read(e) => {
                 tracing::warn!(key = %k, error = %e, "cannot compute a synthesised file");
                 unprocessable(e.to_string())

@@ -203,8 +203,32 @@ impl KeyStore for ZipStore {
         let mut file = archive
             .by_index(member.index)
             .map_err(|err| io::Error::new(io::ErrorKind::InvalidData, err.to_string()))?;
+        // The member is input: inflate at most its declared size (and a
+        // byte more, to notice a lie), never more than a chunk may hold.
+        let declared = file.size();
+        let cap = crate::budget::chunk_cap();
+        if declared > cap {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "zip member {key:?} declares {}, more than the {} a member may hold",
+                    crate::budget::human(declared),
+                    crate::budget::human(cap)
+                ),
+            ));
+        }
         let mut out = Vec::new();
-        file.read_to_end(&mut out)?;
+        out.try_reserve_exact(declared as usize)
+            .map_err(|err| io::Error::new(io::ErrorKind::OutOfMemory, err.to_string()))?;
+        (&mut file).take(declared + 1).read_to_end(&mut out)?;
+        if out.len() as u64 != declared {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "zip member {key:?} inflates to more or less than its declared {declared} bytes"
+                ),
+            ));
+        }
         Ok(Some(Bytes::from(out)))
     }
 

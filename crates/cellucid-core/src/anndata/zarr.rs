@@ -70,6 +70,7 @@ impl ZarrBackend {
                 .map(|b| b.is_some())
                 .map_err(|err| AnnDataError::read("", err))
         };
+        super::zarr_caps::install();
         let version = if has("zarr.json")? {
             ZarrVersion::V3
         } else if has(".zgroup")? {
@@ -140,6 +141,7 @@ impl ZarrBackend {
                             Some(Value::String(t)) => v3_dtype(t),
                             _ => Dtype::Other,
                         };
+                        check_chunk(path, &v3_chunk_shape(&doc), dtype)?;
                         Ok(Some(NodeMeta {
                             kind: NodeKind::Array,
                             attrs,
@@ -163,6 +165,7 @@ impl ZarrBackend {
                         Some(Value::String(t)) => v2_dtype(t),
                         _ => Dtype::Other,
                     };
+                    check_chunk(path, &u64_list(doc.get("chunks")), dtype)?;
                     return Ok(Some(NodeMeta {
                         kind: NodeKind::Array,
                         attrs,
@@ -264,6 +267,49 @@ fn shape_of(doc: &Value, path: &str) -> Result<Vec<u64>> {
         .and_then(Value::as_array)
         .and_then(|dims| dims.iter().map(Value::as_u64).collect::<Option<Vec<u64>>>())
         .ok_or_else(|| AnnDataError::invalid(path, "array metadata has no valid shape"))
+}
+
+fn u64_list(value: Option<&Value>) -> Option<Vec<u64>> {
+    value?.as_array()?.iter().map(Value::as_u64).collect()
+}
+
+/// The shape of the unit `zarrs` decodes at once: the inner chunks of a
+/// sharded array, else the regular grid's chunks.
+fn v3_chunk_shape(doc: &Value) -> Option<Vec<u64>> {
+    let sharded = doc
+        .get("codecs")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .find(|c| c.get("name").and_then(Value::as_str) == Some("sharding_indexed"))
+        .and_then(|c| u64_list(c.pointer("/configuration/chunk_shape")));
+    sharded.or_else(|| u64_list(doc.pointer("/chunk_grid/configuration/chunk_shape")))
+}
+
+/// Refuses an array whose chunks would decode to more than a chunk may
+/// hold ([`crate::budget::MAX_CHUNK_BYTES`]): `zarrs` allocates a whole
+/// chunk to decode it, whatever the file really stores.
+fn check_chunk(path: &str, chunks: &Option<Vec<u64>>, dtype: Dtype) -> Result<()> {
+    let width = match dtype {
+        Dtype::Bool => 1,
+        Dtype::Int { bytes, .. } | Dtype::Float { bytes } => u64::from(bytes),
+        // Variable-length: bounded while decoding (zarr_caps.rs).
+        _ => return Ok(()),
+    };
+    let Some(chunks) = chunks else { return Ok(()) };
+    let bytes = chunks.iter().fold(width, |n, &d| n.saturating_mul(d));
+    let cap = crate::budget::chunk_cap();
+    if bytes > cap {
+        return Err(AnnDataError::invalid(
+            path,
+            format!(
+                "its chunks {chunks:?} of {dtype} each decode to {}, more than the {} a chunk may hold",
+                crate::budget::human(bytes),
+                crate::budget::human(cap)
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// A numpy dtype string (`<f4`, `|b1`, `|O`…) as an element type.

@@ -20,6 +20,7 @@ use serde_json::{json, Map, Value};
 use super::column::Column;
 use super::options::{AnnDataOptions, EmbeddingChoice, ExpressionSource};
 use super::{AnnData, AnnDataError, FrameColumn, Matrix, StoreKind};
+use crate::budget::{self, Lease};
 use geometry::Normalization;
 
 /// Cells a category needs for a centroid and outlier quantiles (0.9.4 default).
@@ -54,7 +55,13 @@ enum Payload {
     EdgeSources,
     EdgeDestinations,
     EdgeWeights,
-    Vectors { field: String, item: usize },
+    Vectors {
+        field: String,
+        item: usize,
+    },
+    /// The files of an obs column that could not be read while the plan
+    /// was built: they answer 422 with why; the other files are served.
+    Unreadable(String),
 }
 
 /// A payload that cannot be served as the format requires.
@@ -126,9 +133,16 @@ impl Plan {
                 "no usable embedding (a numeric obsm matrix with 1-3 columns and some spread); pass --embedding-2d KEY",
             ));
         }
-        let coords: Vec<Vec<f64>> = items
+        // Held while the manifests are built, each under its lease of the
+        // memory budget.
+        let coords: Vec<Coords> = items
             .iter()
-            .map(|item| item_coords(adata, item).map(|c| geometry::normalize(&c, &item.norm)))
+            .map(|item| {
+                item_coords(adata, item).map(|c| Coords {
+                    values: geometry::normalize(&c.values, &item.norm),
+                    _lease: c._lease,
+                })
+            })
             .collect::<Result<_, _>>()?;
 
         // Latent space and graph.
@@ -141,8 +155,15 @@ impl Plan {
         let mut edges_summary = None;
         let knn = match knn {
             Some(m) => {
-                let parts = m.read_sparse(adata.backend())?;
-                match graph::edges(&parts, m.layout, n_usize) {
+                // A graph the budget cannot hold is left out, not the dataset.
+                let edges = match m.read_sparse(adata.backend()) {
+                    Ok(parts) => graph::edges(&parts, m.layout, n_usize),
+                    Err(err @ AnnDataError::OverBudget { .. }) if !err.is_busy() => {
+                        Err(err.to_string())
+                    }
+                    Err(err) => return Err(err),
+                };
+                match edges {
                     Ok(e) => {
                         notes.push(format!("graph         {} ({} edges)", m.path, e.src.len()));
                         edges_summary = Some((e.src.len(), e.max_neighbors));
@@ -195,18 +216,36 @@ impl Plan {
                 );
                 continue;
             }
-            let FrameColumn::Categorical {
-                codes, categories, ..
-            } = adata.obs_column(col)?
-            else {
-                return Err(AnnDataError::invalid(
-                    &format!("obs/{col}"),
-                    "expected categories",
-                ));
+            let (codes, categories) = match adata.obs_column(col) {
+                Ok(FrameColumn::Categorical {
+                    codes, categories, ..
+                }) => (codes, categories),
+                Ok(FrameColumn::Continuous { .. }) => {
+                    return Err(AnnDataError::invalid(
+                        &format!("obs/{col}"),
+                        "expected categories",
+                    ))
+                }
+                // One bad column fails its own files only (SECURITY.md,
+                // "Hostile dataset files"): left out of the manifest, its
+                // files answer 422 saying why, the others are served.
+                Err(err) if !err.is_busy() => {
+                    tracing::warn!(column = %col, error = %err, "obs column not served");
+                    notes.push(format!("obs column {col:?} not served: {err}"));
+                    let why = format!("obs column {col:?} cannot be read: {err}");
+                    for key in ["codes.u8", "codes.u16", "codes.u32", "outliers.f32"] {
+                        payloads.insert(
+                            format!("obs/{index}.{key}"),
+                            Payload::Unreadable(why.clone()),
+                        );
+                    }
+                    continue;
+                }
+                Err(err) => return Err(err),
             };
             let (dtype, ext, missing) = codes_dtype(categories.len());
             let mut by_embedding = Map::new();
-            for (item, xy) in items.iter().zip(&coords) {
+            for (item, Coords { values: xy, .. }) in items.iter().zip(&coords) {
                 let list: Vec<Value> = geometry::centroids(xy, item.dim, &codes, categories.len(), min_points, CENTROID_QUANTILE)
                     .into_iter()
                     .map(|c| json!({"category": categories[c.code].to_json(), "position": c.position, "n_points": c.n_points}))
@@ -570,6 +609,7 @@ impl Plan {
                     }
                 }
             }
+            Payload::Unreadable(why) => return Err(PayloadError::Unprocessable(why.clone())),
             Payload::Vectors { field, item } => {
                 let item = &self.items[*item];
                 let (values, width) = adata.obsm_matrix(field)?;
@@ -685,6 +725,7 @@ pub(crate) fn validate(
     adata: &AnnData,
     options: &AnnDataOptions,
 ) -> Result<Vec<String>, AnnDataError> {
+    check_claims(adata)?;
     let latent = resolve_latent(adata, options)?;
     let knn = resolve_knn(adata, options)?;
     for choice in options.embeddings.iter().flatten() {
@@ -732,6 +773,77 @@ pub(crate) fn validate(
             None => "genes         none (no X, raw or layer)".into(),
         },
     ])
+}
+
+/// `n` with thousands separators (`1,000,000,000`), for messages.
+fn grouped(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, ch) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+/// Checks what the metadata claims against what the file stores and
+/// against the memory budget, without reading data, so a store whose
+/// metadata cannot be satisfied is refused at startup with one line
+/// (SECURITY.md, "Hostile dataset files"):
+///
+/// * an array the cells need (the obs index, the obsm matrices, a dense X)
+///   that stores fewer bytes than its claimed elements can occupy (its
+///   storage is plain, or was never written) contradicts the cell count;
+/// * the folder-viewer files need at least one 2-D embedding of the cells
+///   as `f64`; more than the whole budget can never be prepared.
+///
+/// # Errors
+/// [`AnnDataError::Invalid`] naming the inconsistent element, or
+/// [`AnnDataError::OverBudget`].
+pub(crate) fn check_claims(adata: &AnnData) -> Result<(), AnnDataError> {
+    let n = adata.n_obs();
+    let b = adata.backend();
+    let mut arrays: Vec<String> = adata.obs().index_path().into_iter().collect();
+    if b.kind("obsm") == Some(super::NodeKind::Group) {
+        arrays.extend(adata.obsm().iter().map(|e| format!("obsm/{}", e.key)));
+    }
+    if b.kind("X") == Some(super::NodeKind::Array) {
+        arrays.push("X".into());
+    }
+    for path in &arrays {
+        let Ok(info) = b.info(path) else { continue };
+        // The least an element can take when stored as is (a string at
+        // least one byte).
+        let least = match info.dtype {
+            super::Dtype::Int { bytes, .. } | super::Dtype::Float { bytes } => u64::from(bytes),
+            _ => 1,
+        };
+        let claimed = super::budgeted::element_count(&info.shape).saturating_mul(least);
+        match b.stored_bytes(path) {
+            Some(stored) if stored < claimed => {
+                return Err(AnnDataError::invalid(
+                    path,
+                    format!(
+                        "obs claims {} cells but {path} stores {} bytes (shape {:?} needs at least {})",
+                        grouped(n),
+                        grouped(stored),
+                        info.shape,
+                        grouped(claimed)
+                    ),
+                ));
+            }
+            _ => {}
+        }
+    }
+    let need = n.saturating_mul(2 * 8);
+    budget::global()
+        .check(
+            || format!("obs claims {} cells: a 2-D embedding of them", grouped(n)),
+            need,
+        )
+        .map_err(|err| AnnDataError::over_budget("obs", err))
 }
 
 /// The narrowest codes dtype leaving room for the missing marker.
@@ -809,7 +921,12 @@ fn embedding_bytes(adata: &AnnData, item: &Item, n: usize) -> Result<Bytes, AnnD
             "columns do not match its width",
         ));
     }
-    let mut out = Vec::with_capacity(n * cols.len() * 4);
+    let bytes = n.saturating_mul(cols.len()).saturating_mul(4);
+    let _lease = budget::global()
+        .reserve(|| format!("the embedding file of {path}"), bytes as u64)
+        .map_err(|err| AnnDataError::over_budget(&path, err))?;
+    let mut out: Vec<u8> =
+        budget::try_vec(bytes, &path).map_err(|why| AnnDataError::invalid(&path, why))?;
     for start in (0..n).step_by(EMBEDDING_BLOCK_ROWS) {
         let end = (start + EMBEDDING_BLOCK_ROWS).min(n);
         let block = adata
@@ -832,13 +949,63 @@ fn embedding_bytes(adata: &AnnData, item: &Item, n: usize) -> Result<Bytes, AnnD
     Ok(Bytes::from(out))
 }
 
-fn item_coords(adata: &AnnData, item: &Item) -> Result<Vec<f64>, AnnDataError> {
-    let (values, width) = adata.obsm_matrix(&item.key)?;
+/// An embedding's chosen columns as `f64`, row-major, with the part of the
+/// memory budget they hold.
+struct Coords {
+    values: Vec<f64>,
+    _lease: Lease<'static>,
+}
+
+/// The chosen columns of an embedding, read in row blocks (so only one
+/// block of the whole matrix is decoded at a time) into a vector reserved
+/// from the memory budget first: the cell count is the file's claim.
+fn item_coords(adata: &AnnData, item: &Item) -> Result<Coords, AnnDataError> {
+    let path = super::backend::join("obsm", &item.key);
+    let width = adata
+        .obsm_entry(&item.key)
+        .map(|e| e.width as usize)
+        .ok_or_else(|| AnnDataError::missing(&path))?;
     let cols: Vec<usize> = item.columns.iter().map(|&c| c as usize).collect();
-    Ok(values
-        .chunks_exact(width)
-        .flat_map(|row| cols.iter().map(move |&c| row[c]))
-        .collect())
+    if cols.iter().any(|&c| c >= width) {
+        return Err(AnnDataError::invalid(
+            &path,
+            "columns do not match its width",
+        ));
+    }
+    let n = adata.n_obs();
+    let len = n.saturating_mul(cols.len() as u64);
+    let lease = budget::global()
+        .reserve(
+            || format!("the {}-D embedding {path} of {n} cells", cols.len()),
+            len.saturating_mul(8),
+        )
+        .map_err(|err| AnnDataError::over_budget(&path, err))?;
+    let mut values: Vec<f64> = budget::try_vec(
+        usize::try_from(len).map_err(|_| AnnDataError::invalid(&path, "too many cells"))?,
+        &path,
+    )
+    .map_err(|why| AnnDataError::invalid(&path, why))?;
+    let n = n as usize;
+    for start in (0..n).step_by(EMBEDDING_BLOCK_ROWS) {
+        let end = (start + EMBEDDING_BLOCK_ROWS).min(n);
+        let block = adata
+            .obsm_rows(&item.key, start as u64..end as u64)?
+            .to_f64()
+            .ok_or_else(|| AnnDataError::invalid(&path, "not numeric"))?;
+        if block.len() != (end - start) * width {
+            return Err(AnnDataError::invalid(
+                &path,
+                "returned fewer values than its shape promises",
+            ));
+        }
+        for row in block.chunks_exact(width) {
+            values.extend(cols.iter().map(|&c| row[c]));
+        }
+    }
+    Ok(Coords {
+        values,
+        _lease: lease,
+    })
 }
 
 /// Fills the 1d/2d/3d slots (docs/FORMATS.md, "Serving choices"): explicit choices and
@@ -969,7 +1136,7 @@ fn make_item(
         },
     };
     let coords = item_coords(adata, &probe)?;
-    Ok(geometry::normalization(&coords, dim).map(|norm| Item { norm, ..probe }))
+    Ok(geometry::normalization(&coords.values, dim).map(|norm| Item { norm, ..probe }))
 }
 
 /// The 0.9.4 best guess when no slot is filled: rank candidates by name.
