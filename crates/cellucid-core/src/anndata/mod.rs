@@ -552,3 +552,48 @@ fn json_tree(b: &dyn Backend, path: &str, depth: usize) -> Value {
         None => Value::Null,
     }
 }
+
+/// The container of a store read by another layout than AnnData's (MuData,
+/// Loom, Cell Ranger), for [`open_backend`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Container {
+    /// One HDF5 file.
+    Hdf5,
+    /// A Zarr store folder.
+    ZarrFolder,
+    /// A zipped Zarr store.
+    ZarrZip,
+}
+
+/// Opens the storage backend of `path` without reading it as an AnnData, so
+/// the readers of other layouts (`crate::formats`) share the HDF5 and Zarr
+/// readers. Reads the superblock or the root metadata only.
+///
+/// # Errors
+/// [`AnnDataError::Open`] when the path is no readable store of that container.
+pub(crate) fn open_backend(path: &Path, container: Container) -> Result<Arc<dyn Backend>> {
+    let open_err = |what, reason: String| AnnDataError::Open {
+        path: path.to_owned(),
+        what,
+        reason,
+    };
+    match container {
+        Container::Hdf5 => Ok(Arc::new(hdf5::Hdf5Backend::open(path)?)),
+        Container::ZarrFolder => {
+            let store = store::DirStore::open(path)
+                .map_err(|err| open_err("a Zarr folder", err.to_string()))?;
+            Ok(open_zarr(Arc::new(store), || {
+                open_err("a Zarr folder", "no .zgroup or zarr.json at its root".into())
+            })?
+            .0)
+        }
+        Container::ZarrZip => {
+            let store = store::ZipStore::open(path)
+                .map_err(|err| open_err("a zipped Zarr store", err.to_string()))?;
+            Ok(open_zarr(Arc::new(store), || {
+                open_err("a zipped Zarr store", "no .zgroup or zarr.json at its root".into())
+            })?
+            .0)
+        }
+    }
+}
