@@ -28,6 +28,7 @@ mod channel_support;
 mod channel_ws;
 mod cli;
 mod files;
+mod inputs_095;
 mod limits;
 mod proxies;
 mod security;

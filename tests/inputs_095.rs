@@ -1,0 +1,220 @@
+//! Every input kind 0.9.5 hands to the byte viewer beyond AnnData — MuData
+//! (`.h5mu`, Zarr), Loom, 10x `.h5` and `outs/`, MatrixMarket folders (incl.
+//! GEO names) and R objects — compared with what 0.9.5 said about the same
+//! files (`testdata/captures/inputs-server-0.9.5/`, written with the inputs
+//! by `testdata/scripts/make_095_inputs.py`): the `/_cellucid/datasets`
+//! entry, the health format, and every byte-route request 0.9.5 answered.
+
+use std::path::{Path, PathBuf};
+
+use crate::support::*;
+
+const NAMED: &[&str] = &["--dataset-id", "tiny", "--dataset-name", "Tiny"];
+
+fn capture(case: &str, file: &str) -> serde_json::Value {
+    let path = fixture(&format!("captures/inputs-server-0.9.5/{case}/{file}"));
+    serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap()
+}
+
+/// The input and its extra arguments, as the capture script served it.
+fn case(name: &str) -> (PathBuf, Vec<&'static str>) {
+    let input = |rel: &str| fixture(&format!("inputs-0.9.5/{rel}"));
+    match name {
+        "h5mu" => (input("tiny.h5mu"), vec![]),
+        "mudata_zarr" => (input("tiny.mudata.zarr"), NAMED.to_vec()),
+        "loom" => (input("tiny.loom"), NAMED.to_vec()),
+        "tenx_h5" => (input("tiny_10x.h5"), NAMED.to_vec()),
+        "tenx_outs" => (input("outs"), NAMED.to_vec()),
+        "mtx" => (input("mtx"), NAMED.to_vec()),
+        "mtx_geo" => (input("geo"), NAMED.to_vec()),
+        "rds" => (input("tiny.rds"), NAMED.to_vec()),
+        "rdata" => (input("tiny.RData"), NAMED.to_vec()),
+        "rdata_gz" => (input("tiny.rdata.gz"), NAMED.to_vec()),
+        other => panic!("no case {other}"),
+    }
+}
+
+/// The file a byte-route path names: the input itself (file and zip
+/// layouts) or a file below the input folder.
+fn served_file(input: &Path, route_name: &str, path: &str) -> Option<PathBuf> {
+    let rest = path.strip_prefix("/_cellucid/anndata/")?;
+    if rest == route_name {
+        return Some(input.to_owned());
+    }
+    let key = rest.strip_prefix(route_name)?.strip_prefix('/')?;
+    (!key.is_empty()).then(|| input.join(key))
+}
+
+/// Replays every byte-route request of the capture and compares status,
+/// the byte headers and the bytes themselves. `.hidden` is the one
+/// deliberate difference: 0.9.5 serves dot-files of a folder, this server
+/// does not (docs/PROTOCOL.md, "Path decoding").
+fn replay_byte_route(server: &Server, case: &str, input: &Path, route_name: &str) {
+    let log = capture(case, "_http_log.json");
+    let mut replayed = 0;
+    for entry in log.as_array().unwrap() {
+        let path = entry["path"].as_str().unwrap();
+        if !path.starts_with("/_cellucid/anndata/") {
+            continue;
+        }
+        let method = entry["method"].as_str().unwrap();
+        let headers: Vec<(&str, &str)> = entry["request_headers"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str().unwrap()))
+            .collect();
+        let reply = request(method, &server.url(path), &headers);
+        let want_status = entry["status"].as_u64().unwrap() as u16;
+        if path.ends_with("/.hidden") {
+            assert_eq!(reply.status, 404, "{case}: {path} is a dot-file");
+            continue;
+        }
+        assert_eq!(reply.status, want_status, "{case}: {method} {path} {headers:?}");
+        replayed += 1;
+        let want = &entry["response_headers"];
+        if !(200..300).contains(&want_status) && want_status != 416 {
+            continue;
+        }
+        let generated = path.ends_with("/.zmetadata");
+        // Error bodies are this server's own (text/plain with a charset).
+        let names: &[&str] = if want_status == 416 {
+            &["Accept-Ranges", "Content-Range"]
+        } else {
+            &["Content-Type", "Accept-Ranges", "Content-Range"]
+        };
+        for &name in names {
+            assert_eq!(
+                reply.header(name),
+                want[name].as_str(),
+                "{case}: {method} {path} {name}"
+            );
+        }
+        if generated || want_status == 416 {
+            continue;
+        }
+        assert_eq!(
+            reply.header("Content-Length"),
+            want["Content-Length"].as_str(),
+            "{case}: {method} {path}"
+        );
+        if method == "GET" {
+            let file = served_file(input, route_name, path).unwrap();
+            let bytes = std::fs::read(&file).unwrap();
+            let start = reply
+                .header("Content-Range")
+                .and_then(|r| r.strip_prefix("bytes "))
+                .and_then(|r| r.split('-').next())
+                .map_or(0, |s| s.parse::<usize>().unwrap());
+            assert_eq!(
+                reply.body,
+                bytes[start..start + reply.body.len()],
+                "{case}: {path} bytes"
+            );
+            assert_eq!(reply.body.len() as u64, entry["body_len"].as_u64().unwrap());
+        }
+    }
+    assert!(replayed >= 3, "{case}: only {replayed} byte requests replayed");
+}
+
+/// Serves one case and compares it with its capture; `counts` is what this
+/// server reads of the cells and genes (0.9.5 reports `null` for all but
+/// MuData).
+fn compare(name: &str, counts: Option<(u64, u64)>) {
+    let (input, extra) = case(name);
+    let server = serve_anndata(&input, &extra);
+    let want = capture(name, "_cellucid_datasets.json");
+    let got = get(&server.url("/_cellucid/datasets")).json();
+    let (want, got) = (&want["datasets"][0], &got["datasets"][0]);
+    assert_eq!(got["id"], want["id"], "{name}");
+    assert_eq!(got["name"], want["name"], "{name}");
+    assert_eq!(got["anndata"], want["anndata"], "{name}");
+
+    let want_health = capture(name, "_cellucid_health.json");
+    let health = get(&server.url("/_cellucid/health")).json();
+    assert_eq!(health["type"], want_health["type"], "{name}");
+    assert_eq!(health["format"], want_health["format"], "{name}");
+    let got_counts = health["n_cells"]
+        .as_u64()
+        .zip(health["n_genes"].as_u64());
+    assert_eq!(got_counts, counts, "{name}: {health}");
+    if want_health["n_cells"].is_u64() {
+        assert_eq!(health["n_cells"], want_health["n_cells"], "{name}");
+        assert_eq!(health["n_genes"], want_health["n_genes"], "{name}");
+    }
+
+    let url = want["anndata"]["file"]["url"].as_str().unwrap();
+    let route_name = url
+        .strip_prefix("_cellucid/anndata/")
+        .unwrap()
+        .trim_end_matches('/');
+    replay_byte_route(&server, name, &input, route_name);
+}
+
+#[test]
+fn mudata_h5mu_takes_its_identity_from_uns_like_095() {
+    compare("h5mu", Some((6, 4)));
+}
+
+#[test]
+fn mudata_zarr_folder_gets_generated_consolidated_metadata_like_095() {
+    compare("mudata_zarr", Some((6, 4)));
+}
+
+#[test]
+fn loom_and_10x_files_are_served_like_095() {
+    compare("loom", Some((6, 4)));
+    compare("tenx_h5", Some((6, 4)));
+}
+
+#[test]
+fn cell_ranger_outs_and_matrix_market_folders_list_their_files_like_095() {
+    compare("tenx_outs", Some((6, 4)));
+    compare("mtx", Some((6, 4)));
+    compare("mtx_geo", Some((6, 4)));
+}
+
+#[test]
+fn r_objects_gzipped_or_not_are_served_like_095() {
+    compare("rds", None);
+    compare("rdata", None);
+    compare("rdata_gz", None);
+}
+
+#[test]
+fn formats_without_an_identity_need_a_name_and_an_id() {
+    for input in ["tiny.loom", "outs", "tiny.rds", "tiny.mudata.zarr"] {
+        let path = fixture(&format!("inputs-0.9.5/{input}"));
+        let out = cellucid()
+            .args(["serve", "--no-browser", "--no-web-ui", "--port", "0"])
+            .arg(&path)
+            .args(["--dataset-id", "only-an-id"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{input}: {stderr}");
+        assert!(
+            stderr.contains("a dataset name is required") && stderr.contains("--dataset-name"),
+            "{input}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn an_h5seurat_file_is_refused_with_the_conversion_route() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("object.h5Seurat");
+    std::fs::copy(fixture("inputs-0.9.5/tiny.loom"), &path).unwrap();
+    let out = cellucid()
+        .args(["serve", "--no-browser", "--no-web-ui", "--port", "0"])
+        .arg(&path)
+        .args(NAMED)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("SeuratDisk::LoadH5Seurat"),
+        "{stderr}"
+    );
+}
