@@ -70,7 +70,10 @@ fn replay_byte_route(server: &Server, case: &str, input: &Path, route_name: &str
             assert_eq!(reply.status, 404, "{case}: {path} is a dot-file");
             continue;
         }
-        assert_eq!(reply.status, want_status, "{case}: {method} {path} {headers:?}");
+        assert_eq!(
+            reply.status, want_status,
+            "{case}: {method} {path} {headers:?}"
+        );
         replayed += 1;
         let want = &entry["response_headers"];
         if !(200..300).contains(&want_status) && want_status != 416 {
@@ -114,7 +117,10 @@ fn replay_byte_route(server: &Server, case: &str, input: &Path, route_name: &str
             assert_eq!(reply.body.len() as u64, entry["body_len"].as_u64().unwrap());
         }
     }
-    assert!(replayed >= 3, "{case}: only {replayed} byte requests replayed");
+    assert!(
+        replayed >= 3,
+        "{case}: only {replayed} byte requests replayed"
+    );
 }
 
 /// Serves one case and compares it with its capture; `counts` is what this
@@ -134,9 +140,7 @@ fn compare(name: &str, counts: Option<(u64, u64)>) {
     let health = get(&server.url("/_cellucid/health")).json();
     assert_eq!(health["type"], want_health["type"], "{name}");
     assert_eq!(health["format"], want_health["format"], "{name}");
-    let got_counts = health["n_cells"]
-        .as_u64()
-        .zip(health["n_genes"].as_u64());
+    let got_counts = health["n_cells"].as_u64().zip(health["n_genes"].as_u64());
     assert_eq!(got_counts, counts, "{name}: {health}");
     if want_health["n_cells"].is_u64() {
         assert_eq!(health["n_cells"], want_health["n_cells"], "{name}");
@@ -213,8 +217,5 @@ fn an_h5seurat_file_is_refused_with_the_conversion_route() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_ne!(out.status.code(), Some(0), "{stderr}");
-    assert!(
-        stderr.contains("SeuratDisk::LoadH5Seurat"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("SeuratDisk::LoadH5Seurat"), "{stderr}");
 }

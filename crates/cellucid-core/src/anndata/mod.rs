@@ -583,7 +583,10 @@ pub(crate) fn open_backend(path: &Path, container: Container) -> Result<Arc<dyn 
             let store = store::DirStore::open(path)
                 .map_err(|err| open_err("a Zarr folder", err.to_string()))?;
             Ok(open_zarr(Arc::new(store), || {
-                open_err("a Zarr folder", "no .zgroup or zarr.json at its root".into())
+                open_err(
+                    "a Zarr folder",
+                    "no .zgroup or zarr.json at its root".into(),
+                )
             })?
             .0)
         }
@@ -591,7 +594,10 @@ pub(crate) fn open_backend(path: &Path, container: Container) -> Result<Arc<dyn 
             let store = store::ZipStore::open(path)
                 .map_err(|err| open_err("a zipped Zarr store", err.to_string()))?;
             Ok(open_zarr(Arc::new(store), || {
-                open_err("a zipped Zarr store", "no .zgroup or zarr.json at its root".into())
+                open_err(
+                    "a zipped Zarr store",
+                    "no .zgroup or zarr.json at its root".into(),
+                )
             })?
             .0)
         }

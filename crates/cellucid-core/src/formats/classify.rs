@@ -85,8 +85,8 @@ pub fn classify(path: &Path) -> Result<Classified, OpenError> {
         (None, None) => return Err(not_a_dataset(path)),
     };
     if layout == NameLayout::Zip {
-        let mudata = root_encoding_of(path, anndata::Container::ZarrZip).as_deref()
-            == Some("mudata");
+        let mudata =
+            root_encoding_of(path, anndata::Container::ZarrZip).as_deref() == Some("mudata");
         let kind = if mudata {
             InputKind::MudataZarrZip
         } else {
@@ -354,7 +354,11 @@ fn has_prefixed_marker(names: &[&str], markers: &[&str], separators: &str) -> bo
                 return false;
             }
             let prefix = &name[..name.len() - marker.len()];
-            if !prefix.chars().last().is_some_and(|c| separators.contains(c)) {
+            if !prefix
+                .chars()
+                .last()
+                .is_some_and(|c| separators.contains(c))
+            {
                 return false;
             }
             let cut = prefix
@@ -362,7 +366,9 @@ fn has_prefixed_marker(names: &[&str], markers: &[&str], separators: &str) -> bo
                 .find(|(_, c)| separators.contains(*c))
                 .map_or(prefix.len(), |(i, c)| i + c.len_utf8());
             let first = &prefix[..cut];
-            names.iter().any(|other| other != name && other.starts_with(first))
+            names
+                .iter()
+                .any(|other| other != name && other.starts_with(first))
         })
     })
 }
@@ -382,10 +388,7 @@ mod tests {
             Some("mtx")
         );
         assert_eq!(
-            folder_format_of_paths(&paths(&[
-                "d/GSM1_matrix.mtx.gz",
-                "d/GSM1_barcodes.tsv.gz"
-            ])),
+            folder_format_of_paths(&paths(&["d/GSM1_matrix.mtx.gz", "d/GSM1_barcodes.tsv.gz"])),
             Some("mtx")
         );
         // A prefixed marker alone, with nothing sharing its prefix, is not one.

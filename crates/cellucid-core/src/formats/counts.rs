@@ -18,7 +18,8 @@ const MTX_HEADER_LIMIT: u64 = 1024 * 1024;
 
 /// The gene-expression modality names a MuData opens on first, in any case
 /// (0.9.5's `default_modality`).
-const GENE_EXPRESSION_MODALITIES: [&str; 5] = ["rna", "gex", "gene expression", "gene_expression", "sct"];
+const GENE_EXPRESSION_MODALITIES: [&str; 5] =
+    ["rna", "gex", "gene expression", "gene_expression", "sct"];
 
 /// The counts of `path`, or `None` when its format is not read here (R
 /// objects) or its layout is not the expected one (the browser says why).
@@ -68,10 +69,7 @@ fn mtx_counts(root: &Path, files: &[String]) -> Option<Counts> {
         .map(|(_, m)| *m)?;
     let (file, marker) = files.iter().find_map(|f| {
         let leaf = f.rsplit('/').next().unwrap_or(f);
-        markers
-            .iter()
-            .find(|m| leaf.ends_with(*m))
-            .map(|m| (f, *m))
+        markers.iter().find(|m| leaf.ends_with(*m)).map(|m| (f, *m))
     })?;
     let raw = std::fs::File::open(root.join(file)).ok()?;
     let reader: Box<dyn Read> = if file.ends_with(".gz") {
@@ -90,7 +88,11 @@ fn mtx_counts(root: &Path, files: &[String]) -> Option<Counts> {
         let rows = numbers.next()?.ok()?;
         let cols = numbers.next()?.ok()?;
         let cells_on_rows = matches!(marker, "cells_x_genes.mtx" | "quants_mat.mtx");
-        return Some(if cells_on_rows { (rows, cols) } else { (cols, rows) });
+        return Some(if cells_on_rows {
+            (rows, cols)
+        } else {
+            (cols, rows)
+        });
     }
     None
 }
@@ -134,7 +136,12 @@ pub(crate) fn modality_names(b: &dyn Backend) -> Result<Vec<String>, AnnDataErro
         .attrs("mod")?
         .get("mod-order")
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
         .unwrap_or_default();
     let mut sorted_order = order.clone();
     sorted_order.sort();
