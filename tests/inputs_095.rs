@@ -219,3 +219,69 @@ fn an_h5seurat_file_is_refused_with_the_conversion_route() {
     assert_ne!(out.status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("SeuratDisk::LoadH5Seurat"), "{stderr}");
 }
+
+/// Beyond 0.9.5: a MuData serves the folder-viewer files of the modality it
+/// opens on (`rna`, a gene-expression name, though `prot` comes first in
+/// `mod-order`), the same files as that modality written alone as an
+/// `.h5ad`; the byte route still serves the whole store.
+#[test]
+fn mudata_serves_the_folder_files_of_its_modality_like_an_h5ad_of_it() {
+    let alone = serve_anndata(
+        &fixture("inputs-0.9.5/tiny.rna.h5ad"),
+        &[
+            "--dataset-id",
+            "tiny-mudata",
+            "--dataset-name",
+            "Tiny MuData",
+        ],
+    );
+    for input in ["tiny.h5mu", "tiny.mudata.zarr"] {
+        let mudata = serve_anndata(
+            &fixture(&format!("inputs-0.9.5/{input}")),
+            &[
+                "--dataset-id",
+                "tiny-mudata",
+                "--dataset-name",
+                "Tiny MuData",
+            ],
+        );
+        let identity = |s: &Server| {
+            let mut doc = get(&s.url("/dataset_identity.json")).json();
+            // When it was made, and what the store is (H5AD file, Zarr store).
+            doc.as_object_mut().unwrap().remove("created_at");
+            doc.as_object_mut().unwrap().remove("source");
+            doc
+        };
+        let identity_mudata = identity(&mudata);
+        assert_eq!(identity_mudata, identity(&alone), "{input}");
+        assert_eq!(identity_mudata["stats"]["n_cells"], 6, "{input}");
+        let obs = get(&mudata.url("/obs_manifest.json"));
+        assert_eq!(obs.status, 200, "{input}");
+        assert_eq!(
+            obs.body,
+            get(&alone.url("/obs_manifest.json")).body,
+            "{input}"
+        );
+        let var = get(&mudata.url("/var_manifest.json"));
+        assert_eq!(
+            var.body,
+            get(&alone.url("/var_manifest.json")).body,
+            "{input}"
+        );
+        let genes = var.json();
+        let first_gene = serde_json::to_string(&genes).unwrap();
+        assert!(first_gene.contains("Gene0"), "{input}: {first_gene}");
+        let embedding = identity_mudata["embeddings"]["items"]["X_umap"]["file"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        for key in [embedding.as_str(), "obs/0.codes.u8", "var/2.values.f32"] {
+            let got = get(&mudata.url(&format!("/{key}")));
+            let want = get(&alone.url(&format!("/{key}")));
+            assert_eq!((got.status, want.status), (200, 200), "{input}: {key}");
+            assert_eq!(got.body, want.body, "{input}: {key}");
+        }
+        let health = get(&mudata.url("/_cellucid/health")).json();
+        assert_ne!(health["format"], "h5ad", "{input}");
+    }
+}

@@ -55,6 +55,8 @@ def write_mudata():
     named = mdata.copy()
     named.uns["cellucid"] = {"id": "tiny-mudata", "name": "Tiny MuData"}
     named.write(INPUTS / "tiny.h5mu")
+    # The modality alone, to compare the folder files a MuData serves with.
+    rna.write_h5ad(INPUTS / "tiny.rna.h5ad")
     mdata.write_zarr(INPUTS / "tiny.mudata.zarr")
 
 

@@ -84,6 +84,8 @@ impl AnnDataArgs {
             ],
             vector_fields: self.vector_fields,
             cache_dir: self.cache_dir.clone(),
+            // --modality comes with the CLI conventions work (branch cliconv).
+            modality: None,
         }
     }
 }

@@ -184,7 +184,13 @@ impl AnnData {
         Self::from_backend(path, kind, backend)
     }
 
-    fn from_backend(path: &Path, kind: StoreKind, backend: Arc<dyn Backend>) -> Result<Self> {
+    /// Reads the AnnData whose root is `backend`'s root (for `crate::formats`:
+    /// a MuData modality, behind a backend rooted at `mod/<name>`).
+    pub(crate) fn from_backend(
+        path: &Path,
+        kind: StoreKind,
+        backend: Arc<dyn Backend>,
+    ) -> Result<Self> {
         let b = backend.as_ref();
         let root = b.attrs("")?;
         if let (Some(t), version) = frame::encoding_of(&root) {

@@ -104,6 +104,8 @@ pub struct AnnDataOptions {
     pub vector_fields: bool,
     /// Where persisted indexes go (`None`: the user cache dir).
     pub cache_dir: Option<PathBuf>,
+    /// `--modality`: the modality a multimodal store (MuData) opens on.
+    pub modality: Option<String>,
 }
 
 impl AnnDataOptions {

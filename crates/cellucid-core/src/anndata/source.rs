@@ -66,7 +66,24 @@ impl AnnDataSource {
     /// # Errors
     /// When the store cannot be opened or an option names something absent.
     pub fn open(path: &Path, options: AnnDataOptions) -> Result<Self, AnnDataError> {
-        let adata = Arc::new(AnnData::open(path)?);
+        Self::with_anndata(path, AnnData::open(path)?, None, options)
+    }
+
+    /// Serves `adata`, opened from `path`. `part` is set when `adata` is one
+    /// group of a larger store (a MuData modality, `crate::formats`): its
+    /// element path, which keeps its cached gene index apart from the
+    /// others', and the raw store of the whole input, which the byte route
+    /// serves instead (its launch defaults already set).
+    ///
+    /// # Errors
+    /// When an option names something absent.
+    pub(crate) fn with_anndata(
+        path: &Path,
+        adata: AnnData,
+        part: Option<(&str, RawStore)>,
+        options: AnnDataOptions,
+    ) -> Result<Self, AnnDataError> {
+        let adata = Arc::new(adata);
         let stem = file_stem(path);
         let uns = adata.uns_cellucid();
         let uns_text = |k: &str| {
@@ -86,12 +103,24 @@ impl AnnDataSource {
             .clone()
             .or_else(|| uns_text("name"))
             .unwrap_or(stem);
-        let mut raw = RawStore::new(path, adata.kind()).map_err(|err| AnnDataError::Open {
-            path: path.to_owned(),
-            what: "a raw store",
-            reason: err.to_string(),
-        })?;
-        raw.set_defaults(options.launch_defaults());
+        let mut generation = generation(path);
+        let raw = match part {
+            Some((element, raw)) => {
+                generation.push('#');
+                generation.push_str(element);
+                raw
+            }
+            None => {
+                let mut raw =
+                    RawStore::new(path, adata.kind()).map_err(|err| AnnDataError::Open {
+                        path: path.to_owned(),
+                        what: "a raw store",
+                        reason: err.to_string(),
+                    })?;
+                raw.set_defaults(options.launch_defaults());
+                raw
+            }
+        };
         let n_genes = expression_genes(&adata, &options)?;
         let quick_notes = synth::validate(&adata, &options)?;
         let synth = Arc::new(Synth {
@@ -99,7 +128,7 @@ impl AnnDataSource {
             options: options.clone(),
             plan: OnceLock::new(),
             cache: ByteLru::new(PAYLOAD_CACHE_BYTES),
-            generation: generation(path),
+            generation,
             csr: OnceLock::new(),
         });
         let info = DatasetInfo {
@@ -235,9 +264,11 @@ impl AnnDataSource {
 
 impl DatasetSource for AnnDataSource {
     fn format(&self) -> SourceFormat {
-        match self.adata.kind().format_id() {
+        // The raw store's kind: a MuData modality is served as its `h5mu`.
+        match self.raw.kind() {
             "h5ad" => SourceFormat::H5ad,
-            _ => SourceFormat::Zarr,
+            "zarr" => SourceFormat::Zarr,
+            other => SourceFormat::Input(other),
         }
     }
 

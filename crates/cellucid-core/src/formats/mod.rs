@@ -5,13 +5,18 @@
 
 mod classify;
 mod counts;
+mod mudata;
+mod prefix;
 mod registry;
 mod source;
 
 use std::path::PathBuf;
 
 pub use classify::{classify, Classified};
+pub use mudata::{open_mudata, MudataSource};
 pub use source::RawInputSource;
+
+use crate::anndata::AnnDataError;
 
 /// Why an input of these formats cannot be served.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +34,27 @@ pub enum FormatError {
         kind: &'static str,
         /// Whether the format can declare an identity (MuData).
         declares: bool,
+    },
+    /// The modality asked for is not one of the MuData's.
+    #[error("{path}: {modality:?} is not one of its modalities ({})", available.join(", "))]
+    UnknownModality {
+        /// The input.
+        path: PathBuf,
+        /// The modality asked for.
+        modality: String,
+        /// The modalities it has, in stored order.
+        available: Vec<String>,
+    },
+    /// A launch choice does not fit the MuData's modality.
+    #[error("{path} (modality {modality}): {source}")]
+    AnnData {
+        /// The input.
+        path: PathBuf,
+        /// The modality served.
+        modality: String,
+        /// What is wrong.
+        #[source]
+        source: AnnDataError,
     },
     /// The input cannot be read as its kind.
     #[error("{path}: {reason}")]

@@ -41,7 +41,7 @@ impl RawInputSource {
         Self::from_classified(path, classified, options)
     }
 
-    fn from_classified(
+    pub(super) fn from_classified(
         path: &Path,
         classified: Classified,
         options: &AnnDataOptions,
@@ -65,24 +65,7 @@ impl RawInputSource {
             InputKind::TenxOuts | InputKind::Mtx => (RawLayout::Folder, None),
             _ => (RawLayout::File, None),
         };
-        let (declared_id, declared_name) = declared_identity(path, kind);
-        let id = options.dataset_id.clone().or(declared_id);
-        let name = options.dataset_name.clone().or(declared_name);
-        let (id, name) = match (id, name) {
-            (Some(id), Some(name)) => (anndata::sanitize_id(&id), name),
-            (id, name) => {
-                return Err(FormatError::NeedsIdentity {
-                    path: path.to_owned(),
-                    missing: match (id, name) {
-                        (None, None) => "a dataset name and id are",
-                        (None, Some(_)) => "a dataset id is",
-                        _ => "a dataset name is",
-                    },
-                    kind: kind.describe(),
-                    declares: is_mudata(kind),
-                })
-            }
-        };
+        let (id, name) = identity(path, kind, options)?;
         let found = counts(path, kind, files.as_deref());
         if is_mudata(kind) && found.is_none() {
             return Err(unreadable(
@@ -119,7 +102,35 @@ impl RawInputSource {
     }
 }
 
-fn is_mudata(kind: InputKind) -> bool {
+/// The dataset id and name: the options, else (MuData) its root
+/// `uns['cellucid']`; 0.9.5 requires both, and so does this server.
+///
+/// # Errors
+/// [`FormatError::NeedsIdentity`] saying which is missing.
+pub(super) fn identity(
+    path: &Path,
+    kind: InputKind,
+    options: &AnnDataOptions,
+) -> Result<(String, String), FormatError> {
+    let (declared_id, declared_name) = declared_identity(path, kind);
+    let id = options.dataset_id.clone().or(declared_id);
+    let name = options.dataset_name.clone().or(declared_name);
+    match (id, name) {
+        (Some(id), Some(name)) => Ok((anndata::sanitize_id(&id), name)),
+        (id, name) => Err(FormatError::NeedsIdentity {
+            path: path.to_owned(),
+            missing: match (id, name) {
+                (None, None) => "a dataset name and id are",
+                (None, Some(_)) => "a dataset id is",
+                _ => "a dataset name is",
+            },
+            kind: kind.describe(),
+            declares: is_mudata(kind),
+        }),
+    }
+}
+
+pub(super) fn is_mudata(kind: InputKind) -> bool {
     matches!(
         kind,
         InputKind::H5mu | InputKind::MudataZarrFolder | InputKind::MudataZarrZip
