@@ -122,7 +122,7 @@ pub fn open_inputs(
             }
             InputKind::H5mu | InputKind::MudataZarrFolder | InputKind::MudataZarrZip => {
                 let classified = crate::formats::classify(path)?;
-                match open_mudata(path, classified, options)? {
+                match open_mudata(path, &classified, options)? {
                     MudataSource::Modality(source) => opened.push(Opened::AnnData(source)),
                     MudataSource::RawOnly(source, why) => {
                         tracing::warn!(path = %path.display(), "{why}");

@@ -36,7 +36,7 @@ pub enum MudataSource {
 /// for is not one of its own.
 pub fn open_mudata(
     path: &Path,
-    classified: Classified,
+    classified: &Classified,
     options: &AnnDataOptions,
 ) -> Result<MudataSource, FormatError> {
     let unreadable = |reason: String| FormatError::Unreadable {
@@ -141,7 +141,7 @@ mod tests {
             modality: modality.map(str::to_owned),
             ..AnnDataOptions::default()
         };
-        open_mudata(&path, classified, &options)
+        open_mudata(&path, &classified, &options)
     }
 
     #[test]
