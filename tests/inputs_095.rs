@@ -285,3 +285,64 @@ fn mudata_serves_the_folder_files_of_its_modality_like_an_h5ad_of_it() {
         assert_ne!(health["format"], "h5ad", "{input}");
     }
 }
+
+/// Beyond 0.9.5: a Loom file whose `col_attrs` hold an embedding serves the
+/// folder-viewer files of its cells: genes are its rows (`matrix`
+/// transposed), the embedding its 2-D column attribute. The same counts and
+/// UMAP written as an `.h5ad` give the same gene and embedding files.
+#[test]
+fn loom_with_an_embedding_serves_folder_files_like_the_same_h5ad() {
+    let names = ["--dataset-id", "tiny", "--dataset-name", "Tiny"];
+    let loom = serve_anndata(&fixture("inputs-0.9.5/tiny.loom"), &names);
+    let alone = serve_anndata(&fixture("inputs-0.9.5/tiny.rna.h5ad"), &names);
+    let identity = get(&loom.url("/dataset_identity.json")).json();
+    assert_eq!(identity["stats"]["n_cells"], 6);
+    assert_eq!(identity["stats"]["n_genes"], 4);
+    assert_eq!(identity["embeddings"]["defaults"]["2d"], "X_umap");
+    for key in [
+        "var_manifest.json",
+        "var/0.values.f32",
+        "var/3.values.f32",
+        "embeddings/0_2d.bin",
+    ] {
+        let got = get(&loom.url(&format!("/{key}")));
+        let want = get(&alone.url(&format!("/{key}")));
+        assert_eq!((got.status, want.status), (200, 200), "{key}");
+        assert_eq!(got.body, want.body, "{key}");
+    }
+    // The byte route still serves the file as it is.
+    let bytes = get(&loom.url("/_cellucid/anndata/tiny.loom")).body;
+    assert_eq!(
+        bytes,
+        std::fs::read(fixture("inputs-0.9.5/tiny.loom")).unwrap()
+    );
+}
+
+/// A `.loom` this server cannot read as cells (here: a 10x matrix under a
+/// Loom name) is still served to the byte viewer, as 0.9.5 serves it, with
+/// a warning that the folder viewer gets nothing.
+#[test]
+fn an_unreadable_loom_is_served_raw_with_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("odd.loom");
+    std::fs::copy(fixture("inputs-0.9.5/tiny_10x.h5"), &path).unwrap();
+    let server = serve_anndata(&path, NAMED);
+    let entry = &get(&server.url("/_cellucid/datasets")).json()["datasets"][0];
+    assert_eq!(entry["anndata"]["file"]["kind"], "loom");
+    assert_eq!(get(&server.url("/dataset_identity.json")).status, 404);
+    assert_eq!(
+        get(&server.url("/_cellucid/anndata/tiny.loom")).body,
+        std::fs::read(&path).unwrap()
+    );
+    let warned = || {
+        server
+            .stderr()
+            .iter()
+            .any(|l| l.contains("byte viewer only"))
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !warned() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(warned(), "{:?}", server.stderr());
+}

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::anndata::{AnnDataError, AnnDataOptions, AnnDataSource};
-use crate::formats::{open_mudata, FormatError, MudataSource, RawInputSource};
+use crate::formats::{open_readable, FormatError, RawInputSource, ReadableSource};
 use crate::{detect_input, DatasetSource, ExportSource, InputKind, OpenError};
 
 /// Names no dataset may take: they are the server's own routes.
@@ -120,18 +120,17 @@ pub fn open_inputs(
             InputKind::ExportDataset | InputKind::ExportCatalog => {
                 opened.push(Opened::Export(ExportSource::open(path)?));
             }
-            InputKind::H5mu | InputKind::MudataZarrFolder | InputKind::MudataZarrZip => {
+            kind if !kind.is_anndata() => {
                 let classified = crate::formats::classify(path)?;
-                match open_mudata(path, &classified, options)? {
-                    MudataSource::Modality(source) => opened.push(Opened::AnnData(source)),
-                    MudataSource::RawOnly(source, why) => {
-                        tracing::warn!(path = %path.display(), "{why}");
+                match open_readable(path, &classified, options)? {
+                    ReadableSource::Read(source) => opened.push(Opened::AnnData(source)),
+                    ReadableSource::RawOnly(source, why) => {
+                        if let Some(why) = why {
+                            tracing::warn!(path = %path.display(), "{why}");
+                        }
                         opened.push(Opened::Raw(source));
                     }
                 }
-            }
-            kind if !kind.is_anndata() => {
-                opened.push(Opened::Raw(Box::new(RawInputSource::open(path, options)?)));
             }
             _ => {
                 let source = AnnDataSource::open(path, options.clone()).map_err(|source| {

@@ -5,6 +5,7 @@
 
 mod classify;
 mod counts;
+mod loom;
 mod mudata;
 mod prefix;
 mod registry;
@@ -13,8 +14,36 @@ mod source;
 use std::path::PathBuf;
 
 pub use classify::{classify, Classified};
-pub use mudata::{open_mudata, MudataSource};
+pub use mudata::ReadableSource;
 pub use source::RawInputSource;
+
+use std::path::Path;
+
+use crate::anndata::AnnDataOptions;
+use crate::detect::InputKind;
+
+/// Opens an input this server reads as well as serves raw — a MuData (its
+/// modality) or a Loom file (its cells, when `col_attrs` hold an
+/// embedding) — for both viewer generations; other kinds, and those
+/// without what a folder viewer needs, for the byte viewer only.
+///
+/// # Errors
+/// [`FormatError`] when it is unnamed, unreadable, or a launch choice does
+/// not fit it.
+pub fn open_readable(
+    path: &Path,
+    classified: &Classified,
+    options: &AnnDataOptions,
+) -> Result<ReadableSource, FormatError> {
+    match classified.kind {
+        InputKind::H5mu | InputKind::MudataZarrFolder | InputKind::MudataZarrZip => {
+            mudata::open_mudata(path, classified, options)
+        }
+        InputKind::Loom => loom::open_loom(path, classified, options),
+        _ => RawInputSource::from_classified(path, classified.clone(), options)
+            .map(|source| ReadableSource::RawOnly(Box::new(source), None)),
+    }
+}
 
 use crate::anndata::AnnDataError;
 
@@ -45,13 +74,14 @@ pub enum FormatError {
         /// The modalities it has, in stored order.
         available: Vec<String>,
     },
-    /// A launch choice does not fit the MuData's modality.
-    #[error("{path} (modality {modality}): {source}")]
+    /// A launch choice does not fit what was read (a MuData's modality, a
+    /// Loom file's cells).
+    #[error("{path} ({element}): {source}")]
     AnnData {
         /// The input.
         path: PathBuf,
-        /// The modality served.
-        modality: String,
+        /// The element read as an AnnData (`mod/rna`, `loom`).
+        element: String,
         /// What is wrong.
         #[source]
         source: AnnDataError,

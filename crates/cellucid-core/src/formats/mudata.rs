@@ -17,14 +17,68 @@ use crate::anndata::{
 };
 use crate::detect::InputKind;
 
-/// An opened MuData.
+/// An opened MuData or Loom file.
 #[derive(Debug)]
-pub enum MudataSource {
-    /// Its modality, served to both viewer generations.
-    Modality(Box<AnnDataSource>),
-    /// The modality is no AnnData this server reads: the byte viewer only,
-    /// and why.
-    RawOnly(Box<RawInputSource>, String),
+pub enum ReadableSource {
+    /// Read as an AnnData (a MuData's modality, a Loom's cells), served to
+    /// both viewer generations.
+    Read(Box<AnnDataSource>),
+    /// Served to the byte viewer only, and why when that is news (the
+    /// modality is no AnnData this server reads).
+    RawOnly(Box<RawInputSource>, Option<String>),
+}
+
+/// How the whole input is served raw beside what was read from it.
+pub(super) struct WholeInput<'a> {
+    pub(super) classified: &'a Classified,
+    pub(super) layout: RawLayout,
+    pub(super) zarr: Option<ZarrVersion>,
+    /// The element read as the AnnData (`mod/rna`, `loom`), which keeps its
+    /// gene index apart from others of the same file.
+    pub(super) element: String,
+}
+
+/// Serves `adata`, read from `path`, to both viewer generations under the
+/// id and name given, the byte route serving the whole input.
+///
+/// # Errors
+/// [`FormatError::AnnData`] when a launch choice does not fit `adata`.
+pub(super) fn serve_both(
+    path: &Path,
+    whole: &WholeInput<'_>,
+    adata: AnnData,
+    (id, name): (String, String),
+    options: &AnnDataOptions,
+) -> Result<ReadableSource, FormatError> {
+    let kind = whole.classified.kind;
+    let format_id = kind.format_id().unwrap_or("h5ad");
+    let mut raw = RawStore::for_format(
+        path,
+        whole.layout,
+        format_id,
+        whole.classified.ending,
+        whole.zarr,
+        None,
+    )
+    .map_err(|err| FormatError::Unreadable {
+        path: path.to_owned(),
+        reason: err.to_string(),
+    })?;
+    raw.set_defaults(options.launch_defaults());
+    let read_options = AnnDataOptions {
+        dataset_id: Some(id),
+        dataset_name: Some(name),
+        // Chosen already: what was read is one AnnData.
+        modality: None,
+        ..options.clone()
+    };
+    AnnDataSource::with_anndata(path, adata, Some((&whole.element, raw)), read_options)
+        .map(|source| ReadableSource::Read(Box::new(source)))
+        .map_err(|source| FormatError::AnnData {
+            path: path.to_owned(),
+            element: whole.element.clone(),
+            source,
+        })
 }
 
 /// Opens the MuData at `path` (already classified): its id and name as
@@ -34,11 +88,11 @@ pub enum MudataSource {
 /// # Errors
 /// [`FormatError`] when it is unnamed, unreadable, or the modality asked
 /// for is not one of its own.
-pub fn open_mudata(
+pub(super) fn open_mudata(
     path: &Path,
     classified: &Classified,
     options: &AnnDataOptions,
-) -> Result<MudataSource, FormatError> {
+) -> Result<ReadableSource, FormatError> {
     let unreadable = |reason: String| FormatError::Unreadable {
         path: path.to_owned(),
         reason,
@@ -88,44 +142,30 @@ pub fn open_mudata(
             .ok_or_else(|| unreadable("the MuData store holds no modality under mod".into()))?
             .to_owned(),
     };
-    let (id, name) = identity(path, classified.kind, options)?;
-    let kind = classified.kind;
-    let raw_only = |why: String| -> Result<MudataSource, FormatError> {
-        let source = RawInputSource::from_classified(path, classified.clone(), options)?;
-        Ok(MudataSource::RawOnly(Box::new(source), why))
-    };
+    let identity = identity(path, classified.kind, options)?;
     let element = format!("mod/{chosen}");
     let rooted = Arc::new(PrefixBackend::new(backend, &element));
     let adata = match AnnData::from_backend(path, store_kind, rooted) {
         Ok(adata) => adata,
         Err(err) => {
-            return raw_only(format!(
+            let source = RawInputSource::from_classified(path, classified.clone(), options)?;
+            let why = format!(
                 "modality {chosen:?} is not an AnnData this server reads ({err}): served to the byte viewer only"
-            ))
+            );
+            return Ok(ReadableSource::RawOnly(Box::new(source), Some(why)));
         }
     };
-    let format_id = kind.format_id().unwrap_or("h5mu");
     let zarr = match store_kind {
         StoreKind::ZarrFolder(version) => Some(version),
         _ => None,
     };
-    let mut raw = RawStore::for_format(path, layout, format_id, classified.ending, zarr, None)
-        .map_err(|err| unreadable(err.to_string()))?;
-    raw.set_defaults(options.launch_defaults());
-    let modality_options = AnnDataOptions {
-        dataset_id: Some(id),
-        dataset_name: Some(name),
-        // Chosen above; the modality itself is one AnnData.
-        modality: None,
-        ..options.clone()
+    let whole = WholeInput {
+        classified,
+        layout,
+        zarr,
+        element,
     };
-    AnnDataSource::with_anndata(path, adata, Some((&element, raw)), modality_options)
-        .map(|source| MudataSource::Modality(Box::new(source)))
-        .map_err(|source| FormatError::AnnData {
-            path: path.to_owned(),
-            modality: chosen,
-            source,
-        })
+    serve_both(path, &whole, adata, identity, options)
 }
 
 #[cfg(test)]
@@ -134,7 +174,7 @@ mod tests {
     use crate::source::DatasetSource;
     use crate::testdata;
 
-    fn open(modality: Option<&str>) -> Result<MudataSource, FormatError> {
+    fn open(modality: Option<&str>) -> Result<ReadableSource, FormatError> {
         let path = testdata::path("inputs-0.9.5/tiny.h5mu");
         let classified = super::super::classify(&path).unwrap();
         let options = AnnDataOptions {
@@ -146,7 +186,7 @@ mod tests {
 
     #[test]
     fn the_modality_asked_for_is_served_and_the_raw_store_is_the_whole_file() {
-        let Ok(MudataSource::Modality(source)) = open(Some("prot")) else {
+        let Ok(ReadableSource::Read(source)) = open(Some("prot")) else {
             panic!("prot is an AnnData");
         };
         let info = &source.datasets()[0];
@@ -171,7 +211,7 @@ mod tests {
 
     #[test]
     fn the_default_modality_is_the_gene_expression_one() {
-        let Ok(MudataSource::Modality(source)) = open(None) else {
+        let Ok(ReadableSource::Read(source)) = open(None) else {
             panic!("rna is an AnnData");
         };
         assert_eq!(source.datasets()[0].n_genes, 4);
