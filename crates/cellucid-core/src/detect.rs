@@ -60,6 +60,15 @@ impl InputKind {
         }
     }
 
+    /// [`InputKind::describe`] after its article ("a Loom file", "an R
+    /// object (.rds)"), for sentences.
+    pub fn describe_with_article(self) -> String {
+        let text = self.describe();
+        let vowel = text.starts_with(['A', 'E', 'I', 'O', 'U', 'a', 'e', 'i', 'o', 'u'])
+            || text.starts_with("R ");
+        format!("{} {text}", if vowel { "an" } else { "a" })
+    }
+
     /// The input-format id of 0.9.5's registry (`h5ad`, `loom`, `tenx-h5`,
     /// …), as `/_cellucid/health` and the `kind` of `/_cellucid/datasets`
     /// name it; `None` for export folders, which are no registry format.

@@ -177,7 +177,10 @@ impl AnnData {
             other => {
                 return Err(open_err(
                     "AnnData",
-                    format!("it is an {}, not an AnnData store", other.describe()),
+                    format!(
+                        "it is {}, not an AnnData store",
+                        other.describe_with_article()
+                    ),
                 ))
             }
         };

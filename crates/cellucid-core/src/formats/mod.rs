@@ -53,14 +53,14 @@ use crate::anndata::AnnDataError;
 pub enum FormatError {
     /// Nothing names the dataset: formats other than AnnData and MuData carry
     /// no Cellucid identity, and this MuData declares none.
-    #[error("{path}: {missing} required: {}", if *declares { format!("this {kind} declares no Cellucid identity of its own (uns['cellucid']['id'] and ['name'])") } else { format!("a {kind} is read by the browser alone, so no Cellucid identity can be taken from it") })]
+    #[error("{path}: {missing} required: {}", if *declares { format!("this {} declares no Cellucid identity of its own (uns['cellucid']['id'] and ['name'])", kind.describe()) } else { format!("{} is read by the browser alone, so no Cellucid identity can be taken from it", kind.describe_with_article()) })]
     NeedsIdentity {
         /// The input.
         path: PathBuf,
         /// What is missing, with its verb.
         missing: &'static str,
-        /// The input kind, described.
-        kind: &'static str,
+        /// The input kind.
+        kind: InputKind,
         /// Whether the format can declare an identity (MuData).
         declares: bool,
     },

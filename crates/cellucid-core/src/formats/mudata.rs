@@ -124,7 +124,10 @@ pub(super) fn open_mudata(
             )
         }
         other => {
-            return Err(unreadable(format!("a {} is no MuData", other.describe())));
+            return Err(unreadable(format!(
+                "{} is no MuData",
+                other.describe_with_article()
+            )));
         }
     };
     let backend = anndata::open_backend(path, container).map_err(|e| unreadable(e.to_string()))?;

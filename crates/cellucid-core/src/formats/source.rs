@@ -58,7 +58,12 @@ impl RawInputSource {
         let format_id = kind
             .format_id()
             .filter(|_| !kind.is_anndata())
-            .ok_or_else(|| unreadable(format!("a {} is not served this way", kind.describe())))?;
+            .ok_or_else(|| {
+                unreadable(format!(
+                    "{} is not served this way",
+                    kind.describe_with_article()
+                ))
+            })?;
         let (layout, zarr) = match kind {
             InputKind::MudataZarrFolder => (RawLayout::Folder, Some(zarr_version(path))),
             InputKind::MudataZarrZip => (RawLayout::Zip, None),
@@ -124,7 +129,7 @@ pub(super) fn identity(
                 (None, Some(_)) => "a dataset id is",
                 _ => "a dataset name is",
             },
-            kind: kind.describe(),
+            kind,
             declares: is_mudata(kind),
         }),
     }
