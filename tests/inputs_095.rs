@@ -203,6 +203,16 @@ fn r_objects_gzipped_or_not_are_served_like_095() {
     compare("rdata_gz", None);
 }
 
+/// What only the browser reads (an R object) has no counts to print.
+#[test]
+fn the_banner_does_not_invent_counts_for_an_r_object() {
+    let server = serve_anndata(&fixture("inputs-0.9.5/tiny.rds"), NAMED);
+    let lines = server.stderr();
+    let line = lines.iter().find(|l| l.starts_with("  tiny ")).unwrap();
+    assert!(line.contains("read by the browser"), "{line}");
+    assert!(!line.contains("0 cells"), "{line}");
+}
+
 #[test]
 fn formats_without_an_identity_need_a_name_and_an_id() {
     for input in ["tiny.loom", "outs", "tiny.rds", "tiny.mudata.zarr"] {

@@ -37,6 +37,7 @@ pub use matrix::{Matrix, MatrixLayout, SparseParts};
 pub use options::{AnnDataOptions, EmbeddingChoice, ExpressionSource};
 pub use raw::{RawLayout, RawStore};
 pub use read::Embedding;
+pub(crate) use source::StoreReader;
 pub use source::{file_stem, sanitize_id, AnnDataSource};
 pub use synth::{PayloadError, Plan};
 pub use zarr::ZarrVersion;

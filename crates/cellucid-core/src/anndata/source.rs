@@ -47,6 +47,49 @@ impl Synth {
     }
 }
 
+/// How an input is read as an AnnData, and which raw store the byte route
+/// serves for it: the store itself ([`WholeStore`]), or a part of a larger
+/// one (`crate::formats`: a MuData modality, a Loom file's cells).
+pub(crate) trait StoreReader: Send + Sync + std::fmt::Debug {
+    /// Reads the AnnData (metadata only) and the raw store, its launch
+    /// defaults set.
+    ///
+    /// # Errors
+    /// When the input is no such store.
+    fn read(
+        &self,
+        path: &Path,
+        options: &AnnDataOptions,
+    ) -> Result<(AnnData, RawStore), AnnDataError>;
+
+    /// The part of the input read (`mod/rna`), empty for the whole store:
+    /// it keeps the gene indexes of parts of one file apart.
+    fn part(&self) -> &str {
+        ""
+    }
+}
+
+/// An AnnData store read whole.
+#[derive(Debug)]
+pub(crate) struct WholeStore;
+
+impl StoreReader for WholeStore {
+    fn read(
+        &self,
+        path: &Path,
+        options: &AnnDataOptions,
+    ) -> Result<(AnnData, RawStore), AnnDataError> {
+        let adata = AnnData::open(path)?;
+        let mut raw = RawStore::new(path, adata.kind()).map_err(|err| AnnDataError::Open {
+            path: path.to_owned(),
+            what: "a raw store",
+            reason: err.to_string(),
+        })?;
+        raw.set_defaults(options.launch_defaults());
+        Ok((adata, raw))
+    }
+}
+
 /// One AnnData input served to both viewer generations.
 #[derive(Debug)]
 pub struct AnnDataSource {
@@ -66,23 +109,20 @@ impl AnnDataSource {
     /// # Errors
     /// When the store cannot be opened or an option names something absent.
     pub fn open(path: &Path, options: AnnDataOptions) -> Result<Self, AnnDataError> {
-        Self::with_anndata(path, AnnData::open(path)?, None, options)
+        Self::open_with(path, &WholeStore, options)
     }
 
-    /// Serves `adata`, opened from `path`. `part` is set when `adata` is one
-    /// group of a larger store (a MuData modality, `crate::formats`): its
-    /// element path, which keeps its cached gene index apart from the
-    /// others', and the raw store of the whole input, which the byte route
-    /// serves instead (its launch defaults already set).
+    /// Opens `path` with `reader`: the store itself, or a part of a larger
+    /// one (a MuData modality, a Loom file's cells: `crate::formats`).
     ///
     /// # Errors
-    /// When an option names something absent.
-    pub(crate) fn with_anndata(
+    /// When the part cannot be read or an option names something absent.
+    pub(crate) fn open_with(
         path: &Path,
-        adata: AnnData,
-        part: Option<(&str, RawStore)>,
+        reader: &dyn StoreReader,
         options: AnnDataOptions,
     ) -> Result<Self, AnnDataError> {
+        let (adata, raw) = reader.read(path, &options)?;
         let adata = Arc::new(adata);
         let stem = file_stem(path);
         let uns = adata.uns_cellucid();
@@ -104,23 +144,10 @@ impl AnnDataSource {
             .or_else(|| uns_text("name"))
             .unwrap_or(stem);
         let mut generation = generation(path);
-        let raw = match part {
-            Some((element, raw)) => {
-                generation.push('#');
-                generation.push_str(element);
-                raw
-            }
-            None => {
-                let mut raw =
-                    RawStore::new(path, adata.kind()).map_err(|err| AnnDataError::Open {
-                        path: path.to_owned(),
-                        what: "a raw store",
-                        reason: err.to_string(),
-                    })?;
-                raw.set_defaults(options.launch_defaults());
-                raw
-            }
-        };
+        if !reader.part().is_empty() {
+            generation.push('#');
+            generation.push_str(reader.part());
+        }
         let n_genes = expression_genes(&adata, &options)?;
         let quick_notes = synth::validate(&adata, &options)?;
         let synth = Arc::new(Synth {

@@ -11,12 +11,13 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 use super::classify::Classified;
-use super::mudata::{serve_both, ReadableSource, WholeInput};
+use super::mudata::ReadableSource;
+use super::part::{serve_part, Part, PartReader};
 use super::source::{identity, RawInputSource};
 use super::FormatError;
 use crate::anndata::{
-    self, AnnData, AnnDataError, AnnDataOptions, ArrayInfo, Backend, CompoundField, Container,
-    Dtype, NodeKind, RawLayout, RawRange, Result, StoreKind, Values,
+    self, AnnDataError, AnnDataOptions, ArrayInfo, Backend, CompoundField, Container, Dtype,
+    NodeKind, RawLayout, RawRange, Result, Values,
 };
 
 /// Opens a Loom file: read as an AnnData when its `col_attrs` hold an
@@ -34,31 +35,25 @@ pub(super) fn open_loom(
         RawInputSource::from_classified(path, classified.clone(), options)
             .map(|source| ReadableSource::RawOnly(Box::new(source), why))
     };
-    let loom = anndata::open_backend(path, Container::Hdf5).and_then(LoomBackend::new);
-    let loom = match loom {
-        Ok(loom) if loom.has_embedding() => loom,
+    match anndata::open_backend(path, Container::Hdf5).and_then(LoomBackend::new) {
+        Ok(loom) if loom.has_embedding() => {}
+        // Nothing a folder viewer could draw.
         Ok(_) => return raw_only(None),
         Err(err) => {
             return raw_only(Some(format!(
                 "not a Loom layout this server reads ({err}): served to the byte viewer only"
             )))
         }
-    };
-    let adata = match AnnData::from_backend(path, StoreKind::H5ad, Arc::new(loom)) {
-        Ok(adata) => adata,
-        Err(err) => {
-            return raw_only(Some(format!(
-                "its cells are not readable as an AnnData ({err}): served to the byte viewer only"
-            )))
-        }
-    };
-    let whole = WholeInput {
+    }
+    let reader = PartReader::new(
+        Part::Loom,
+        "loom".into(),
         classified,
-        layout: RawLayout::File,
-        zarr: None,
-        element: "loom".into(),
-    };
-    serve_both(path, &whole, adata, identity, options)
+        RawLayout::File,
+        None,
+        options,
+    );
+    serve_part(path, classified, &reader, identity, options)
 }
 
 /// The attribute naming cells, and genes, when the file has one (loompy's

@@ -7,6 +7,7 @@ mod classify;
 mod counts;
 mod loom;
 mod mudata;
+mod part;
 mod prefix;
 mod registry;
 mod source;

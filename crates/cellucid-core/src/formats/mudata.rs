@@ -4,16 +4,15 @@
 //! (docs/FORMATS.md, "Inputs and how they are recognised").
 
 use std::path::Path;
-use std::sync::Arc;
 
 use super::classify::Classified;
 use super::counts::{default_modality, modality_names};
-use super::prefix::PrefixBackend;
+use super::part::{serve_part, Part, PartReader};
 use super::source::{identity, RawInputSource};
 use super::FormatError;
 use crate::anndata::{
-    self, store::KeyStore, AnnData, AnnDataOptions, AnnDataSource, Container, RawLayout, RawStore,
-    StoreKind, ZarrVersion,
+    self, store::KeyStore, AnnDataOptions, AnnDataSource, Container, RawLayout, StoreKind,
+    ZarrVersion,
 };
 use crate::detect::InputKind;
 
@@ -26,59 +25,6 @@ pub enum ReadableSource {
     /// Served to the byte viewer only, and why when that is news (the
     /// modality is no AnnData this server reads).
     RawOnly(Box<RawInputSource>, Option<String>),
-}
-
-/// How the whole input is served raw beside what was read from it.
-pub(super) struct WholeInput<'a> {
-    pub(super) classified: &'a Classified,
-    pub(super) layout: RawLayout,
-    pub(super) zarr: Option<ZarrVersion>,
-    /// The element read as the AnnData (`mod/rna`, `loom`), which keeps its
-    /// gene index apart from others of the same file.
-    pub(super) element: String,
-}
-
-/// Serves `adata`, read from `path`, to both viewer generations under the
-/// id and name given, the byte route serving the whole input.
-///
-/// # Errors
-/// [`FormatError::AnnData`] when a launch choice does not fit `adata`.
-pub(super) fn serve_both(
-    path: &Path,
-    whole: &WholeInput<'_>,
-    adata: AnnData,
-    (id, name): (String, String),
-    options: &AnnDataOptions,
-) -> Result<ReadableSource, FormatError> {
-    let kind = whole.classified.kind;
-    let format_id = kind.format_id().unwrap_or("h5ad");
-    let mut raw = RawStore::for_format(
-        path,
-        whole.layout,
-        format_id,
-        whole.classified.ending,
-        whole.zarr,
-        None,
-    )
-    .map_err(|err| FormatError::Unreadable {
-        path: path.to_owned(),
-        reason: err.to_string(),
-    })?;
-    raw.set_defaults(options.launch_defaults());
-    let read_options = AnnDataOptions {
-        dataset_id: Some(id),
-        dataset_name: Some(name),
-        // Chosen already: what was read is one AnnData.
-        modality: None,
-        ..options.clone()
-    };
-    AnnDataSource::with_anndata(path, adata, Some((&whole.element, raw)), read_options)
-        .map(|source| ReadableSource::Read(Box::new(source)))
-        .map_err(|source| FormatError::AnnData {
-            path: path.to_owned(),
-            element: whole.element.clone(),
-            source,
-        })
 }
 
 /// Opens the MuData at `path` (already classified): its id and name as
@@ -146,29 +92,23 @@ pub(super) fn open_mudata(
             .to_owned(),
     };
     let identity = identity(path, classified.kind, options)?;
-    let element = format!("mod/{chosen}");
-    let rooted = Arc::new(PrefixBackend::new(backend, &element));
-    let adata = match AnnData::from_backend(path, store_kind, rooted) {
-        Ok(adata) => adata,
-        Err(err) => {
-            let source = RawInputSource::from_classified(path, classified.clone(), options)?;
-            let why = format!(
-                "modality {chosen:?} is not an AnnData this server reads ({err}): served to the byte viewer only"
-            );
-            return Ok(ReadableSource::RawOnly(Box::new(source), Some(why)));
-        }
-    };
     let zarr = match store_kind {
         StoreKind::ZarrFolder(version) => Some(version),
         _ => None,
     };
-    let whole = WholeInput {
+    let part = Part::Group {
+        container,
+        store_kind,
+    };
+    let reader = PartReader::new(
+        part,
+        format!("mod/{chosen}"),
         classified,
         layout,
         zarr,
-        element,
-    };
-    serve_both(path, &whole, adata, identity, options)
+        options,
+    );
+    serve_part(path, classified, &reader, identity, options)
 }
 
 #[cfg(test)]
