@@ -196,23 +196,28 @@ impl LoomBackend {
 }
 
 /// `values` (rows × cols, row-major) transposed.
-fn transpose(values: Values, rows: usize, cols: usize) -> Values {
+///
+/// # Errors
+/// When `values` does not hold rows × cols elements.
+fn transpose(values: Values, rows: usize, cols: usize) -> Result<Values> {
     fn t<T: Clone>(v: &[T], rows: usize, cols: usize) -> Vec<T> {
-        let mut out = Vec::with_capacity(v.len());
-        for c in 0..cols {
-            for r in 0..rows {
-                out.push(v[r * cols + c].clone());
-            }
-        }
-        out
+        (0..cols)
+            .flat_map(|c| (0..rows).map(move |r| v[r * cols + c].clone()))
+            .collect()
     }
-    match values {
+    if Some(values.len()) != rows.checked_mul(cols) {
+        return Err(AnnDataError::invalid(
+            "matrix",
+            format!("holds {} values, not {rows} × {cols}", values.len()),
+        ));
+    }
+    Ok(match values {
         Values::Bool(v) => Values::Bool(t(&v, rows, cols)),
         Values::Int(v) => Values::Int(t(&v, rows, cols)),
         Values::F32(v) => Values::F32(t(&v, rows, cols)),
         Values::F64(v) => Values::F64(t(&v, rows, cols)),
         Values::Str(v) => Values::Str(t(&v, rows, cols)),
-    }
+    })
 }
 
 /// Appends `more` to `acc` when both hold the same type.
@@ -299,7 +304,7 @@ impl Backend for LoomBackend {
             Node::X => {
                 let genes = usize::try_from(self.var.len).map_err(|_| Self::missing(path))?;
                 let cells = usize::try_from(self.obs.len).map_err(|_| Self::missing(path))?;
-                Ok(transpose(self.inner.read("matrix")?, genes, cells))
+                transpose(self.inner.read("matrix")?, genes, cells)
             }
             Node::Group(_) => Err(AnnDataError::invalid(path, "a group, not an array")),
         }
@@ -348,5 +353,41 @@ impl Backend for LoomBackend {
 
     fn read_compound(&self, path: &str) -> Result<Vec<CompoundField>> {
         Err(AnnDataError::invalid(path, "not a compound dataset"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transposing_checks_the_element_count() {
+        let v = Values::Int(vec![1, 2, 3, 4, 5, 6]);
+        let Ok(Values::Int(t)) = transpose(v, 2, 3) else {
+            panic!("2 × 3 is 6 values");
+        };
+        assert_eq!(t, [1, 4, 2, 5, 3, 6]);
+        assert!(transpose(Values::F32(vec![1.0; 5]), 2, 3).is_err());
+    }
+
+    #[test]
+    fn a_loom_is_presented_in_the_anndata_layout() {
+        let path = crate::testdata::path("inputs-0.9.5/tiny.loom");
+        let inner = crate::anndata::open_backend(&path, Container::Hdf5).unwrap();
+        let loom = LoomBackend::new(inner).unwrap();
+        assert!(loom.has_embedding());
+        assert_eq!(loom.info("X").unwrap().shape, [6, 4]);
+        assert_eq!(loom.children("obsm").unwrap(), ["X_umap"]);
+        assert_eq!(loom.attrs("obs").unwrap()["_index"], "CellID");
+        assert_eq!(loom.attrs("var").unwrap()["_index"], "Gene");
+        // Gene 1 of every cell is row 1 of matrix; cell 0 is its column 0.
+        let gene = loom.read_column("X", 1).unwrap().to_f64().unwrap();
+        assert_eq!(gene, [3.0, 3.0, 1.0, 0.0, 3.0, 1.0]);
+        let cells = loom.read_rows("X", 0..2).unwrap().to_f64().unwrap();
+        let all = loom.read("X").unwrap().to_f64().unwrap();
+        assert_eq!(cells, all[..8]);
+        assert_eq!(all[1], gene[0]);
+        assert!(loom.kind("layers").is_none());
+        assert!(loom.kind("obs/nope").is_none());
     }
 }

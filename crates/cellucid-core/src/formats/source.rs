@@ -22,7 +22,7 @@ use crate::source::{DatasetInfo, DatasetSource, SourceFormat};
 pub struct RawInputSource {
     kind: InputKind,
     info: [DatasetInfo; 1],
-    raw: RawStore,
+    raw: Arc<RawStore>,
     counts_known: bool,
 }
 
@@ -91,7 +91,7 @@ impl RawInputSource {
                 n_genes,
                 catalog_path: None,
             }],
-            raw,
+            raw: Arc::new(raw),
             counts_known: found.is_some(),
         })
     }
@@ -203,6 +203,6 @@ impl DatasetSource for RawInputSource {
     }
 
     fn raw_store(&self, id: &str) -> Option<&RawStore> {
-        (id == self.info[0].id).then_some(&self.raw)
+        (id == self.info[0].id).then_some(self.raw.as_ref())
     }
 }
