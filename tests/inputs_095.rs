@@ -26,6 +26,7 @@ fn case(name: &str) -> (PathBuf, Vec<&'static str>) {
             vec!["--dataset-id", "tiny-prot", "--modality", "prot"],
         ),
         "mudata_zarr" => (input("tiny.mudata.zarr"), NAMED.to_vec()),
+        "mudata_zarr_zip" => (input("tiny.mudata.zarr.zip"), NAMED.to_vec()),
         "loom" => (input("tiny.loom"), NAMED.to_vec()),
         "tenx_h5" => (input("tiny_10x.h5"), NAMED.to_vec()),
         "tenx_outs" => (input("outs"), NAMED.to_vec()),
@@ -179,8 +180,9 @@ fn mudata_modality_is_a_launch_default_like_095() {
 }
 
 #[test]
-fn mudata_zarr_folder_gets_generated_consolidated_metadata_like_095() {
+fn mudata_zarr_folder_and_zip_are_served_like_095() {
     compare("mudata_zarr", Some((6, 4)));
+    compare("mudata_zarr_zip", Some((6, 4)));
 }
 
 #[test]
@@ -263,7 +265,7 @@ fn mudata_serves_the_folder_files_of_its_modality_like_an_h5ad_of_it() {
             "Tiny MuData",
         ],
     );
-    for input in ["tiny.h5mu", "tiny.mudata.zarr"] {
+    for input in ["tiny.h5mu", "tiny.mudata.zarr", "tiny.mudata.zarr.zip"] {
         let mudata = serve_anndata(
             &fixture(&format!("inputs-0.9.5/{input}")),
             &[

@@ -58,6 +58,16 @@ def write_mudata():
     # The modality alone, to compare the folder files a MuData serves with.
     rna.write_h5ad(INPUTS / "tiny.rna.h5ad")
     mdata.write_zarr(INPUTS / "tiny.mudata.zarr")
+    # The same store zipped (members relative to the store root, fixed
+    # times, sorted), as `zip -r` inside the folder would.
+    import zipfile
+
+    root = INPUTS / "tiny.mudata.zarr"
+    with zipfile.ZipFile(INPUTS / "tiny.mudata.zarr.zip", "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(p for p in root.rglob("*") if p.is_file()):
+            info = zipfile.ZipInfo(path.relative_to(root).as_posix(), date_time=(2020, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, path.read_bytes())
 
 
 def write_loom():
@@ -186,6 +196,7 @@ def make_captures():
     capture(INPUTS / "tiny.h5mu", "h5mu")
     capture(INPUTS / "tiny.h5mu", "h5mu_modality", modality="prot", dataset_id="tiny-prot")
     capture(INPUTS / "tiny.mudata.zarr", "mudata_zarr", **named)
+    capture(INPUTS / "tiny.mudata.zarr.zip", "mudata_zarr_zip", **named)
     capture(INPUTS / "tiny.loom", "loom", **named)
     capture(INPUTS / "tiny_10x.h5", "tenx_h5", **named)
     capture(INPUTS / "outs", "tenx_outs", **named)
