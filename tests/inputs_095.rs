@@ -376,3 +376,73 @@ fn an_unreadable_loom_is_served_raw_with_a_warning() {
     }
     assert!(warned(), "{:?}", server.stderr());
 }
+
+/// A folder of files lists a symlinked file with its target's size, as
+/// 0.9.5 does, but serves it only when the target lies inside the folder;
+/// a folder that is none of the known kinds is refused with exit code 2.
+#[test]
+fn folder_of_files_listing_follows_095_and_serving_stays_inside() {
+    let dir = tempfile::tempdir().unwrap();
+    let outside = dir.path().join("secret.txt");
+    std::fs::write(&outside, "not for the browser\n").unwrap();
+    let folder = dir.path().join("mtx");
+    copy_tree(&fixture("inputs-0.9.5/mtx"), &folder);
+    std::os::unix::fs::symlink(&outside, folder.join("leak.txt")).unwrap();
+    std::os::unix::fs::symlink("barcodes.tsv.gz", folder.join("cells.tsv.gz")).unwrap();
+    std::fs::create_dir(folder.join(".cache")).unwrap();
+    std::fs::write(folder.join(".cache/x"), "hidden").unwrap();
+    let server = serve_anndata(&folder, NAMED);
+    let file = &get(&server.url("/_cellucid/datasets")).json()["datasets"][0]["anndata"]["file"];
+    let listed: Vec<(String, u64)> = file["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["path"].as_str().unwrap().to_owned(),
+                f["size"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let names: Vec<&str> = listed.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "barcodes.tsv.gz",
+            "cells.tsv.gz",
+            "features.tsv.gz",
+            "leak.txt",
+            "matrix.mtx.gz"
+        ]
+    );
+    assert_eq!(listed[3].1, 20);
+    assert_eq!(
+        get(&server.url("/_cellucid/anndata/tiny/leak.txt")).status,
+        404
+    );
+    let inside = get(&server.url("/_cellucid/anndata/tiny/cells.tsv.gz"));
+    assert_eq!(inside.status, 200);
+    assert_eq!(
+        inside.body,
+        std::fs::read(folder.join("barcodes.tsv.gz")).unwrap()
+    );
+    assert_eq!(
+        get(&server.url("/_cellucid/anndata/tiny/.cache/x")).status,
+        404
+    );
+    drop(server);
+
+    let plain = dir.path().join("plain");
+    std::fs::create_dir(&plain).unwrap();
+    std::fs::write(plain.join("GSM1_matrix.mtx.gz"), "x").unwrap();
+    std::fs::write(plain.join("notes.txt"), "x").unwrap();
+    let out = cellucid()
+        .args(["serve", "--no-browser", "--no-web-ui", "--port", "0"])
+        .arg(&plain)
+        .args(NAMED)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("not a dataset"), "{stderr}");
+}
