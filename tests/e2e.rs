@@ -33,6 +33,7 @@ mod cli_flags;
 mod faults;
 mod files;
 mod hostile_files;
+mod inputs_095;
 mod limits;
 mod proxies;
 mod security;

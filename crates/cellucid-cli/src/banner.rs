@@ -50,7 +50,14 @@ impl Startup<'_> {
         let id_width = mounts.iter().map(|m| m.info.id.len()).max().unwrap_or(0);
         let sizes: Vec<String> = mounts
             .iter()
-            .map(|m| format!("{} cells × {} genes", m.info.n_cells, m.info.n_genes))
+            .map(|m| {
+                if m.source.counts_known() {
+                    format!("{} cells × {} genes", m.info.n_cells, m.info.n_genes)
+                } else {
+                    // An R object: only the browser reads what it holds.
+                    "read by the browser".to_owned()
+                }
+            })
             .collect();
         let size_width = sizes.iter().map(|s| s.chars().count()).max().unwrap_or(0);
         let urls: Vec<String> = mounts

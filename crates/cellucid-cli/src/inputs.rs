@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use cellucid_core::anndata::{AnnDataError, AnnDataOptions, ExpressionSource};
+use cellucid_core::formats::FormatError;
 use cellucid_core::{open_inputs, InputError, OpenError, OpenedInputs};
 
 use crate::anndata_args::AnnDataArgs;
@@ -28,6 +29,9 @@ pub(crate) fn open_all(
         InputError::ChosenIdNeedsOneInput { .. } => CliError::usage(
             "--dataset-id and --dataset-name need exactly one AnnData PATH (.h5ad or Zarr); with several inputs each takes its id from uns['cellucid'] or its file name",
         ),
+        InputError::Format(err @ FormatError::NeedsIdentity { .. }) => CliError::usage(format!(
+            "{err}; name it with --dataset-name NAME --dataset-id ID"
+        )),
         other => CliError::operator(other.to_string()),
     })
 }

@@ -1,12 +1,11 @@
 //! Recognising what an input path is, by its content rather than its name.
 
-use std::fs;
-use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
 use crate::error::OpenError;
 
-/// What kind of input a path holds.
+/// What kind of input a path holds (docs/FORMATS.md, "Inputs and how they
+/// are recognised").
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum InputKind {
@@ -20,6 +19,24 @@ pub enum InputKind {
     ZarrFolder,
     /// A ZIP archive (a zipped Zarr store).
     ZarrZip,
+    /// A MuData HDF5 file (root `encoding-type` `mudata`).
+    H5mu,
+    /// A MuData Zarr store folder.
+    MudataZarrFolder,
+    /// A zipped MuData Zarr store.
+    MudataZarrZip,
+    /// A Loom file (HDF5 named `.loom`).
+    Loom,
+    /// A 10x Cell Ranger HDF5 matrix (HDF5 named `.h5`).
+    TenxH5,
+    /// A Cell Ranger `outs/` folder (holding `filtered_feature_bc_matrix.h5`).
+    TenxOuts,
+    /// A MatrixMarket folder (`matrix.mtx.gz`, or GEO's `GSM…_matrix.mtx.gz`).
+    Mtx,
+    /// A serialised R object (`.rds`, `.rds.gz`).
+    Rds,
+    /// R data (`.rda`, `.RData`, gzipped or not).
+    Rda,
 }
 
 impl InputKind {
@@ -31,66 +48,72 @@ impl InputKind {
             Self::H5ad => "AnnData .h5ad",
             Self::ZarrFolder => "AnnData Zarr",
             Self::ZarrZip => "AnnData .zarr.zip",
+            Self::H5mu => "MuData .h5mu",
+            Self::MudataZarrFolder => "MuData Zarr",
+            Self::MudataZarrZip => "zipped MuData Zarr",
+            Self::Loom => "Loom file",
+            Self::TenxH5 => "10x Cell Ranger HDF5 file",
+            Self::TenxOuts => "Cell Ranger outs/ folder",
+            Self::Mtx => "MatrixMarket folder",
+            Self::Rds => "R object (.rds)",
+            Self::Rda => "R data file (.rda, .RData)",
         }
+    }
+
+    /// [`InputKind::describe`] after its article ("a Loom file", "an R
+    /// object (.rds)"), for sentences.
+    pub fn describe_with_article(self) -> String {
+        let text = self.describe();
+        let vowel = text.starts_with(['A', 'E', 'I', 'O', 'U', 'a', 'e', 'i', 'o', 'u'])
+            || text.starts_with("R ");
+        format!("{} {text}", if vowel { "an" } else { "a" })
+    }
+
+    /// The input-format id of 0.9.5's registry (`h5ad`, `loom`, `tenx-h5`,
+    /// …), as `/_cellucid/health` and the `kind` of `/_cellucid/datasets`
+    /// name it; `None` for export folders, which are no registry format.
+    pub fn format_id(self) -> Option<&'static str> {
+        Some(match self {
+            Self::ExportDataset | Self::ExportCatalog => return None,
+            Self::H5ad => "h5ad",
+            Self::ZarrFolder | Self::ZarrZip => "zarr",
+            Self::H5mu => "h5mu",
+            Self::MudataZarrFolder | Self::MudataZarrZip => "mudata-zarr",
+            Self::Loom => "loom",
+            Self::TenxH5 => "tenx-h5",
+            Self::TenxOuts => "tenx-outs",
+            Self::Mtx => "mtx",
+            Self::Rds => "rds",
+            Self::Rda => "rda",
+        })
+    }
+
+    /// Whether this is an AnnData store (read and synthesised for both viewer
+    /// generations) rather than a format served to the byte viewer as is.
+    pub fn is_anndata(self) -> bool {
+        matches!(self, Self::H5ad | Self::ZarrFolder | Self::ZarrZip)
     }
 }
 
-const HDF5_MAGIC: &[u8; 8] = b"\x89HDF\r\n\x1a\n";
-const ZIP_MAGIC: &[u8; 4] = b"PK\x03\x04";
-/// HDF5 allows a user block before the superblock; the signature then sits at
-/// one of these offsets.
-const HDF5_SIGNATURE_OFFSETS: [u64; 5] = [0, 512, 1024, 2048, 4096];
-
-/// Looks at `path` and says what kind of input it is.
+/// Looks at `path` and says what kind of input it is: by its content and,
+/// where the content carries no mark (Loom, 10x, R files), by its name, as
+/// cellucid 0.9.5 does ([`crate::formats::classify`]).
 ///
 /// # Errors
 /// [`OpenError::Unreadable`] when the path cannot be read,
+/// [`OpenError::Refused`] for a format Cellucid never opens (h5Seurat),
 /// [`OpenError::NotADataset`] when it is none of the known inputs.
 pub fn detect_input(path: &Path) -> Result<InputKind, OpenError> {
-    let unreadable = |source| OpenError::Unreadable {
-        path: path.to_owned(),
-        source,
-    };
-    let meta = fs::metadata(path).map_err(unreadable)?;
-    if meta.is_dir() {
-        let has = |name: &str| path.join(name).is_file();
-        return if has("dataset_identity.json") {
-            Ok(InputKind::ExportDataset)
-        } else if has("datasets.json") {
-            Ok(InputKind::ExportCatalog)
-        } else if has(".zgroup") || has("zarr.json") {
-            Ok(InputKind::ZarrFolder)
-        } else {
-            Err(OpenError::NotADataset {
-                path: path.to_owned(),
-            })
-        };
-    }
-    if meta.is_file() {
-        let mut file = fs::File::open(path).map_err(unreadable)?;
-        let mut head = [0u8; 8];
-        for offset in HDF5_SIGNATURE_OFFSETS {
-            if offset + 8 > meta.len() {
-                break;
-            }
-            file.seek(SeekFrom::Start(offset)).map_err(unreadable)?;
-            file.read_exact(&mut head).map_err(unreadable)?;
-            if &head == HDF5_MAGIC {
-                return Ok(InputKind::H5ad);
-            }
-            if offset == 0 && head.starts_with(ZIP_MAGIC) {
-                return Ok(InputKind::ZarrZip);
-            }
-        }
-    }
-    Err(OpenError::NotADataset {
-        path: path.to_owned(),
-    })
+    crate::formats::classify(path).map(|c| c.kind)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
+
+    const HDF5_MAGIC: &[u8; 8] = b"\x89HDF\r\n\x1a\n";
+    const ZIP_MAGIC: &[u8; 4] = b"PK\x03\x04";
 
     #[test]
     fn files_are_recognised_by_magic_not_name() {

@@ -110,10 +110,19 @@ pub enum OpenError {
         source: io::Error,
     },
     /// The path exists but is none of the inputs cellucid serves.
-    #[error("{path}: not a dataset (expected an export folder with dataset_identity.json or datasets.json, an .h5ad file, or a Zarr store)")]
+    #[error("{path}: not a dataset (expected an export folder with dataset_identity.json or datasets.json, an .h5ad, .h5mu, .loom, 10x .h5, .rds or .rda/.RData file, a Zarr store, a MatrixMarket folder or a Cell Ranger outs/ folder)")]
     NotADataset {
         /// The input path.
         path: PathBuf,
+    },
+    /// The input is a format Cellucid recognises but never opens (h5Seurat):
+    /// `reason` says how to convert it.
+    #[error("{path}: {reason}")]
+    Refused {
+        /// The input path.
+        path: PathBuf,
+        /// Why, and what to do instead.
+        reason: &'static str,
     },
     /// The input is recognised but this build cannot serve it yet.
     #[error("{path}: {what} inputs are not supported by this build yet")]

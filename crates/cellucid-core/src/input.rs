@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::anndata::{AnnDataError, AnnDataOptions, AnnDataSource};
+use crate::formats::{open_readable, FormatError, RawInputSource, ReadableSource};
 use crate::{detect_input, DatasetSource, ExportSource, InputKind, OpenError};
 
 /// Names no dataset may take: they are the server's own routes.
@@ -54,6 +55,10 @@ pub enum InputError {
         #[source]
         source: AnnDataError,
     },
+    /// An input of another format (MuData, Loom, 10x, MatrixMarket, R) that
+    /// cannot be served.
+    #[error(transparent)]
+    Format(#[from] FormatError),
     /// A dataset id or name was chosen, but not for exactly one AnnData input.
     #[error("a chosen dataset id or name applies to exactly one AnnData input and nothing else; {anndata} AnnData input(s) of {total} were given")]
     ChosenIdNeedsOneInput {
@@ -79,6 +84,7 @@ pub struct OpenedInputs {
 enum Opened {
     Export(ExportSource),
     AnnData(Box<AnnDataSource>),
+    Raw(Box<RawInputSource>),
 }
 
 /// Opens one input location, recognising it by its content.
@@ -114,6 +120,18 @@ pub fn open_inputs(
             InputKind::ExportDataset | InputKind::ExportCatalog => {
                 opened.push(Opened::Export(ExportSource::open(path)?));
             }
+            kind if !kind.is_anndata() => {
+                let classified = crate::formats::classify(path)?;
+                match open_readable(path, &classified, options)? {
+                    ReadableSource::Read(source) => opened.push(Opened::AnnData(source)),
+                    ReadableSource::RawOnly(source, why) => {
+                        if let Some(why) = why {
+                            tracing::warn!(path = %path.display(), "{why}");
+                        }
+                        opened.push(Opened::Raw(source));
+                    }
+                }
+            }
             _ => {
                 let source = AnnDataSource::open(path, options.clone()).map_err(|source| {
                     InputError::AnnData {
@@ -127,7 +145,7 @@ pub fn open_inputs(
     }
     let n_anndata = opened
         .iter()
-        .filter(|o| matches!(o, Opened::AnnData(_)))
+        .filter(|o| matches!(o, Opened::AnnData(_) | Opened::Raw(_)))
         .count();
     if (options.dataset_id.is_some() || options.dataset_name.is_some())
         && (n_anndata != 1 || locations.len() != 1)
@@ -141,7 +159,7 @@ pub fn open_inputs(
         .iter()
         .filter_map(|o| match o {
             Opened::Export(e) => Some(e.datasets().iter().map(|d| d.id.clone())),
-            Opened::AnnData(_) => None,
+            Opened::AnnData(_) | Opened::Raw(_) => None,
         })
         .flatten()
         .collect();
@@ -166,6 +184,19 @@ pub fn open_inputs(
                 }
                 a.prepare_in_background();
                 sources.push(Arc::new(*a));
+            }
+            Opened::Raw(mut r) => {
+                let wanted = r.datasets()[0].id.clone();
+                let id = unique_anndata_id(&wanted, &taken);
+                if id != wanted {
+                    notes.push(format!(
+                        "id {wanted:?} is taken or reserved; serving this {} as {id:?}",
+                        r.kind().describe()
+                    ));
+                    r.set_id(id.clone());
+                }
+                taken.push(id);
+                sources.push(Arc::new(*r));
             }
         }
     }

@@ -56,6 +56,7 @@ mod detect;
 mod error;
 mod export;
 mod file;
+pub mod formats;
 mod input;
 mod key;
 mod pool;

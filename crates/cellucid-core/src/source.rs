@@ -18,6 +18,9 @@ pub enum SourceFormat {
     H5ad,
     /// An AnnData Zarr store (folder or zip).
     Zarr,
+    /// Another input format of 0.9.5's registry, served to the byte viewer as
+    /// it is: its format id (`h5mu`, `loom`, `tenx-h5`, `mtx`, `rds`, …).
+    Input(&'static str),
 }
 
 impl SourceFormat {
@@ -27,6 +30,7 @@ impl SourceFormat {
             Self::Export => "export",
             Self::H5ad => "h5ad",
             Self::Zarr => "zarr",
+            Self::Input(id) => id,
         }
     }
 
@@ -34,7 +38,7 @@ impl SourceFormat {
     pub fn dataset_type(self) -> &'static str {
         match self {
             Self::Export => "exported",
-            Self::H5ad | Self::Zarr => "anndata",
+            Self::H5ad | Self::Zarr | Self::Input(_) => "anndata",
         }
     }
 }
@@ -107,6 +111,13 @@ pub trait DatasetSource: Send + Sync + fmt::Debug {
     /// [`SourceError::Io`] when the catalog cannot be read.
     fn catalog(&self) -> Option<Result<Arc<dyn SourceFile>, SourceError>> {
         None
+    }
+
+    /// Whether the datasets' `n_cells` and `n_genes` were read from the data;
+    /// `false` for a format only the browser reads (an R object), whose
+    /// counts are reported as unknown. The default is `true`.
+    fn counts_known(&self) -> bool {
+        true
     }
 
     /// The raw bytes of dataset `id`'s AnnData store, for the 0.9.5 byte

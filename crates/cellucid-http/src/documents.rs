@@ -32,8 +32,8 @@ impl Summary {
             [one] => Self {
                 kind: one.source.format().dataset_type(),
                 format: Some(one.source.format().as_str()),
-                n_cells: Some(one.info.n_cells),
-                n_genes: Some(one.info.n_genes),
+                n_cells: one.source.counts_known().then_some(one.info.n_cells),
+                n_genes: one.source.counts_known().then_some(one.info.n_genes),
                 datasets: None,
             },
             many => Self {
@@ -97,9 +97,20 @@ fn anndata_entry(mount: &crate::mount::Mount) -> Option<serde_json::Value> {
     let raw = mount.source.raw_store(&mount.info.id)?;
     let route = format!("_cellucid/anndata/{}{}", mount.info.id, raw.ending());
     let file = match (raw.layout(), raw.size()) {
-        (RawLayout::Folder, _) | (_, None) => serde_json::json!({
-            "url": format!("{route}/"), "kind": raw.kind(), "layout": raw.layout().as_str()
-        }),
+        (RawLayout::Folder, _) | (_, None) => {
+            let mut file = serde_json::json!({
+                "url": format!("{route}/"), "kind": raw.kind(), "layout": raw.layout().as_str()
+            });
+            // A browser cannot list a folder of files: it is given them.
+            if let (Some(files), Some(obj)) = (raw.files(), file.as_object_mut()) {
+                let list: Vec<_> = files
+                    .iter()
+                    .map(|(path, size)| serde_json::json!({"path": path, "size": size}))
+                    .collect();
+                obj.insert("files".into(), serde_json::Value::from(list));
+            }
+            file
+        }
         (layout, Some(size)) => serde_json::json!({
             "url": route, "kind": raw.kind(), "layout": layout.as_str(), "size": size
         }),

@@ -41,6 +41,7 @@ pub use matrix::{Matrix, MatrixLayout, SparseParts};
 pub use options::{AnnDataOptions, EmbeddingChoice, ExpressionSource};
 pub use raw::{RawLayout, RawStore};
 pub use read::Embedding;
+pub(crate) use source::StoreReader;
 pub use source::{file_stem, sanitize_id, AnnDataSource};
 pub use synth::{PayloadError, Plan};
 pub use zarr::ZarrVersion;
@@ -187,14 +188,23 @@ impl AnnData {
             other => {
                 return Err(open_err(
                     "AnnData",
-                    format!("it is an {}, not an AnnData store", other.describe()),
+                    format!(
+                        "it is {}, not an AnnData store",
+                        other.describe_with_article()
+                    ),
                 ))
             }
         };
         Self::from_backend(path, kind, backend)
     }
 
-    fn from_backend(path: &Path, kind: StoreKind, backend: Arc<dyn Backend>) -> Result<Self> {
+    /// Reads the AnnData whose root is `backend`'s root (for `crate::formats`:
+    /// a MuData modality, behind a backend rooted at `mod/<name>`).
+    pub(crate) fn from_backend(
+        path: &Path,
+        kind: StoreKind,
+        backend: Arc<dyn Backend>,
+    ) -> Result<Self> {
         // Every read below and after is sized from the file's claims: ask
         // the memory budget first (budgeted.rs).
         let backend: Arc<dyn Backend> = Arc::new(budgeted::BudgetedBackend::new(backend));
@@ -563,5 +573,56 @@ fn json_tree(b: &dyn Backend, path: &str, depth: usize) -> Value {
             }
         }
         None => Value::Null,
+    }
+}
+
+/// The container of a store read by another layout than AnnData's (MuData,
+/// Loom, Cell Ranger), for [`open_backend`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Container {
+    /// One HDF5 file.
+    Hdf5,
+    /// A Zarr store folder.
+    ZarrFolder,
+    /// A zipped Zarr store.
+    ZarrZip,
+}
+
+/// Opens the storage backend of `path` without reading it as an AnnData, so
+/// the readers of other layouts (`crate::formats`) share the HDF5 and Zarr
+/// readers. Reads the superblock or the root metadata only.
+///
+/// # Errors
+/// [`AnnDataError::Open`] when the path is no readable store of that container.
+pub(crate) fn open_backend(path: &Path, container: Container) -> Result<Arc<dyn Backend>> {
+    let open_err = |what, reason: String| AnnDataError::Open {
+        path: path.to_owned(),
+        what,
+        reason,
+    };
+    match container {
+        Container::Hdf5 => Ok(Arc::new(hdf5::Hdf5Backend::open(path)?)),
+        Container::ZarrFolder => {
+            let store = store::DirStore::open(path)
+                .map_err(|err| open_err("a Zarr folder", err.to_string()))?;
+            Ok(open_zarr(Arc::new(store), || {
+                open_err(
+                    "a Zarr folder",
+                    "no .zgroup or zarr.json at its root".into(),
+                )
+            })?
+            .0)
+        }
+        Container::ZarrZip => {
+            let store = store::ZipStore::open(path)
+                .map_err(|err| open_err("a zipped Zarr store", err.to_string()))?;
+            Ok(open_zarr(Arc::new(store), || {
+                open_err(
+                    "a zipped Zarr store",
+                    "no .zgroup or zarr.json at its root".into(),
+                )
+            })?
+            .0)
+        }
     }
 }

@@ -47,6 +47,9 @@ pub struct RawStore {
     folder: Option<DirStore>,
     generated: Option<(String, MemoryFile)>,
     defaults: Map<String, Value>,
+    /// For a folder of files (MatrixMarket, Cell Ranger `outs/`): each file
+    /// and its size at start-up, as `/_cellucid/datasets` lists them.
+    files: Option<Vec<(String, u64)>>,
 }
 
 impl RawStore {
@@ -73,7 +76,59 @@ impl RawStore {
             folder,
             generated,
             defaults: Map::new(),
+            files: None,
         })
+    }
+
+    /// A store of another input format than AnnData, served as it is
+    /// (`crate::formats`): `kind` is its registry id and `ending` what the
+    /// route appends to the dataset id. A Zarr folder (`zarr` set) gets
+    /// consolidated metadata when it lacks it; a folder of files lists
+    /// `files` with their sizes.
+    pub(crate) fn for_format(
+        path: &Path,
+        layout: RawLayout,
+        kind: &'static str,
+        ending: &'static str,
+        zarr: Option<ZarrVersion>,
+        files: Option<&[String]>,
+    ) -> std::io::Result<Self> {
+        let (size, folder, generated) = match layout {
+            RawLayout::Folder => {
+                let store = DirStore::open(path)?;
+                let generated = match zarr {
+                    Some(version) => consolidated_if_absent(&store, version)?,
+                    None => None,
+                };
+                (None, Some(store), generated)
+            }
+            RawLayout::File | RawLayout::Zip => (Some(std::fs::metadata(path)?.len()), None, None),
+        };
+        let files = match files {
+            Some(list) => Some(
+                list.iter()
+                    .map(|f| Ok((f.clone(), std::fs::metadata(path.join(f))?.len())))
+                    .collect::<std::io::Result<Vec<_>>>()?,
+            ),
+            None => None,
+        };
+        Ok(Self {
+            layout,
+            kind,
+            ending,
+            size,
+            path: path.to_owned(),
+            folder,
+            generated,
+            defaults: Map::new(),
+            files,
+        })
+    }
+
+    /// For a folder of files, each file (relative, `/`-separated) and its
+    /// size at start-up; `None` for a store.
+    pub fn files(&self) -> Option<&[(String, u64)]> {
+        self.files.as_deref()
     }
 
     /// The launch choices published in `/_cellucid/datasets`.

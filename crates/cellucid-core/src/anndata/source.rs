@@ -47,6 +47,49 @@ impl Synth {
     }
 }
 
+/// How an input is read as an AnnData, and which raw store the byte route
+/// serves for it: the store itself ([`WholeStore`]), or a part of a larger
+/// one (`crate::formats`: a MuData modality, a Loom file's cells).
+pub(crate) trait StoreReader: Send + Sync + std::fmt::Debug {
+    /// Reads the AnnData (metadata only) and the raw store, its launch
+    /// defaults set.
+    ///
+    /// # Errors
+    /// When the input is no such store.
+    fn read(
+        &self,
+        path: &Path,
+        options: &AnnDataOptions,
+    ) -> Result<(AnnData, RawStore), AnnDataError>;
+
+    /// The part of the input read (`mod/rna`), empty for the whole store:
+    /// it keeps the gene indexes of parts of one file apart.
+    fn part(&self) -> &str {
+        ""
+    }
+}
+
+/// An AnnData store read whole.
+#[derive(Debug)]
+pub(crate) struct WholeStore;
+
+impl StoreReader for WholeStore {
+    fn read(
+        &self,
+        path: &Path,
+        options: &AnnDataOptions,
+    ) -> Result<(AnnData, RawStore), AnnDataError> {
+        let adata = AnnData::open(path)?;
+        let mut raw = RawStore::new(path, adata.kind()).map_err(|err| AnnDataError::Open {
+            path: path.to_owned(),
+            what: "a raw store",
+            reason: err.to_string(),
+        })?;
+        raw.set_defaults(options.launch_defaults());
+        Ok((adata, raw))
+    }
+}
+
 /// One AnnData input served to both viewer generations.
 #[derive(Debug)]
 pub struct AnnDataSource {
@@ -66,7 +109,21 @@ impl AnnDataSource {
     /// # Errors
     /// When the store cannot be opened or an option names something absent.
     pub fn open(path: &Path, options: AnnDataOptions) -> Result<Self, AnnDataError> {
-        let adata = Arc::new(AnnData::open(path)?);
+        Self::open_with(path, &WholeStore, options)
+    }
+
+    /// Opens `path` with `reader`: the store itself, or a part of a larger
+    /// one (a MuData modality, a Loom file's cells: `crate::formats`).
+    ///
+    /// # Errors
+    /// When the part cannot be read or an option names something absent.
+    pub(crate) fn open_with(
+        path: &Path,
+        reader: &dyn StoreReader,
+        options: AnnDataOptions,
+    ) -> Result<Self, AnnDataError> {
+        let (adata, raw) = reader.read(path, &options)?;
+        let adata = Arc::new(adata);
         let stem = file_stem(path);
         let uns = adata.uns_cellucid();
         let uns_text = |k: &str| {
@@ -86,12 +143,11 @@ impl AnnDataSource {
             .clone()
             .or_else(|| uns_text("name"))
             .unwrap_or(stem);
-        let mut raw = RawStore::new(path, adata.kind()).map_err(|err| AnnDataError::Open {
-            path: path.to_owned(),
-            what: "a raw store",
-            reason: err.to_string(),
-        })?;
-        raw.set_defaults(options.launch_defaults());
+        let mut generation = generation(path);
+        if !reader.part().is_empty() {
+            generation.push('#');
+            generation.push_str(reader.part());
+        }
         // A choice naming an absent key fails here, with the keys there are.
         let available = |err| super::launch::with_available(&adata, err);
         let n_genes = expression_genes(&adata, &options).map_err(available)?;
@@ -102,7 +158,7 @@ impl AnnDataSource {
             options: options.clone(),
             plan: OnceLock::new(),
             cache: ByteLru::new(PAYLOAD_CACHE_BYTES),
-            generation: generation(path),
+            generation,
             csr: OnceLock::new(),
         });
         let info = DatasetInfo {
@@ -239,9 +295,11 @@ impl AnnDataSource {
 
 impl DatasetSource for AnnDataSource {
     fn format(&self) -> SourceFormat {
-        match self.adata.kind().format_id() {
+        // The raw store's kind: a MuData modality is served as its `h5mu`.
+        match self.raw.kind() {
             "h5ad" => SourceFormat::H5ad,
-            _ => SourceFormat::Zarr,
+            "zarr" => SourceFormat::Zarr,
+            other => SourceFormat::Input(other),
         }
     }
 
