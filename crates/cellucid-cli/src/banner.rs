@@ -2,30 +2,34 @@
 
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
 
 use cellucid_http::Layout;
 
 /// The URL a person on this machine opens: the loopback address for a
-/// wildcard bind, IPv6 in brackets.
-pub(crate) fn local_url(addr: SocketAddr) -> String {
+/// wildcard bind, IPv6 in brackets, `https` with `tls`.
+pub(crate) fn local_url(addr: SocketAddr, tls: bool) -> String {
+    let scheme = if tls { "https" } else { "http" };
     let ip = match addr.ip() {
         IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::from([127, 0, 0, 1]),
         IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
         ip => ip,
     };
     match ip {
-        IpAddr::V6(ip) => format!("http://[{ip}]:{}", addr.port()),
-        IpAddr::V4(ip) => format!("http://{ip}:{}", addr.port()),
+        IpAddr::V6(ip) => format!("{scheme}://[{ip}]:{}", addr.port()),
+        IpAddr::V4(ip) => format!("{scheme}://{ip}:{}", addr.port()),
     }
 }
 
 /// The startup block: version, datasets, URL (`open`: with the access token
-/// when there is one), UI state, how to stop.
+/// when there is one), HTTPS (`tls`: the certificate file), UI state, how to
+/// stop.
 pub(crate) fn startup(
     layout: &Layout,
     url: &str,
     open: &str,
     web_ui: &str,
+    tls: Option<&Path>,
     notes: &[String],
 ) -> String {
     let mut out = String::new();
@@ -60,6 +64,13 @@ pub(crate) fn startup(
     }
     let _ = writeln!(out, "Open      {open}");
     let _ = writeln!(out, "Health    {url}/_cellucid/health");
+    if let Some(cert) = tls {
+        let _ = writeln!(
+            out,
+            "HTTPS     HTTP/2 and HTTP/1.1 over TLS, certificate {}",
+            cert.display()
+        );
+    }
     let _ = writeln!(out, "Viewer UI {web_ui}");
     let _ = writeln!(
         out,
@@ -71,8 +82,9 @@ pub(crate) fn startup(
 
 /// The loud warning for a bind other programs on the network can reach.
 /// `token` says whether requests need the access token.
-pub(crate) fn exposure_warning(addr: SocketAddr, token: bool) -> String {
+pub(crate) fn exposure_warning(addr: SocketAddr, token: bool, tls: bool) -> String {
     let port = addr.port();
+    let scheme = if tls { "https" } else { "http" };
     let bar = "!".repeat(72);
     let access = if token {
         "Every request needs the access token printed in the URL below; keep that\n\
@@ -91,7 +103,7 @@ pub(crate) fn exposure_warning(addr: SocketAddr, token: bool) -> String {
          {access}\n\
          Safer: keep the default --host 127.0.0.1 and tunnel the port over SSH:\n    \
          ssh -L {port}:localhost:{port} user@this-host\n\
-         then open http://127.0.0.1:{port}/ on your own machine.\n\
+         then open {scheme}://127.0.0.1:{port}/ on your own machine.\n\
          See SECURITY.md for containers, shared machines and reverse proxies.\n\
          {bar}"
     )

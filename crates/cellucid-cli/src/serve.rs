@@ -7,7 +7,9 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use cellucid_http::origin::ConfigError;
-use cellucid_http::{Layout, Server, ServerConfig, ServerError, ViewerOptions};
+use cellucid_http::{
+    Layout, Server, ServerConfig, ServerError, TlsConfig, TlsError, ViewerOptions,
+};
 
 use crate::args::ServeArgs;
 use crate::banner;
@@ -37,6 +39,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), CliError> {
     let (sources, notes) = (opened.sources, opened.notes);
     let layout = Layout::new(&sources).map_err(|err| CliError::usage(err.to_string()))?;
     let ip = resolve_host(&args.host)?;
+    let tls = load_tls(&args)?;
     let ui = crate::web_ui::setup(&args)?;
     let mut config = ServerConfig::new(SocketAddr::new(ip, args.port));
     config.service.host_label = Some(args.host.clone());
@@ -47,7 +50,8 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), CliError> {
         .clone_from(&args.allowed_origins);
     config.service.web_ui = ui.web_ui.clone();
     config.service.trust_proxy = args.trust_proxy;
-    let access = crate::access::resolve(&args, ip, false)?;
+    let access = crate::access::resolve(&args, ip, tls.is_some())?;
+    config.tls = tls;
     config.service.auth = access.policy.clone();
     config.limits.header_read_timeout = Duration::from_secs_f64(args.header_timeout);
     config.limits.idle_timeout = Duration::from_secs_f64(args.idle_timeout);
@@ -89,10 +93,13 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), CliError> {
         // Only once the flags are known good: the UI may need the network.
         let ui_status = tokio::task::block_in_place(|| crate::web_ui::start(ui, &args))?;
         let addr = server.local_addr();
-        let url = banner::local_url(addr);
+        let url = banner::local_url(addr, server.is_tls());
         let exposed = !addr.ip().is_loopback();
         if exposed {
-            eprintln!("{}", banner::exposure_warning(addr, access.token.is_some()));
+            eprintln!(
+                "{}",
+                banner::exposure_warning(addr, access.token.is_some(), server.is_tls())
+            );
         }
         let open_url = access.with_token(&format!("{url}/"));
         if args.quiet {
@@ -108,11 +115,15 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), CliError> {
                     "Other users are logged in to this machine and can reach this port: add --auth to require a token (SECURITY.md)".to_owned(),
                 );
             }
-            eprintln!("{}", banner::startup(&layout, &url, &open_url, &ui_status, &notes));
+            let tls = args.tls_cert.as_deref();
+            eprintln!(
+                "{}",
+                banner::startup(&layout, &url, &open_url, &ui_status, tls, &notes)
+            );
         }
         if exposed && access.token.is_none() {
             // --no-auth: the warning again, below the block, where it is seen.
-            eprintln!("{}", banner::exposure_warning(addr, false));
+            eprintln!("{}", banner::exposure_warning(addr, false, server.is_tls()));
         }
         // The 0.9.5 viewer URL says `anndata=true` when the default dataset is AnnData.
         let anndata = layout
@@ -183,6 +194,40 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), CliError> {
     // process past the shutdown timeout either.
     runtime.shutdown_timeout(Duration::from_millis(200));
     result
+}
+
+/// The certificate and key of `--tls-cert`/`--tls-key` (clap makes sure
+/// both or neither are given), checked before anything is bound.
+fn load_tls(args: &ServeArgs) -> Result<Option<TlsConfig>, CliError> {
+    let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) else {
+        return Ok(None);
+    };
+    TlsConfig::from_pem_files(cert, key)
+        .map(Some)
+        .map_err(|err| {
+            // The library states facts; the CLI names the flag and the fix.
+            let hint = match &err {
+                TlsError::Read { what: "certificate", .. } => "check --tls-cert",
+                TlsError::Read { .. } => "check --tls-key",
+                TlsError::BadPem { what: "certificate", .. } => {
+                    "--tls-cert takes a PEM certificate chain (-----BEGIN CERTIFICATE-----); SECURITY.md says how to make one"
+                }
+                TlsError::BadPem { .. } => {
+                    "--tls-key takes the PEM private key of that certificate (-----BEGIN PRIVATE KEY-----)"
+                }
+                TlsError::Mismatch { .. } => {
+                    "pass the key the certificate was made with as --tls-key"
+                }
+                _ => "check --tls-cert and --tls-key; SECURITY.md says how to make a certificate",
+            };
+            let message = format!("{err}; {hint}");
+            match err {
+                // As for --token-file: an unreadable file is the
+                // environment's doing, a wrong one the command's.
+                TlsError::Read { .. } => CliError::operator(message),
+                _ => CliError::usage(message),
+            }
+        })
 }
 
 /// The part of `--shutdown-timeout` the server gives requests in flight;

@@ -61,6 +61,10 @@ pub(crate) struct Activity {
     /// Set (and notified) when the server needs this idle connection's slot.
     evicted: AtomicBool,
     evict: Notify,
+    /// Set once the connection speaks HTTP/2: what it reads between
+    /// requests are frames (pings, window updates), not the start of a
+    /// request head, and an HTTP/1.1 408 must never be written to it.
+    multiplexed: AtomicBool,
 }
 
 /// Why the watchdog ends a connection.
@@ -93,6 +97,19 @@ impl Activity {
             reader: AtomicWaker::new(),
             evicted: AtomicBool::new(false),
             evict: Notify::new(),
+            multiplexed: AtomicBool::new(false),
+        }
+    }
+
+    /// Restarts the clock of the first request head once the connection is
+    /// ready for it (after the TLS handshake, which has its own deadline),
+    /// and says whether it speaks HTTP/2.
+    pub(crate) fn ready(&self, multiplexed: bool) {
+        self.multiplexed.store(multiplexed, Ordering::Relaxed);
+        let now = self.now_ms();
+        self.idle_since.store(now, Ordering::Relaxed);
+        if self.in_flight.load(Ordering::Acquire) == 0 {
+            self.head_since.store(now, Ordering::Relaxed);
         }
     }
 
@@ -101,6 +118,11 @@ impl Activity {
     }
 
     fn on_read(&self) {
+        // HTTP/2 frames between requests are not a request head: an idle
+        // HTTP/2 connection is ended by the idle timeout.
+        if self.multiplexed.load(Ordering::Relaxed) {
+            return;
+        }
         if self.in_flight.load(Ordering::Acquire) == 0 {
             if self.head_since.load(Ordering::Relaxed) == NONE {
                 self.head_since.store(self.now_ms(), Ordering::Relaxed);
@@ -160,7 +182,9 @@ impl Activity {
                 if now.saturating_sub(head_since) >= header_ms {
                     // A response still being flushed must not be followed by
                     // a 408 written under hyper's feet.
-                    let answer = self.head_started.load(Ordering::Relaxed) && blocked == NONE;
+                    let answer = self.head_started.load(Ordering::Relaxed)
+                        && blocked == NONE
+                        && !self.multiplexed.load(Ordering::Relaxed);
                     return Verdict::HeadTimeout { answer };
                 }
             } else if now.saturating_sub(self.idle_since.load(Ordering::Relaxed)) >= idle_ms {
