@@ -31,4 +31,5 @@ mod files;
 mod limits;
 mod proxies;
 mod security;
+mod tls;
 mod web_ui;

@@ -253,7 +253,8 @@ pub(crate) struct ServeArgs {
     #[arg(long, short = 'v')]
     pub(crate) verbose: bool,
 
-    /// Seconds a client has to send a request's headers before it is disconnected.
+    /// Seconds a client has to send a request's headers (and, with
+    /// --tls-cert, to complete the TLS handshake) before it is disconnected.
     #[arg(long, value_name = "SECS", default_value_t = 10.0, value_parser = positive_seconds)]
     pub(crate) header_timeout: f64,
 

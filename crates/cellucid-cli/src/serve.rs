@@ -54,6 +54,9 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), CliError> {
     config.tls = tls;
     config.service.auth = access.policy.clone();
     config.limits.header_read_timeout = Duration::from_secs_f64(args.header_timeout);
+    // What a client owes before its first request: the TLS handshake has
+    // the same deadline as a request head.
+    config.limits.tls_handshake_timeout = config.limits.header_read_timeout;
     config.limits.idle_timeout = Duration::from_secs_f64(args.idle_timeout);
     config.limits.max_connections = args.max_connections as usize;
     config.service.channel.max_bundle_bytes = args.max_bundle_bytes;

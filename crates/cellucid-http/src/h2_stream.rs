@@ -168,11 +168,11 @@ impl http_body::Body for ServedBody {
             }
         }
         let slice = this.rest.split_to(this.rest.len().min(H2_CHUNK));
-        if !this.rest.is_empty() {
-            stream
-                .waiting_since
-                .store(stream.now_ms(), Ordering::Relaxed);
-        }
+        // hyper holds the slice until the client makes room for it, then
+        // asks for the next (or, after the last, ends the stream's task).
+        stream
+            .waiting_since
+            .store(stream.now_ms(), Ordering::Relaxed);
         Poll::Ready(Some(Ok(Frame::data(slice))))
     }
 

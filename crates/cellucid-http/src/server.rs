@@ -397,7 +397,9 @@ impl Connection {
     ) {
         let Some(tls) = tls else {
             registered.activity().ready(false);
-            return self.serve(stream, false, peer, slot, registered).await;
+            return self
+                .serve(stream, false, false, peer, slot, registered)
+                .await;
         };
         // A client that connects and never finishes the handshake must not
         // hold its slot: the handshake has a deadline of its own.
@@ -419,12 +421,13 @@ impl Connection {
         };
         let h2 = tls::negotiated_h2(&stream);
         registered.activity().ready(h2);
-        self.serve(stream, h2, peer, slot, registered).await;
+        self.serve(stream, true, h2, peer, slot, registered).await;
     }
 
     async fn serve<S>(
         self,
         stream: S,
+        https: bool,
         h2: bool,
         peer: SocketAddr,
         slot: ConnectionSlot,
@@ -439,6 +442,9 @@ impl Connection {
         let service = tower::service_fn(move |mut req: Request<Incoming>| {
             let mut inner = inner.clone();
             req.extensions_mut().insert(slot.clone());
+            if https {
+                req.extensions_mut().insert(tls::Https);
+            }
             authority_as_host(&mut req);
             let guard = tracked.request();
             async move {

@@ -146,6 +146,11 @@ impl TlsConfig {
     }
 }
 
+/// Marks a request that arrived over this server's TLS (a request
+/// extension): the viewer channel's own-origin rule then expects `https`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Https;
+
 /// Whether the client chose HTTP/2 by ALPN.
 pub(crate) fn negotiated_h2(stream: &TlsStream<TcpStream>) -> bool {
     stream.get_ref().1.alpn_protocol() == Some(H2)
