@@ -1,5 +1,6 @@
-//! One client connection: what it is doing, the watchdog that ends it, and
-//! the registry that finds idle connections to close at the connection cap.
+//! One client connection (HTTP/1.1, or HTTP/2 over TLS): what it is doing,
+//! the watchdog that ends it, and the registry that finds idle connections
+//! to close at the connection cap.
 //!
 //! hyper's own header-read timer also runs while a kept-alive connection
 //! waits for its next request, which would cut idle connections at the
@@ -8,7 +9,9 @@
 //! a watchdog that ends a connection whose request head takes longer than
 //! the header timeout (answering 408 when a head had started), whose
 //! response the client stopped reading for the send timeout, or that sits
-//! idle longer than the idle timeout.
+//! idle longer than the idle timeout. On HTTP/2 the requests in flight are
+//! its streams, frames between requests start no head, and a stream the
+//! client stalls on its own is [`crate::h2_stream`]'s business.
 
 use std::collections::HashMap;
 use std::io;
