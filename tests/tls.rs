@@ -790,3 +790,40 @@ fn a_rapid_reset_burst_ends_that_connection_and_nothing_else() {
     ));
     assert_eq!(answers[0].status, 200);
 }
+
+#[test]
+fn an_idle_http2_connection_makes_room_at_the_connection_cap() {
+    let cert = Cert::new();
+    let server = cert.serve(&["--max-connections", "1"]);
+    let mut idle = RawH2::connect(&server, &cert, &[]);
+    let request = idle.get(1, "/_cellucid/health");
+    idle.write_all(&request);
+    loop {
+        let frame = idle.read().expect("the health answer");
+        if frame.kind == DATA && frame.stream == 1 && frame.flags & END_STREAM != 0 {
+            break;
+        }
+    }
+    // The only slot is held by an idle HTTP/2 connection: a new client gets
+    // it, and the idle one is told to go away.
+    let start = Instant::now();
+    let (_, answers) = block_on(fetch(
+        server.addr,
+        cert.client(&[b"h2"]),
+        &[("/_cellucid/health", &[])],
+    ));
+    assert_eq!(answers[0].status, 200);
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+    let goaway = loop {
+        match idle.read() {
+            Some(frame) if frame.kind == GOAWAY => break Some(frame.code()),
+            Some(_) => {}
+            None => break None,
+        }
+    };
+    assert_eq!(goaway, Some(0), "a graceful GOAWAY (NO_ERROR)");
+}

@@ -28,6 +28,9 @@ use crate::server::Limits;
 
 const NONE: u64 = u64::MAX;
 
+/// How long an evicted connection, idle again, may take to close itself.
+const EVICTED_GRACE_MS: u64 = 1000;
+
 /// What a connection whose request head did not arrive in time is told.
 /// Written straight to the socket, so it carries the hardening headers the
 /// origin layer would add.
@@ -63,6 +66,8 @@ pub(crate) struct Activity {
     reader: AtomicWaker,
     /// Set (and notified) when the server needs this idle connection's slot.
     evicted: AtomicBool,
+    /// When it was evicted, or `NONE`.
+    evicted_at: AtomicU64,
     evict: Notify,
     /// Set once the connection speaks HTTP/2: what it reads between
     /// requests are frames (pings, window updates), not the start of a
@@ -99,6 +104,7 @@ impl Activity {
             answer_timeout: AtomicBool::new(false),
             reader: AtomicWaker::new(),
             evicted: AtomicBool::new(false),
+            evicted_at: AtomicU64::new(NONE),
             evict: Notify::new(),
             multiplexed: AtomicBool::new(false),
         }
@@ -181,6 +187,17 @@ impl Activity {
                 continue;
             }
             let head_since = self.head_since.load(Ordering::Relaxed);
+            // Evicted while idle and asked to close: an HTTP/1.1 connection
+            // closes at once, an HTTP/2 one after its client acknowledges
+            // the GOAWAY's ping — which a client that reads nothing never
+            // does. Whatever raced in has finished: close it.
+            let evicted_at = self.evicted_at.load(Ordering::Relaxed);
+            if head_since == NONE
+                && evicted_at != NONE
+                && now.saturating_sub(evicted_at) >= EVICTED_GRACE_MS
+            {
+                return Verdict::Idle;
+            }
             if head_since != NONE {
                 if now.saturating_sub(head_since) >= header_ms {
                     // A response still being flushed must not be followed by
@@ -308,6 +325,9 @@ impl Connections {
         match oldest {
             Some(activity) => {
                 activity.evicted.store(true, Ordering::Relaxed);
+                activity
+                    .evicted_at
+                    .store(activity.now_ms(), Ordering::Relaxed);
                 activity.evict.notify_one();
                 true
             }
