@@ -827,3 +827,23 @@ fn an_idle_http2_connection_makes_room_at_the_connection_cap() {
     };
     assert_eq!(goaway, Some(0), "a graceful GOAWAY (NO_ERROR)");
 }
+
+#[test]
+fn plain_http_on_the_https_port_is_told_to_use_https() {
+    let cert = Cert::new();
+    let server = cert.serve(&[]);
+    let reply = crate::support::raw_get(
+        server.addr,
+        "/_cellucid/health",
+        &[&format!("Host: {}", server.host())],
+    );
+    assert_eq!(reply.status, 400);
+    assert!(reply.text().contains("https://"), "{}", reply.text());
+    // And the server goes on serving HTTPS.
+    let (_, answers) = block_on(fetch(
+        server.addr,
+        cert.client(&[b"h2"]),
+        &[("/_cellucid/health", &[])],
+    ));
+    assert_eq!(answers[0].status, 200);
+}

@@ -140,11 +140,34 @@ impl TlsConfig {
         })
     }
 
-    /// Runs the server side of the TLS handshake on `stream`.
+    /// Runs the server side of the TLS handshake on `stream`. A client
+    /// that speaks plain HTTP instead (someone typed `http://`) is told, in
+    /// plain HTTP, to use `https://`, and gets an error here.
     pub(crate) async fn accept(&self, stream: TcpStream) -> io::Result<TlsStream<TcpStream>> {
+        let mut first = [0u8; 1];
+        if stream.peek(&mut first).await? == 1 && first[0].is_ascii_uppercase() {
+            // A TLS record starts with 0x16; a request line with a method.
+            // One write into an empty socket buffer, then close.
+            let _ = stream.try_write(PLAIN_HTTP_ANSWER);
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "plain HTTP sent to the HTTPS port",
+            ));
+        }
         self.acceptor.accept(stream).await
     }
 }
+
+/// The answer to a plain-HTTP request on the HTTPS port, with the headers
+/// the origin layer would add.
+const PLAIN_HTTP_ANSWER: &[u8] = b"HTTP/1.1 400 Bad Request\r\n\
+    Connection: close\r\n\
+    Content-Type: text/plain; charset=utf-8\r\n\
+    X-Content-Type-Options: nosniff\r\n\
+    Referrer-Policy: no-referrer\r\n\
+    Content-Length: 47\r\n\
+    \r\n\
+    This server speaks HTTPS: use an https:// URL.\n";
 
 /// Marks a request that arrived over this server's TLS (a request
 /// extension): the viewer channel's own-origin rule then expects `https`.
