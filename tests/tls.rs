@@ -847,3 +847,38 @@ fn plain_http_on_the_https_port_is_told_to_use_https() {
     ));
     assert_eq!(answers[0].status, 200);
 }
+
+#[test]
+fn a_request_body_that_never_comes_gets_408_on_its_http2_stream() {
+    use http_body_util::StreamBody;
+    let cert = Cert::new();
+    let server = cert.serve(&["--viewer", "--body-timeout", "1"]);
+    let addr = server.addr;
+    block_on(async {
+        let tls = connect(addr, cert.client(&[b"h2"])).await;
+        let (mut sender, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        // A body whose bytes never come, on one stream of the connection.
+        let never = StreamBody::new(futures_util::stream::pending::<
+            Result<hyper::body::Frame<Bytes>, std::convert::Infallible>,
+        >());
+        let request = http::Request::post(format!("https://{addr}/_cellucid/events"))
+            .header("content-type", "application/json")
+            .body(never)
+            .unwrap();
+        let start = Instant::now();
+        let response = tokio::time::timeout(Duration::from_secs(10), sender.send_request(request))
+            .await
+            .expect("an answer within 10 s")
+            .unwrap();
+        assert_eq!(response.status(), 408);
+        assert!(
+            start.elapsed() < Duration::from_secs(6),
+            "{:?}",
+            start.elapsed()
+        );
+    });
+}
