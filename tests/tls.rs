@@ -466,6 +466,13 @@ fn a_bad_certificate_or_key_is_one_line_at_startup() {
     let garbage = cert.file("garbage.pem");
     std::fs::write(&garbage, "not a certificate\n").unwrap();
     let missing = cert.file("missing.pem");
+    let encrypted = cert.file("encrypted.pem");
+    std::fs::write(
+        &encrypted,
+        "-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIBvTBXBgkqhkiG9w0BBQ0wSjApBgkqhkiG9w0BBQwwHAQI\n-----END ENCRYPTED PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    let e = encrypted.to_str().unwrap().to_owned();
     let (c, k) = (cert.cert(), cert.key());
     let other_key = other.key();
     let (g, m) = (
@@ -498,6 +505,11 @@ fn a_bad_certificate_or_key_is_one_line_at_startup() {
             vec!["--tls-cert", &c, "--tls-key", &c],
             2,
             "holds no PEM private key",
+        ),
+        (
+            vec!["--tls-cert", &c, "--tls-key", &e],
+            2,
+            "encrypted with a passphrase); --tls-key needs the key without its passphrase",
         ),
         (
             vec!["--tls-cert", &c, "--tls-key", &other_key],

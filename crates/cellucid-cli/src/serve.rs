@@ -215,6 +215,9 @@ fn load_tls(args: &ServeArgs) -> Result<Option<TlsConfig>, CliError> {
                 TlsError::BadPem { what: "certificate", .. } => {
                     "--tls-cert takes a PEM certificate chain (-----BEGIN CERTIFICATE-----); SECURITY.md says how to make one"
                 }
+                TlsError::BadPem { reason, .. } if reason.contains("passphrase") => {
+                    "--tls-key needs the key without its passphrase: openssl pkey -in KEY -out plain-key.pem (keep it chmod 600)"
+                }
                 TlsError::BadPem { .. } => {
                     "--tls-key takes the PEM private key of that certificate (-----BEGIN PRIVATE KEY-----)"
                 }

@@ -191,3 +191,58 @@ impl http_body::Body for ServedBody {
         hint
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use http_body_util::BodyExt;
+
+    #[tokio::test]
+    async fn http2_bodies_are_sliced_and_marked_waiting() {
+        let data: Vec<u8> = (0..300 * 1024).map(|i| (i % 251) as u8).collect();
+        let stream = Arc::new(StreamProgress::new());
+        let mut body = ServedBody::new(Body::from_bytes(data.clone()), Some(Arc::clone(&stream)));
+        assert_ne!(stream.waiting_since.load(Ordering::Relaxed), NONE);
+        assert_eq!(
+            http_body::Body::size_hint(&body).exact(),
+            Some(data.len() as u64)
+        );
+        let mut seen = Vec::new();
+        let mut sizes = Vec::new();
+        while let Some(frame) = body.frame().await {
+            let chunk = frame.unwrap().into_data().unwrap();
+            // Handed over: waiting for the client until asked again.
+            assert_ne!(stream.waiting_since.load(Ordering::Relaxed), NONE);
+            sizes.push(chunk.len());
+            seen.extend_from_slice(&chunk);
+            let left = (data.len() - seen.len()) as u64;
+            assert_eq!(http_body::Body::size_hint(&body).exact(), Some(left));
+            assert_eq!(http_body::Body::is_end_stream(&body), left == 0);
+        }
+        assert_eq!(sizes, [H2_CHUNK, H2_CHUNK, 300 * 1024 - 2 * H2_CHUNK]);
+        assert_eq!(seen, data);
+    }
+
+    #[tokio::test]
+    async fn http11_bodies_pass_through_whole() {
+        let mut body = ServedBody::new(Body::from_bytes(vec![7u8; 300 * 1024]), None);
+        let chunk = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(chunk.len(), 300 * 1024);
+        assert!(body.frame().await.is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stream_waiting_on_its_client_stalls_after_the_timeout() {
+        let stream = Arc::new(StreamProgress::new());
+        let _body = ServedBody::new(Body::from_bytes(vec![1u8; 10]), Some(Arc::clone(&stream)));
+        let start = Instant::now();
+        stream.stalled(Duration::from_secs(3)).await;
+        let waited = start.elapsed();
+        assert!(
+            waited >= Duration::from_secs(3) && waited < Duration::from_secs(4),
+            "{waited:?}"
+        );
+    }
+}

@@ -110,6 +110,13 @@ impl TlsConfig {
                 reason: "no CERTIFICATE block".to_owned(),
             });
         }
+        if contains(&key_pem, b"-----BEGIN ENCRYPTED PRIVATE KEY-----") {
+            return Err(TlsError::BadPem {
+                what: "private key",
+                path: key.to_owned(),
+                reason: "the key is encrypted with a passphrase".to_owned(),
+            });
+        }
         let key_der = PrivateKeyDer::from_pem_slice(&key_pem)
             .map_err(|err| bad_pem(key, "private key", &err))?;
         let provider = Arc::new(ring::default_provider());
@@ -185,6 +192,12 @@ fn read(path: &Path, what: &'static str) -> Result<Vec<u8>, TlsError> {
         path: path.to_owned(),
         source,
     })
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|window| window == needle)
 }
 
 fn bad_pem(path: &Path, what: &'static str, err: &pem::Error) -> TlsError {
