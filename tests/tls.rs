@@ -185,11 +185,8 @@ fn https_serves_http2_and_http11_as_alpn_chooses() {
         "{}",
         server.base
     );
-    let stderr = server.stderr().join("\n");
-    assert!(
-        stderr.contains("HTTPS     HTTP/2 and HTTP/1.1 over TLS"),
-        "{stderr}"
-    );
+    let line = stderr_line(&server, "HTTPS     ");
+    assert!(line.contains("HTTP/2 and HTTP/1.1 over TLS"), "{line}");
     let file = std::fs::read(demo().join(IDENTITY.trim_start_matches('/'))).unwrap();
     let requests: &[(&str, &[(&str, &str)])] = &[
         ("/_cellucid/health", &[]),
@@ -296,18 +293,23 @@ fn the_token_cookie_is_secure_over_https() {
     }
 }
 
-/// `viewerId` and `viewerToken` from the `Viewer    …` line of the banner.
-/// The line follows the startup block: wait for it.
-fn viewer_credentials(server: &Server) -> (String, String) {
+/// The first stderr line starting with `prefix`, waited for: lines after
+/// the URL may not have been read yet when the server is returned.
+fn stderr_line(server: &Server, prefix: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(10);
-    let line = loop {
+    loop {
         let stderr = server.stderr();
-        if let Some(line) = stderr.iter().find(|l| l.starts_with("Viewer    ")) {
-            break line.clone();
+        if let Some(line) = stderr.iter().find(|l| l.starts_with(prefix)) {
+            return line.clone();
         }
-        assert!(Instant::now() < deadline, "no viewer URL: {stderr:?}");
+        assert!(Instant::now() < deadline, "no {prefix:?} line: {stderr:?}");
         std::thread::sleep(Duration::from_millis(20));
-    };
+    }
+}
+
+/// `viewerId` and `viewerToken` from the `Viewer    …` line of the banner.
+fn viewer_credentials(server: &Server) -> (String, String) {
+    let line = stderr_line(server, "Viewer    ");
     assert!(line.contains("https://"), "{line}");
     let param = |name: &str| {
         line.split(['?', '&'])

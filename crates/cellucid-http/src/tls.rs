@@ -12,7 +12,9 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::time::Duration;
 use tokio_rustls::rustls::crypto::ring;
 use tokio_rustls::rustls::pki_types::pem::{self, PemObject};
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -150,12 +152,21 @@ impl TlsConfig {
     /// Runs the server side of the TLS handshake on `stream`. A client
     /// that speaks plain HTTP instead (someone typed `http://`) is told, in
     /// plain HTTP, to use `https://`, and gets an error here.
-    pub(crate) async fn accept(&self, stream: TcpStream) -> io::Result<TlsStream<TcpStream>> {
+    pub(crate) async fn accept(&self, mut stream: TcpStream) -> io::Result<TlsStream<TcpStream>> {
         let mut first = [0u8; 1];
         if stream.peek(&mut first).await? == 1 && first[0].is_ascii_uppercase() {
             // A TLS record starts with 0x16; a request line with a method.
             // One write into an empty socket buffer, then close.
             let _ = stream.try_write(PLAIN_HTTP_ANSWER);
+            // Closing with the request unread would reset the connection,
+            // which can discard the answer before the client reads it: end
+            // our side, then drain what the client sent, briefly.
+            let _ = stream.shutdown().await;
+            let mut sink = [0u8; 4096];
+            let _ = tokio::time::timeout(LINGER, async {
+                while let Ok(1..) = stream.read(&mut sink).await {}
+            })
+            .await;
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 "plain HTTP sent to the HTTPS port",
@@ -164,6 +175,10 @@ impl TlsConfig {
         self.acceptor.accept(stream).await
     }
 }
+
+/// How long a plain-HTTP client is read after its answer (see
+/// [`TlsConfig::accept`]).
+const LINGER: Duration = Duration::from_secs(1);
 
 /// The answer to a plain-HTTP request on the HTTPS port, with the headers
 /// the origin layer would add.
