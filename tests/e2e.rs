@@ -38,4 +38,5 @@ mod limits;
 mod proxies;
 mod security;
 mod soak;
+mod tls;
 mod web_ui;

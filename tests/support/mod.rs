@@ -213,7 +213,9 @@ impl Server {
             Some((base, token)) => (base.to_owned(), Some(token.to_owned())),
             None => (base, None),
         };
-        let authority = base.trim_start_matches("http://");
+        let authority = base
+            .strip_prefix("https://")
+            .unwrap_or_else(|| base.trim_start_matches("http://"));
         let addr: SocketAddr = authority.parse().map_err(|e| format!("{authority}: {e}"))?;
         Ok(Server {
             child,

@@ -253,6 +253,15 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "PATH", conflicts_with = "no_auth")]
     pub(crate) token_file: Option<PathBuf>,
 
+    /// Serve HTTPS (HTTP/2 and HTTP/1.1) with this PEM certificate chain;
+    /// needs --tls-key. SECURITY.md says how to make one.
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    pub(crate) tls_cert: Option<PathBuf>,
+
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    pub(crate) tls_key: Option<PathBuf>,
+
     /// Serve data only, without the viewer UI at / (nothing is downloaded).
     #[arg(long)]
     pub(crate) no_web_ui: bool,
@@ -281,7 +290,8 @@ pub(crate) struct ServeArgs {
     #[arg(long, short = 'v')]
     pub(crate) verbose: bool,
 
-    /// Seconds a client has to send a request's headers before it is disconnected.
+    /// Seconds a client has to send a request's headers (and, with
+    /// --tls-cert, to complete the TLS handshake) before it is disconnected.
     #[arg(long, value_name = "SECS", default_value_t = 10.0, value_parser = positive_seconds)]
     pub(crate) header_timeout: f64,
 

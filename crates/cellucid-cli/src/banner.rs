@@ -2,25 +2,28 @@
 
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
 
 use cellucid_http::Layout;
 
 /// The URL a person on this machine opens: the loopback address for a
-/// wildcard bind, IPv6 in brackets.
-pub(crate) fn local_url(addr: SocketAddr) -> String {
+/// wildcard bind, IPv6 in brackets, `https` with `tls`.
+pub(crate) fn local_url(addr: SocketAddr, tls: bool) -> String {
+    let scheme = if tls { "https" } else { "http" };
     let ip = match addr.ip() {
         IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::from([127, 0, 0, 1]),
         IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
         ip => ip,
     };
     match ip {
-        IpAddr::V6(ip) => format!("http://[{ip}]:{}", addr.port()),
-        IpAddr::V4(ip) => format!("http://{ip}:{}", addr.port()),
+        IpAddr::V6(ip) => format!("{scheme}://[{ip}]:{}", addr.port()),
+        IpAddr::V4(ip) => format!("{scheme}://{ip}:{}", addr.port()),
     }
 }
 
 /// The startup block: version, datasets, URL (`open`: with the access token
-/// when there is one), UI state, how to stop.
+/// when there is one), HTTPS (`tls`: the certificate file), UI state, how to
+/// stop.
 pub(crate) struct Startup<'a> {
     /// The datasets served.
     pub(crate) layout: &'a Layout,
@@ -30,6 +33,8 @@ pub(crate) struct Startup<'a> {
     pub(crate) open: &'a str,
     /// The viewer UI's state.
     pub(crate) web_ui: &'a str,
+    /// The certificate file when serving HTTPS.
+    pub(crate) tls: Option<&'a Path>,
     /// Extra lines (serving choices, advice).
     pub(crate) notes: &'a [String],
 }
@@ -77,6 +82,13 @@ impl Startup<'_> {
         }
         let _ = writeln!(out, "Open      {open}");
         let _ = writeln!(out, "Health    {url}/_cellucid/health");
+        if let Some(cert) = self.tls {
+            let _ = writeln!(
+                out,
+                "HTTPS     HTTP/2 and HTTP/1.1 over TLS, certificate {}",
+                cert.display()
+            );
+        }
         let _ = writeln!(out, "Viewer UI {}", self.web_ui);
         let _ = writeln!(
             out,
@@ -111,6 +123,7 @@ impl Startup<'_> {
             url = %self.open,
             health = %format!("{}/_cellucid/health", self.url),
             viewer_ui = %self.web_ui,
+            tls_cert = self.tls.map(|p| tracing::field::display(p.display())),
             "serving; press Ctrl-C to stop"
         );
     }
@@ -118,8 +131,9 @@ impl Startup<'_> {
 
 /// The loud warning for a bind other programs on the network can reach.
 /// `token` says whether requests need the access token.
-pub(crate) fn exposure_warning(addr: SocketAddr, token: bool) -> String {
+pub(crate) fn exposure_warning(addr: SocketAddr, token: bool, tls: bool) -> String {
     let port = addr.port();
+    let scheme = if tls { "https" } else { "http" };
     let bar = "!".repeat(72);
     let access = if token {
         "Every request needs the access token printed in the URL below; keep that\n\
@@ -138,7 +152,7 @@ pub(crate) fn exposure_warning(addr: SocketAddr, token: bool) -> String {
          {access}\n\
          Safer: keep the default --host 127.0.0.1 and tunnel the port over SSH:\n    \
          ssh -L {port}:localhost:{port} user@this-host\n\
-         then open http://127.0.0.1:{port}/ on your own machine.\n\
+         then open {scheme}://127.0.0.1:{port}/ on your own machine.\n\
          See SECURITY.md for containers, shared machines and reverse proxies.\n\
          {bar}"
     )

@@ -7,7 +7,9 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use cellucid_http::origin::ConfigError;
-use cellucid_http::{Layout, Server, ServerConfig, ServerError, ViewerOptions};
+use cellucid_http::{
+    Layout, Server, ServerConfig, ServerError, TlsConfig, TlsError, ViewerOptions,
+};
 
 use crate::args::ServeArgs;
 use crate::banner;
@@ -40,6 +42,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), CliError> {
     let (sources, notes) = (opened.sources, opened.notes);
     let layout = Layout::new(&sources).map_err(|err| CliError::usage(err.to_string()))?;
     let ip = resolve_host(&args.host)?;
+    let tls = load_tls(&args)?;
     let ui = crate::web_ui::setup(&args)?;
     let mut config = ServerConfig::new(SocketAddr::new(ip, args.port));
     config.service.host_label = Some(args.host.clone());
@@ -50,9 +53,13 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), CliError> {
         .clone_from(&args.allowed_origins);
     config.service.web_ui = ui.web_ui.clone();
     config.service.trust_proxy = args.trust_proxy;
-    let access = crate::access::resolve(&args, ip, false)?;
+    let access = crate::access::resolve(&args, ip, tls.is_some())?;
+    config.tls = tls;
     config.service.auth = access.policy.clone();
     config.limits.header_read_timeout = Duration::from_secs_f64(args.header_timeout);
+    // What a client owes before its first request: the TLS handshake has
+    // the same deadline as a request head.
+    config.limits.tls_handshake_timeout = config.limits.header_read_timeout;
     config.limits.idle_timeout = Duration::from_secs_f64(args.idle_timeout);
     config.limits.max_connections = args.max_connections as usize;
     config.service.channel.max_bundle_bytes = args.max_bundle_bytes;
@@ -96,7 +103,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), CliError> {
         // first poll must stop it gracefully, not kill it.
         let stop_signal = shutdown_signal();
         let addr = server.local_addr();
-        let url = banner::local_url(addr);
+        let url = banner::local_url(addr, server.is_tls());
         let exposed = !addr.ip().is_loopback();
         let open_url = access.with_token(&format!("{url}/"));
         let mut notes = notes;
@@ -114,13 +121,14 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), CliError> {
             use crate::logging::say;
             use tracing::Level;
             if exposed {
-                say(Level::WARN, &banner::exposure_warning(addr, access.token.is_some()));
+                say(Level::WARN, &banner::exposure_warning(addr, access.token.is_some(), server.is_tls()));
             }
             let block = banner::Startup {
                 layout: &layout,
                 url: &url,
                 open: &open_url,
                 web_ui: &ui_status,
+                tls: args.tls_cert.as_deref(),
                 notes: &notes,
             };
             if crate::logging::is_json() {
@@ -136,7 +144,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), CliError> {
             }
             if exposed && access.token.is_none() {
                 // --no-auth: the warning again, below the block, where it is seen.
-                say(Level::WARN, &banner::exposure_warning(addr, false));
+                say(Level::WARN, &banner::exposure_warning(addr, false, server.is_tls()));
             }
         });
         // The 0.9.5 viewer URL says `anndata=true` when the default dataset is AnnData.
@@ -208,6 +216,43 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), CliError> {
     // process past the shutdown timeout either.
     runtime.shutdown_timeout(Duration::from_millis(200));
     result
+}
+
+/// The certificate and key of `--tls-cert`/`--tls-key` (clap makes sure
+/// both or neither are given), checked before anything is bound.
+fn load_tls(args: &ServeArgs) -> Result<Option<TlsConfig>, CliError> {
+    let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) else {
+        return Ok(None);
+    };
+    TlsConfig::from_pem_files(cert, key)
+        .map(Some)
+        .map_err(|err| {
+            // The library states facts; the CLI names the flag and the fix.
+            let hint = match &err {
+                TlsError::Read { what: "certificate", .. } => "check --tls-cert",
+                TlsError::Read { .. } => "check --tls-key",
+                TlsError::BadPem { what: "certificate", .. } => {
+                    "--tls-cert takes a PEM certificate chain (-----BEGIN CERTIFICATE-----); SECURITY.md says how to make one"
+                }
+                TlsError::BadPem { reason, .. } if reason.contains("passphrase") => {
+                    "--tls-key needs the key without its passphrase: openssl pkey -in KEY -out plain-key.pem (keep it chmod 600)"
+                }
+                TlsError::BadPem { .. } => {
+                    "--tls-key takes the PEM private key of that certificate (-----BEGIN PRIVATE KEY-----)"
+                }
+                TlsError::Mismatch { .. } => {
+                    "pass the key the certificate was made with as --tls-key"
+                }
+                _ => "check --tls-cert and --tls-key; SECURITY.md says how to make a certificate",
+            };
+            let message = format!("{err}; {hint}");
+            match err {
+                // As for --token-file: an unreadable file is the
+                // environment's doing, a wrong one the command's.
+                TlsError::Read { .. } => CliError::operator(message),
+                _ => CliError::usage(message),
+            }
+        })
 }
 
 /// The part of `--shutdown-timeout` the server gives requests in flight;

@@ -1,5 +1,6 @@
-//! One client connection: what it is doing, the watchdog that ends it, and
-//! the registry that finds idle connections to close at the connection cap.
+//! One client connection (HTTP/1.1, or HTTP/2 over TLS): what it is doing,
+//! the watchdog that ends it, and the registry that finds idle connections
+//! to close at the connection cap.
 //!
 //! hyper's own header-read timer also runs while a kept-alive connection
 //! waits for its next request, which would cut idle connections at the
@@ -8,7 +9,9 @@
 //! a watchdog that ends a connection whose request head takes longer than
 //! the header timeout (answering 408 when a head had started), whose
 //! response the client stopped reading for the send timeout, or that sits
-//! idle longer than the idle timeout.
+//! idle longer than the idle timeout. On HTTP/2 the requests in flight are
+//! its streams, frames between requests start no head, and a stream the
+//! client stalls on its own is [`crate::h2_stream`]'s business.
 
 use std::collections::HashMap;
 use std::io;
@@ -24,6 +27,9 @@ use crate::hooked_io::{HookedIo, IoHook, ReadGate};
 use crate::server::Limits;
 
 const NONE: u64 = u64::MAX;
+
+/// How long an evicted connection, idle again, may take to close itself.
+const EVICTED_GRACE_MS: u64 = 1000;
 
 /// What a connection whose request head did not arrive in time is told.
 /// Written straight to the socket, so it carries the hardening headers the
@@ -60,7 +66,13 @@ pub(crate) struct Activity {
     reader: AtomicWaker,
     /// Set (and notified) when the server needs this idle connection's slot.
     evicted: AtomicBool,
+    /// When it was evicted, or `NONE`.
+    evicted_at: AtomicU64,
     evict: Notify,
+    /// Set once the connection speaks HTTP/2: what it reads between
+    /// requests are frames (pings, window updates), not the start of a
+    /// request head, and an HTTP/1.1 408 must never be written to it.
+    multiplexed: AtomicBool,
 }
 
 /// Why the watchdog ends a connection.
@@ -92,7 +104,21 @@ impl Activity {
             answer_timeout: AtomicBool::new(false),
             reader: AtomicWaker::new(),
             evicted: AtomicBool::new(false),
+            evicted_at: AtomicU64::new(NONE),
             evict: Notify::new(),
+            multiplexed: AtomicBool::new(false),
+        }
+    }
+
+    /// Restarts the clock of the first request head once the connection is
+    /// ready for it (after the TLS handshake, which has its own deadline),
+    /// and says whether it speaks HTTP/2.
+    pub(crate) fn ready(&self, multiplexed: bool) {
+        self.multiplexed.store(multiplexed, Ordering::Relaxed);
+        let now = self.now_ms();
+        self.idle_since.store(now, Ordering::Relaxed);
+        if self.in_flight.load(Ordering::Acquire) == 0 {
+            self.head_since.store(now, Ordering::Relaxed);
         }
     }
 
@@ -101,6 +127,11 @@ impl Activity {
     }
 
     fn on_read(&self) {
+        // HTTP/2 frames between requests are not a request head: an idle
+        // HTTP/2 connection is ended by the idle timeout.
+        if self.multiplexed.load(Ordering::Relaxed) {
+            return;
+        }
         if self.in_flight.load(Ordering::Acquire) == 0 {
             if self.head_since.load(Ordering::Relaxed) == NONE {
                 self.head_since.store(self.now_ms(), Ordering::Relaxed);
@@ -156,11 +187,24 @@ impl Activity {
                 continue;
             }
             let head_since = self.head_since.load(Ordering::Relaxed);
+            // Evicted while idle and asked to close: an HTTP/1.1 connection
+            // closes at once, an HTTP/2 one after its client acknowledges
+            // the GOAWAY's ping — which a client that reads nothing never
+            // does. Whatever raced in has finished: close it.
+            let evicted_at = self.evicted_at.load(Ordering::Relaxed);
+            if head_since == NONE
+                && evicted_at != NONE
+                && now.saturating_sub(evicted_at) >= EVICTED_GRACE_MS
+            {
+                return Verdict::Idle;
+            }
             if head_since != NONE {
                 if now.saturating_sub(head_since) >= header_ms {
                     // A response still being flushed must not be followed by
                     // a 408 written under hyper's feet.
-                    let answer = self.head_started.load(Ordering::Relaxed) && blocked == NONE;
+                    let answer = self.head_started.load(Ordering::Relaxed)
+                        && blocked == NONE
+                        && !self.multiplexed.load(Ordering::Relaxed);
                     return Verdict::HeadTimeout { answer };
                 }
             } else if now.saturating_sub(self.idle_since.load(Ordering::Relaxed)) >= idle_ms {
@@ -283,6 +327,9 @@ impl Connections {
         match oldest {
             Some((_, activity)) => {
                 activity.evicted.store(true, Ordering::Relaxed);
+                activity
+                    .evicted_at
+                    .store(activity.now_ms(), Ordering::Relaxed);
                 activity.evict.notify_one();
                 true
             }

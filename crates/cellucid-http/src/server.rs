@@ -1,21 +1,27 @@
 //! Binding, accepting, serving connections within limits, and graceful shutdown.
 //!
 //! The request path is an onion, outermost first: the connection (limits,
-//! timeouts) → [`OriginLayer`] (Host check, CORS, hardening headers) → the
-//! router → a handler → the dataset source.
+//! timeouts; with [`TlsConfig`], the TLS handshake under its deadline and
+//! HTTP/2 or HTTP/1.1 as ALPN chose) → [`OriginLayer`] (Host check, CORS,
+//! hardening headers) → the router → a handler → the dataset source.
+//!
+//! Plain HTTP is HTTP/1.1 only: browsers speak HTTP/2 over TLS alone, and
+//! HTTP/2 is not guessed from the first bytes of a plain connection.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use http::Request;
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
+use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore, TryAcquireError};
 use tokio::task::JoinSet;
@@ -23,9 +29,21 @@ use tower::Service;
 
 use crate::channel::ViewerRegistry;
 use crate::conn::{ConnectionSlot, Connections, Registered, TrackedIo, Verdict};
+use crate::h2_stream::{ServedBody, StreamExecutor, StreamProgress};
 use crate::mount::Layout;
 use crate::origin::ConfigError;
 use crate::service::{CellucidService, ServiceConfig};
+use crate::tls::{self, TlsConfig};
+
+/// HTTP/2 "rapid reset" (CVE-2023-44487): streams a client may open and
+/// reset before the server has picked them up; beyond it the connection is
+/// ended with `GOAWAY` (`ENHANCE_YOUR_CALM`).
+const MAX_PENDING_ACCEPT_RESETS: usize = 20;
+
+/// Streams the server may reset for a client's protocol errors on one
+/// HTTP/2 connection before it ends the connection: the other side of
+/// rapid-reset, a client provoking resets instead of sending them.
+const MAX_LOCAL_ERROR_RESETS: usize = 256;
 
 /// Bounds on what one client can make the server hold.
 #[derive(Debug, Clone)]
@@ -40,8 +58,15 @@ pub struct Limits {
     /// Time an idle keep-alive connection is kept open.
     pub idle_timeout: Duration,
     /// Time a response may wait for a client that takes none of its bytes;
-    /// the connection is dropped beyond it.
+    /// the connection is dropped beyond it (on HTTP/2, the stream is reset).
     pub send_timeout: Duration,
+    /// Time a client has to complete the TLS handshake after connecting;
+    /// it holds a connection slot until then.
+    pub tls_handshake_timeout: Duration,
+    /// Most HTTP/2 streams (requests) in flight on one connection; the
+    /// client is told in its `SETTINGS`, a stream beyond it is refused
+    /// (`REFUSED_STREAM`, which clients retry).
+    pub max_concurrent_streams: u32,
     /// Most connections served at once. At the cap, the connection idle the
     /// longest is closed to make room; with none idle, new clients wait in
     /// the listen backlog.
@@ -59,6 +84,8 @@ impl Default for Limits {
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(120),
             send_timeout: Duration::from_secs(60),
+            tls_handshake_timeout: Duration::from_secs(10),
+            max_concurrent_streams: 128,
             max_connections: 1024,
             shutdown_grace: Duration::from_secs(10),
         }
@@ -75,6 +102,9 @@ pub struct ServerConfig {
     pub limits: Limits,
     /// What the service answers (names, origins, viewer UI, channel).
     pub service: ServiceConfig,
+    /// Serve HTTPS (HTTP/2 and HTTP/1.1 by ALPN) with this certificate;
+    /// `None` serves plain HTTP/1.1.
+    pub tls: Option<TlsConfig>,
 }
 
 impl ServerConfig {
@@ -84,6 +114,7 @@ impl ServerConfig {
             listen,
             limits: Limits::default(),
             service: ServiceConfig::default(),
+            tls: None,
         }
     }
 }
@@ -124,6 +155,7 @@ pub struct Server {
     local_addr: SocketAddr,
     service: CellucidService,
     limits: Limits,
+    tls: Option<TlsConfig>,
 }
 
 impl Server {
@@ -156,6 +188,7 @@ impl Server {
             local_addr,
             service,
             limits: config.limits,
+            tls: config.tls,
         })
     }
 
@@ -164,9 +197,16 @@ impl Server {
         self.local_addr
     }
 
-    /// The server's own URL, `http://<bound address>` (no trailing `/`).
+    /// The server's own URL, `http://<bound address>` or `https://…` (no
+    /// trailing `/`).
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.local_addr)
+        let scheme = if self.is_tls() { "https" } else { "http" };
+        format!("{scheme}://{}", self.local_addr)
+    }
+
+    /// Whether the server speaks HTTPS.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
     }
 
     /// The server's viewer registry: register viewers here to receive their
@@ -190,6 +230,7 @@ impl Server {
             listener,
             service,
             limits,
+            tls,
             ..
         } = self;
         let limits = Arc::new(limits);
@@ -197,14 +238,7 @@ impl Server {
         let registry = Connections::new();
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut connections = JoinSet::new();
-        let mut builder = http1::Builder::new();
-        builder
-            .timer(TokioTimer::new())
-            .header_read_timeout(None)
-            .max_headers(limits.max_headers)
-            .max_header_size(limits.max_head_bytes)
-            .keep_alive(true);
-        let builder = Arc::new(builder);
+        let protocols = Arc::new(Protocols::new(&limits));
         tokio::pin!(shutdown);
 
         loop {
@@ -239,13 +273,15 @@ impl Server {
             let task = Connection {
                 service: service.clone(),
                 limits: Arc::clone(&limits),
-                builder: Arc::clone(&builder),
+                protocols: Arc::clone(&protocols),
                 stop: stop_rx.clone(),
             };
             let slot = ConnectionSlot::new(permit);
             let registered = registry.open();
+            let tls = tls.clone();
             connections.spawn(async move {
-                task.serve(stream, peer, slot.clone(), &registered).await;
+                task.start(stream, tls, peer, slot.clone(), &registered)
+                    .await;
                 drop(slot);
             });
         }
@@ -327,11 +363,53 @@ fn log_request(
     );
 }
 
+/// HTTP/2 names the host in the `:authority` pseudo-header, which hyper puts
+/// in the URI, and clients send no `Host`: copy it into `Host`, which the
+/// origin layer checks (docs/PROTOCOL.md) — the value checked is the one the
+/// request was sent to (RFC 9113 §8.3.1 gives `:authority` precedence).
+fn authority_as_host<B>(req: &mut Request<B>) {
+    if req.version() != http::Version::HTTP_2 {
+        return;
+    }
+    let Some(authority) = req.uri().authority() else {
+        return;
+    };
+    if let Ok(host) = http::HeaderValue::from_str(authority.as_str()) {
+        req.headers_mut().insert(http::header::HOST, host);
+    }
+}
+
+/// The HTTP/1.1 and HTTP/2 connection settings, shared by all connections.
+struct Protocols {
+    h1: http1::Builder,
+    h2: http2::Builder<StreamExecutor>,
+}
+
+impl Protocols {
+    fn new(limits: &Limits) -> Self {
+        let mut h1 = http1::Builder::new();
+        h1.timer(TokioTimer::new())
+            .header_read_timeout(None)
+            .max_headers(limits.max_headers)
+            .max_header_size(limits.max_head_bytes)
+            .keep_alive(true);
+        let mut h2 = http2::Builder::new(StreamExecutor::new(limits.send_timeout));
+        h2.timer(TokioTimer::new())
+            .max_concurrent_streams(limits.max_concurrent_streams.max(1))
+            .max_pending_accept_reset_streams(MAX_PENDING_ACCEPT_RESETS)
+            .max_local_error_reset_streams(MAX_LOCAL_ERROR_RESETS)
+            .max_header_list_size(u32::try_from(limits.max_head_bytes).unwrap_or(u32::MAX))
+            // The connection watchdog ends idle connections; no pings.
+            .keep_alive_interval(None);
+        Self { h1, h2 }
+    }
+}
+
 /// What one connection task needs.
 struct Connection {
     service: CellucidService,
     limits: Arc<Limits>,
-    builder: Arc<http1::Builder>,
+    protocols: Arc<Protocols>,
     stop: watch::Receiver<bool>,
 }
 
@@ -339,20 +417,67 @@ struct Connection {
 const ANSWER_TIME: Duration = Duration::from_secs(1);
 
 impl Connection {
-    async fn serve(
+    /// Runs the TLS handshake when the server speaks HTTPS, then serves the
+    /// protocol the client chose.
+    async fn start(
         mut self,
         stream: TcpStream,
+        tls: Option<TlsConfig>,
         peer: SocketAddr,
         slot: ConnectionSlot,
         registered: &Registered,
     ) {
+        let Some(tls) = tls else {
+            registered.activity().ready(false);
+            return self
+                .serve(stream, false, false, peer, slot, registered)
+                .await;
+        };
+        // A client that connects and never finishes the handshake must not
+        // hold its slot: the handshake has a deadline of its own.
+        let deadline = self.limits.tls_handshake_timeout;
+        let handshake = tokio::time::timeout(deadline, tls.accept(stream));
+        let stream = tokio::select! {
+            done = handshake => match done {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(err)) => {
+                    tracing::debug!(%peer, error = %err, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "closed a connection that did not finish its TLS handshake in time");
+                    return;
+                }
+            },
+            _ = self.stop.changed() => return,
+        };
+        let h2 = tls::negotiated_h2(&stream);
+        registered.activity().ready(h2);
+        self.serve(stream, true, h2, peer, slot, registered).await;
+    }
+
+    async fn serve<S>(
+        self,
+        stream: S,
+        https: bool,
+        h2: bool,
+        peer: SocketAddr,
+        slot: ConnectionSlot,
+        registered: &Registered,
+    ) where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
         let activity = registered.activity();
         let io = TokioIo::new(TrackedIo::new(stream, Arc::clone(activity)));
-        let inner = self.service;
+        let inner = self.service.clone();
         let tracked = Arc::clone(activity);
         let service = tower::service_fn(move |mut req: Request<Incoming>| {
             let mut inner = inner.clone();
             req.extensions_mut().insert(slot.clone());
+            if https {
+                req.extensions_mut().insert(tls::Https);
+            }
+            authority_as_host(&mut req);
             let guard = tracked.request();
             async move {
                 // The path only: queries may carry tokens and are never logged.
@@ -377,13 +502,35 @@ impl Connection {
                     log_request(&response, peer, client, &method, &path, started);
                 }
                 response.body_mut().set_guard(Box::new(guard));
-                Ok::<_, Infallible>(response)
+                // Inside an HTTP/2 stream's task: its send timeout.
+                let stream = StreamProgress::current();
+                Ok::<_, Infallible>(response.map(|body| ServedBody::new(body, stream)))
             }
         });
-        let conn = self
-            .builder
-            .serve_connection(io, TowerToHyperService::new(service))
-            .with_upgrades();
+        let service = TowerToHyperService::new(service);
+        let protocols = Arc::clone(&self.protocols);
+        if h2 {
+            let conn = protocols.h2.serve_connection(io, service);
+            self.drive(conn, |conn| conn.graceful_shutdown(), peer, activity)
+                .await;
+        } else {
+            let conn = protocols.h1.serve_connection(io, service).with_upgrades();
+            self.drive(conn, |conn| conn.graceful_shutdown(), peer, activity)
+                .await;
+        }
+    }
+
+    /// Runs `conn` under the connection watchdog and the shutdown signal;
+    /// `graceful` asks it to finish what is in flight and end.
+    async fn drive<C>(
+        mut self,
+        conn: C,
+        graceful: impl Fn(Pin<&mut C>),
+        peer: SocketAddr,
+        activity: &Arc<crate::conn::Activity>,
+    ) where
+        C: Future<Output = Result<(), hyper::Error>>,
+    {
         tokio::pin!(conn);
         let limits = &self.limits;
         let mut watchdog = Box::pin(activity.watchdog(limits));
@@ -392,7 +539,7 @@ impl Connection {
         let mut ending: Option<tokio::time::Instant> = None;
         let mut stopping = *self.stop.borrow();
         if stopping {
-            conn.as_mut().graceful_shutdown();
+            graceful(conn.as_mut());
         }
         loop {
             let end_by = ending.unwrap_or_else(|| tokio::time::Instant::now() + ANSWER_TIME);
@@ -423,7 +570,7 @@ impl Connection {
                     }
                     Verdict::Evicted => {
                         tracing::debug!(%peer, "closing an idle keep-alive connection to make room for a new client");
-                        conn.as_mut().graceful_shutdown();
+                        graceful(conn.as_mut());
                         // Whatever raced in is still watched.
                         watchdog = Box::pin(activity.watchdog(limits));
                     }
@@ -432,7 +579,7 @@ impl Connection {
                 changed = self.stop.changed(), if !stopping => {
                     stopping = true;
                     if changed.is_ok() {
-                        conn.as_mut().graceful_shutdown();
+                        graceful(conn.as_mut());
                     }
                 }
             }

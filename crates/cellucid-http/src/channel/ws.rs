@@ -65,7 +65,8 @@ pub(crate) fn upgrade(
     channel: &Arc<Channel>,
     mut req: Request<RequestBody>,
 ) -> Result<Response<Body>, HttpError> {
-    let key = check_handshake(channel, req.headers())?;
+    let https = req.extensions().get::<crate::tls::Https>().is_some();
+    let key = check_handshake(channel, req.headers(), https)?;
     let accept = derive_accept_key(key.as_bytes());
     let on_upgrade = hyper::upgrade::on(&mut req);
     // The socket keeps its connection's place under --max-connections.
@@ -114,7 +115,11 @@ fn single(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
 }
 
 /// Checks an upgrade request; returns its `Sec-WebSocket-Key`.
-fn check_handshake<'h>(channel: &Channel, headers: &'h HeaderMap) -> Result<&'h str, HttpError> {
+fn check_handshake<'h>(
+    channel: &Channel,
+    headers: &'h HeaderMap,
+    https: bool,
+) -> Result<&'h str, HttpError> {
     let upgrade_ok =
         single(headers, header::UPGRADE).is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
     let connection_ok = headers.get_all(header::CONNECTION).iter().any(|v| {
@@ -140,7 +145,7 @@ fn check_handshake<'h>(channel: &Channel, headers: &'h HeaderMap) -> Result<&'h 
         .ok_or(HandshakeRefusal::Key)?;
     let origin = single(headers, header::ORIGIN);
     let host = single(headers, header::HOST);
-    if !origin.is_some_and(|origin| channel.policy.allows_channel(origin, host)) {
+    if !origin.is_some_and(|origin| channel.policy.allows_channel(origin, host, https)) {
         tracing::warn!(origin = ?origin, "refused a viewer channel from a page this server does not serve");
         return Err(HandshakeRefusal::Origin.into());
     }

@@ -14,22 +14,25 @@ use super::OriginPolicy;
 impl OriginPolicy {
     /// Whether a WebSocket handshake with `Origin: origin`, received in a
     /// request whose `Host` is `request_host`, may open the viewer channel.
-    /// `origin` must be the request's only `Origin` header.
-    pub fn allows_channel(&self, origin: &str, request_host: Option<&str>) -> bool {
+    /// `origin` must be the request's only `Origin` header; `https` says
+    /// whether the request came over this server's TLS (its own origin is
+    /// then `https://…`).
+    pub fn allows_channel(&self, origin: &str, request_host: Option<&str>, https: bool) -> bool {
         let Some(origin) = Origin::parse(origin) else {
             return false;
         };
         if origin.is_loopback_origin() || self.cors.is_extra(&origin) {
             return true;
         }
-        // Our own origin: this server speaks plain http.
+        // Our own origin: the scheme this request came over.
+        let default_port = if https { 443 } else { 80 };
         request_host
             .and_then(parse_authority)
             .is_some_and(|(host, port)| {
                 let own = Origin {
-                    https: false,
+                    https,
                     host,
-                    port: port.filter(|&p| p != 80),
+                    port: port.filter(|&p| p != default_port),
                 };
                 own == origin
             })
@@ -50,18 +53,22 @@ mod tests {
         )
         .unwrap();
         let host = Some("myhost.lan:8765");
-        assert!(policy.allows_channel("http://127.0.0.1:8765", host));
-        assert!(policy.allows_channel("http://localhost:3000", host));
-        assert!(policy.allows_channel("http://[::1]:1", host));
-        assert!(policy.allows_channel("http://MyHost.lan:8765", host));
-        assert!(policy.allows_channel("https://notebook.example.org", host));
-        assert!(!policy.allows_channel("https://www.cellucid.com", host));
-        assert!(!policy.allows_channel("https://cellucid.com", host));
-        assert!(!policy.allows_channel("http://myhost.lan:9999", host));
-        assert!(!policy.allows_channel("https://myhost.lan:8765", host));
-        assert!(!policy.allows_channel("http://evil.example", host));
-        assert!(!policy.allows_channel("null", host));
-        assert!(!policy.allows_channel("http://localhost:3000/", host));
-        assert!(!policy.allows_channel("http://myhost.lan:8765", None));
+        assert!(policy.allows_channel("http://127.0.0.1:8765", host, false));
+        assert!(policy.allows_channel("http://localhost:3000", host, false));
+        assert!(policy.allows_channel("http://[::1]:1", host, false));
+        assert!(policy.allows_channel("http://MyHost.lan:8765", host, false));
+        assert!(policy.allows_channel("https://notebook.example.org", host, false));
+        assert!(!policy.allows_channel("https://www.cellucid.com", host, false));
+        assert!(!policy.allows_channel("https://cellucid.com", host, false));
+        assert!(!policy.allows_channel("http://myhost.lan:9999", host, false));
+        assert!(!policy.allows_channel("https://myhost.lan:8765", host, false));
+        assert!(!policy.allows_channel("http://evil.example", host, false));
+        assert!(!policy.allows_channel("null", host, false));
+        assert!(!policy.allows_channel("http://localhost:3000/", host, false));
+        assert!(!policy.allows_channel("http://myhost.lan:8765", None, false));
+        // Over HTTPS the own origin is https, and only that.
+        assert!(policy.allows_channel("https://myhost.lan:8765", host, true));
+        assert!(!policy.allows_channel("http://myhost.lan:8765", host, true));
+        assert!(policy.allows_channel("https://myhost.lan", Some("myhost.lan:443"), true));
     }
 }
