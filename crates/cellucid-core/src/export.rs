@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::detect::{detect_input, InputKind};
 use crate::error::{OpenError, SourceError};
-use crate::file::{open_confined, MapCache, SourceFile};
+use crate::file::{open_confined, SourceFile};
 use crate::key::RelativeKey;
 use crate::source::{DatasetInfo, DatasetSource, SourceFormat};
 
@@ -30,7 +30,6 @@ pub struct ExportSource {
     has_catalog: bool,
     datasets: Vec<DatasetInfo>,
     dirs: Vec<Dir>,
-    maps: MapCache,
 }
 
 impl ExportSource {
@@ -62,7 +61,6 @@ impl ExportSource {
             has_catalog: false,
             datasets: vec![identity.into_info(None)],
             dirs: vec![dir],
-            maps: MapCache::default(),
         })
     }
 
@@ -132,7 +130,6 @@ impl ExportSource {
             has_catalog: true,
             datasets,
             dirs,
-            maps: MapCache::default(),
         })
     }
 
@@ -155,12 +152,13 @@ impl DatasetSource for ExportSource {
     }
 
     fn reads_may_block(&self) -> bool {
-        // An open, an fstat and a pread (or a cached mapping) of a local file.
+        // An open, an fstat and a pread of a local file (a large body is read
+        // in chunks as it is sent).
         false
     }
 
     fn open(&self, id: &str, key: &RelativeKey) -> Result<Arc<dyn SourceFile>, SourceError> {
-        open_confined(self.dir(id)?, key, Some((&self.maps, id)))
+        open_confined(self.dir(id)?, key)
     }
 
     fn catalog(&self) -> Option<Result<Arc<dyn SourceFile>, SourceError>> {
@@ -168,7 +166,7 @@ impl DatasetSource for ExportSource {
             return None;
         }
         Some(match RelativeKey::parse(CATALOG) {
-            Ok(key) => open_confined(&self.root, &key, None),
+            Ok(key) => open_confined(&self.root, &key),
             Err(_) => unreachable_key(),
         })
     }

@@ -65,7 +65,7 @@ pub(crate) async fn handle<B>(
     Ok(response::file(
         req.method(),
         req.headers(),
-        file.as_ref(),
+        &file,
         HeaderValue::from_static("application/octet-stream"),
     )?)
 }

@@ -218,7 +218,7 @@ async fn catalog<B>(state: &Arc<AppState>, req: &Request<B>) -> Result<Response<
     Ok(response::file(
         req.method(),
         req.headers(),
-        file.as_ref(),
+        &file,
         content_type_for("datasets.json"),
     )?)
 }
@@ -249,7 +249,7 @@ async fn dataset_file<B>(
         Some(coding) => {
             content_coding::respond(req, file, key_name, coding, content_type, encoded).await?
         }
-        None => response::file(req.method(), req.headers(), file.as_ref(), content_type)?,
+        None => response::file(req.method(), req.headers(), &file, content_type)?,
     };
     if binary && req.method() == Method::GET {
         response.headers_mut().insert(
