@@ -48,6 +48,9 @@ pub(crate) async fn handle<B>(
     }
     let (source, id, target) = found.ok_or_else(not_found)?;
     let file = tokio::task::spawn_blocking(move || {
+        // The store as it is now: a changed input is opened again first, so
+        // these bytes and `/_cellucid/datasets` describe the same version.
+        source.refresh()?;
         let raw = source
             .raw_store(&id)
             .ok_or(SourceError::UnknownDataset { id: id.clone() })?;
