@@ -27,6 +27,7 @@ mod channel_http;
 mod channel_support;
 mod channel_ws;
 mod cli;
+mod file_changes;
 mod files;
 mod limits;
 mod proxies;

@@ -189,17 +189,32 @@ impl InputFile {
         Self::from_std(file, key)
     }
 
+    /// Takes the identity of the open `file` once it has settled: a file
+    /// changed less than [`FRESH`] ago may still be being written, and a
+    /// write in the same clock tick as the identity would not change it, so
+    /// the open waits (at most [`FRESH`] per try, [`SETTLE_TRIES`] tries)
+    /// for the file to be older than that. Every later write then stamps a
+    /// visibly newer ctime, which [`InputFile::check_unchanged`] sees.
     fn from_std(file: std::fs::File, key: &RelativeKey) -> Result<Self, SourceError> {
-        let meta = file.metadata().map_err(|err| SourceError::io(key, err))?;
-        if !meta.is_file() {
-            return Err(SourceError::NotFound { key: key.clone() });
+        for _ in 0..SETTLE_TRIES {
+            let meta = file.metadata().map_err(|err| SourceError::io(key, err))?;
+            if !meta.is_file() {
+                return Err(SourceError::NotFound { key: key.clone() });
+            }
+            let identity = stat_identity(&meta);
+            match unsettled_for(&identity) {
+                Some(wait) => std::thread::sleep(wait),
+                None => {
+                    return Ok(Self {
+                        file,
+                        key: key.clone(),
+                        len: meta.len(),
+                        identity,
+                    })
+                }
+            }
         }
-        Ok(Self {
-            file,
-            key: key.clone(),
-            len: meta.len(),
-            identity: stat_identity(&meta),
-        })
+        Err(SourceError::Changed { key: key.clone() })
     }
 
     /// Fills `buf` from `offset`. A read past the end (the file shrank since
@@ -311,6 +326,38 @@ pub(crate) fn map_readonly(file: &std::fs::File) -> std::io::Result<memmap2::Mma
     // Truncating such a file means editing cellucid's private cache by hand
     // while it runs (SECURITY.md, "Files that change under the server").
     unsafe { memmap2::Mmap::map(file) }
+}
+
+/// How long a file must have been left alone before its identity is taken
+/// (see [`InputFile`]): many times the coarsest clock tick file timestamps
+/// use (a jiffy, at most 10 ms), short enough to go unnoticed on a file that
+/// was just written.
+const FRESH: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Waits of [`FRESH`] before a file still being written is refused (503).
+const SETTLE_TRIES: u32 = 3;
+
+/// How much longer a file with `identity` must be left alone before it has
+/// settled; `None` when it has (or when its timestamps lie in the future,
+/// where waiting would not help).
+fn unsettled_for(identity: &FileIdentity) -> Option<std::time::Duration> {
+    let FileIdentity::Stat {
+        mtime_ns, ctime_ns, ..
+    } = identity
+    else {
+        return None;
+    };
+    let changed_ns = (*mtime_ns).max(*ctime_ns);
+    let now_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_nanos();
+    let age_ns = now_ns.checked_sub(changed_ns)?;
+    let fresh_ns = FRESH.as_nanos();
+    (age_ns < fresh_ns).then(|| {
+        let left = u64::try_from(fresh_ns - age_ns).unwrap_or(u64::MAX);
+        std::time::Duration::from_nanos(left)
+    })
 }
 
 fn stat_identity(meta: &std::fs::Metadata) -> FileIdentity {
