@@ -70,6 +70,14 @@ pub trait SourceFile: Send + Sync + fmt::Debug {
     /// [`SourceError::RangeOutOfBounds`] for a range outside the file;
     /// [`SourceError::Io`] when the bytes cannot be read.
     fn read_range(&self, range: Range<u64>) -> Result<Bytes, SourceError>;
+
+    /// Whether a large range should be read a chunk at a time as it is sent
+    /// (a file on disk: reading it whole would hold all of it in memory),
+    /// rather than in one call (bytes already in memory, or computed per
+    /// call). The default is `false`.
+    fn reads_in_chunks(&self) -> bool {
+        false
+    }
 }
 
 /// A file whose bytes are already in memory: generated or read whole (a
@@ -295,6 +303,10 @@ impl SourceFile for InputFile {
         self.check_unchanged()?;
         Ok(Bytes::from(buf))
     }
+
+    fn reads_in_chunks(&self) -> bool {
+        true
+    }
 }
 
 /// Maps the whole file at `path` read-only. Only for files this process made
@@ -408,5 +420,35 @@ mod tests {
             id.etag(),
             "\"7d68-18eacc38c8622ab9-18eacc38c8622aba-98c9eb\""
         );
+    }
+
+    #[test]
+    fn an_input_file_that_shrinks_or_is_rewritten_fails_its_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.bin");
+        std::fs::write(&path, vec![7u8; 4096]).unwrap();
+        let key = RelativeKey::trusted("f.bin");
+        let file = InputFile::open(&path, &key).unwrap();
+        assert_eq!(&file.read_range(0..4).unwrap()[..], &[7, 7, 7, 7]);
+        // Shrunk: a short read, never a fault.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(100)
+            .unwrap();
+        assert!(matches!(
+            file.read_range(0..4096),
+            Err(SourceError::Changed { .. })
+        ));
+        // Same size again, new bytes: the identity check catches it.
+        std::fs::write(&path, vec![8u8; 4096]).unwrap();
+        assert!(matches!(
+            file.read_range(0..4),
+            Err(SourceError::Changed { .. })
+        ));
+        let reopened = InputFile::open(&path, &key).unwrap();
+        assert_ne!(reopened.identity(), file.identity());
+        assert_eq!(&reopened.read_range(0..2).unwrap()[..], &[8, 8]);
     }
 }

@@ -95,9 +95,13 @@ pub(crate) fn file(
         Body::empty()
     } else {
         // The first chunk is read now, so a file that changed since it was
-        // opened is refused with a clean status; the rest is read as the
-        // connection sends it (`Body::from_file`).
-        let first_end = range.end.min(range.start + READ_CHUNK);
+        // opened is refused with a clean status; the rest of a file on disk
+        // is read as the connection sends it (`Body::from_file`).
+        let first_end = if file.reads_in_chunks() {
+            range.end.min(range.start + READ_CHUNK)
+        } else {
+            range.end
+        };
         let first = file.read_range(range.start..first_end)?;
         Body::from_file(first, Arc::clone(file), range.clone())
     };
