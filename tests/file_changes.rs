@@ -145,7 +145,11 @@ fn an_h5ad_truncated_while_served_answers_503_and_the_server_lives() {
     std::thread::sleep(Duration::from_millis(1200));
     let reply = get(&server.url("/a/var/7.values.f32"));
     assert_eq!(reply.status, 503);
-    assert!(reply.text().contains("cannot be opened"), "{}", reply.text());
+    assert!(
+        reply.text().contains("cannot be opened"),
+        "{}",
+        reply.text()
+    );
     assert_alive(&mut server);
     assert_demo_serves(&server);
 }
@@ -159,8 +163,10 @@ fn an_h5ad_resaved_smaller_in_place_is_served_as_its_new_version() {
         .header("etag")
         .unwrap()
         .to_owned();
-    let smaller = std::fs::read(fixture("prepared-0.9.5/pbmc68k_reduced.sparse.cellucid.h5ad"))
-        .unwrap();
+    let smaller = std::fs::read(fixture(
+        "prepared-0.9.5/pbmc68k_reduced.sparse.cellucid.h5ad",
+    ))
+    .unwrap();
     assert!(smaller.len() < std::fs::metadata(&path).unwrap().len() as usize);
     rewrite_in_place(&path, &smaller);
     // Until it is opened again every request gets 503 or the new version;
@@ -203,7 +209,10 @@ fn a_truncated_zarr_zip_answers_503_and_the_server_lives() {
     let mut server = serve(&[&path, &demo()]);
     let datasets = get(&server.url("/_cellucid/datasets")).json();
     let id = datasets["datasets"][0]["id"].as_str().unwrap().to_owned();
-    assert_eq!(get(&server.url(&format!("/{id}/obs_manifest.json"))).status, 200);
+    assert_eq!(
+        get(&server.url(&format!("/{id}/obs_manifest.json"))).status,
+        200
+    );
     let len = std::fs::metadata(&path).unwrap().len();
     std::fs::OpenOptions::new()
         .write(true)
@@ -391,8 +400,15 @@ fn a_rewrite_that_restores_the_mtime_changes_the_etag() {
         .set_modified(mtime)
         .unwrap();
     assert_eq!(std::fs::metadata(&big).unwrap().modified().unwrap(), mtime);
-    let again = request("GET", &server.url("/big.bin"), &[("if-none-match", &old_tag)]);
-    assert_eq!(again.status, 200, "the old ETag must not validate new bytes");
+    let again = request(
+        "GET",
+        &server.url("/big.bin"),
+        &[("if-none-match", &old_tag)],
+    );
+    assert_eq!(
+        again.status, 200,
+        "the old ETag must not validate new bytes"
+    );
     assert_ne!(again.header("etag"), Some(old_tag.as_str()));
     assert!(again.body.iter().all(|&b| b == b'b'));
     let ranged = request(
@@ -400,5 +416,8 @@ fn a_rewrite_that_restores_the_mtime_changes_the_etag() {
         &server.url("/big.bin"),
         &[("range", "bytes=0-9"), ("if-range", &old_tag)],
     );
-    assert_eq!(ranged.status, 200, "a stale If-Range gets the whole new file");
+    assert_eq!(
+        ranged.status, 200,
+        "a stale If-Range gets the whole new file"
+    );
 }

@@ -74,7 +74,10 @@ impl Body {
 
     fn remaining(&self) -> u64 {
         self.data.as_ref().map_or(0, |d| d.len() as u64)
-            + self.rest.as_ref().map_or(0, |r| r.range.end - r.range.start)
+            + self
+                .rest
+                .as_ref()
+                .map_or(0, |r| r.range.end - r.range.start)
     }
 }
 

@@ -81,7 +81,12 @@ impl AppState {
     /// input, so `/_cellucid/datasets` and the raw route describe the same
     /// version. A source that is unavailable keeps its last description.
     async fn described(&self) -> Arc<Described> {
-        let built = Arc::clone(&self.documents.read().unwrap_or_else(PoisonError::into_inner));
+        let built = Arc::clone(
+            &self
+                .documents
+                .read()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
         let mut versions = built.versions.clone();
         for (n, mount) in self.layout.mounts().iter().enumerate() {
             if mount.source.format() == SourceFormat::Export {
@@ -101,7 +106,10 @@ impl AppState {
             documents: Documents::build(&self.layout, &self.host, self.port),
             catalog: digest_file(self.layout.current_catalog()),
         });
-        *self.documents.write().unwrap_or_else(PoisonError::into_inner) = Arc::clone(&fresh);
+        *self
+            .documents
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Arc::clone(&fresh);
         fresh
     }
 }
@@ -203,7 +211,9 @@ async fn read_route(
         Route::Health => Ok(response::json(
             state.described().await.documents.health.clone(),
         )),
-        Route::Info => Ok(response::json(state.described().await.documents.info.clone())),
+        Route::Info => Ok(response::json(
+            state.described().await.documents.info.clone(),
+        )),
         Route::Datasets => Ok(response::json(
             state.described().await.documents.datasets.clone(),
         )),

@@ -289,7 +289,8 @@ impl AnnDataSource {
                 Ok(new)
             }
             Err(err) => {
-                let why = format!("its input changed on disk and cannot be opened as it is now: {err}");
+                let why =
+                    format!("its input changed on disk and cannot be opened as it is now: {err}");
                 tracing::warn!(dataset = %self.info[0].id, "{why}");
                 *failed = Some((now, why.clone()));
                 Err(unavailable(why))
@@ -304,9 +305,7 @@ impl AnnDataSource {
     /// Why folder viewers cannot be served, or that the input is unavailable.
     pub fn plan_notes(&self) -> Result<Vec<String>, String> {
         let version = self.version().map_err(|err| err.to_string())?;
-        let plan = version
-            .synth
-            .plan(&self.info[0].id, &self.info[0].name)?;
+        let plan = version.synth.plan(&self.info[0].id, &self.info[0].name)?;
         Ok(plan.notes().to_vec())
     }
 
@@ -358,7 +357,11 @@ impl AnnDataSource {
     }
 
     /// Opens `key` from `version`.
-    fn open_in(&self, version: &Version, key: &RelativeKey) -> Result<Arc<dyn SourceFile>, SourceError> {
+    fn open_in(
+        &self,
+        version: &Version,
+        key: &RelativeKey,
+    ) -> Result<Arc<dyn SourceFile>, SourceError> {
         let (id, name) = (&self.info[0].id, &self.info[0].name);
         let unprocessable = |reason: String| SourceError::Unprocessable {
             key: key.clone(),

@@ -169,9 +169,8 @@ impl Seek for FileCursor {
             SeekFrom::End(delta) => self.len.checked_add_signed(delta),
             SeekFrom::Current(delta) => self.pos.checked_add_signed(delta),
         };
-        self.pos = target.ok_or_else(|| {
-            io::Error::new(io::ErrorKind::InvalidInput, "seek before the start")
-        })?;
+        self.pos = target
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "seek before the start"))?;
         Ok(self.pos)
     }
 }
@@ -183,9 +182,8 @@ impl ZipStore {
     /// When the file cannot be read or is not a valid zip archive.
     pub fn open(path: &Path) -> io::Result<Self> {
         let key = RelativeKey::trusted("store.zarr.zip");
-        let file = Arc::new(
-            InputFile::open(path, &key).map_err(|err| io::Error::other(err.to_string()))?,
-        );
+        let file =
+            Arc::new(InputFile::open(path, &key).map_err(|err| io::Error::other(err.to_string()))?);
         let len = crate::SourceFile::len(file.as_ref());
         let cursor = FileCursor {
             file: Arc::clone(&file),
