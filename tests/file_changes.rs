@@ -1,4 +1,4 @@
-//! Files that change under the server (SECURITY.md, "Files that change
+//! Files that change while served (SECURITY.md, "Files that change
 //! under the server"): inputs truncated, rewritten in place or replaced by a
 //! rename while they are served. The server must never die (a mapped file
 //! that shrinks raises SIGBUS), must never send bytes of one version under
@@ -280,7 +280,7 @@ fn an_export_file_rewritten_in_place_during_downloads_never_gives_a_torn_body() 
     std::thread::sleep(Duration::from_millis(200));
     let stop = Arc::new(AtomicBool::new(false));
     let writer = {
-        let (stop, big) = (Arc::clone(&stop), big.clone());
+        let stop = Arc::clone(&stop);
         std::thread::spawn(move || {
             let mut fill = b'b';
             let mut round = 0u32;
@@ -290,7 +290,7 @@ fn an_export_file_rewritten_in_place_during_downloads_never_gives_a_torn_body() 
                 // Bursts of rewrites, then a pause in which downloads can
                 // finish and others are caught mid-body by the next burst.
                 round += 1;
-                let pause = if round % 3 == 0 { 400 } else { 30 };
+                let pause = if round.is_multiple_of(3) { 400 } else { 30 };
                 std::thread::sleep(Duration::from_millis(pause));
             }
         })

@@ -44,7 +44,7 @@ pub enum SourceError {
     /// The file changed (was rewritten, truncated or had its timestamps
     /// reset) since it was opened, so its bytes no longer match the identity
     /// they would be sent under; asking again reads the new version
-    /// (SECURITY.md, "Files that change under the server").
+    /// (SECURITY.md, "Files that change while served").
     #[error("{key} changed while it was being read; try again")]
     Changed {
         /// The key being read.

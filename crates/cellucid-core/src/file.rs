@@ -19,7 +19,7 @@ pub enum FileIdentity {
     /// what a rewrite that puts the mtime back (`cp -p`, `rsync -t`,
     /// `touch -r`) cannot hide: setting the mtime sets the ctime to now, and
     /// no unprivileged call sets the ctime (SECURITY.md, "Files that change
-    /// under the server").
+    /// while served").
     Stat {
         /// Size in bytes.
         len: u64,
@@ -167,8 +167,8 @@ pub(crate) fn open_path(
 /// ends the whole process (every dataset with it), and no check made before
 /// the access can rule that out, since the truncation may land between the
 /// check and the access. A positioned read of a shrunk file returns fewer
-/// bytes, which is an ordinary error. (SECURITY.md, "Files that change under
-/// the server".)
+/// bytes, which is an ordinary error. (SECURITY.md, "Files that change
+/// while served".)
 ///
 /// The descriptor keeps naming the inode it opened: a file replaced by a
 /// rename keeps being read as the version that was opened, under that
@@ -257,7 +257,8 @@ impl InputFile {
             .file
             .metadata()
             .map_err(|err| SourceError::io(&self.key, err))?;
-        if stat_identity(&meta) == self.identity {
+        let now = stat_identity(&meta);
+        if now == self.identity || unlinked_only(&meta, &now, &self.identity) {
             Ok(())
         } else {
             Err(SourceError::Changed {
@@ -336,8 +337,30 @@ pub(crate) fn map_readonly(file: &std::fs::File) -> std::io::Result<memmap2::Mma
     // written again by any cellucid process; a newer build of the same
     // index replaces it by rename, which leaves this mapping intact).
     // Truncating such a file means editing cellucid's private cache by hand
-    // while it runs (SECURITY.md, "Files that change under the server").
+    // while it runs (SECURITY.md, "Files that change while served").
     unsafe { memmap2::Mmap::map(file) }
+}
+
+/// Whether the only change from `then` to `now` is the file losing its last
+/// name: renaming a new version over it (or deleting it) sets the old
+/// inode's ctime, but its bytes, size and mtime stay those of the version
+/// opened, which the descriptor keeps reading.
+fn unlinked_only(meta: &std::fs::Metadata, now: &FileIdentity, then: &FileIdentity) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (now, then) {
+        (
+            FileIdentity::Stat {
+                len, mtime_ns, ino, ..
+            },
+            FileIdentity::Stat {
+                len: len0,
+                mtime_ns: mtime0,
+                ino: ino0,
+                ..
+            },
+        ) => meta.nlink() == 0 && (len, mtime_ns, ino) == (len0, mtime0, ino0),
+        _ => false,
+    }
 }
 
 /// How long a file must have been left alone before its identity is taken

@@ -11,7 +11,8 @@
 //!
 //! The first implementation is [`ExportSource`], for Cellucid export folders
 //! (a single dataset folder or a `datasets.json` catalog), with file access
-//! confined by `cap-std` and large files memory-mapped.
+//! confined by `cap-std` and files read with positioned reads (never mapped:
+//! a file truncated while served must fail a read, not end the process).
 
 pub mod anndata;
 mod detect;

@@ -1,6 +1,6 @@
 //! The `/_cellucid/*` JSON documents, built at startup and again whenever
-//! an AnnData input was re-opened (SECURITY.md, "Files that change under
-//! the server").
+//! an AnnData input was re-opened (SECURITY.md, "Files that change
+//! while served").
 
 use bytes::Bytes;
 use serde::Serialize;

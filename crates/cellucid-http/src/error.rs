@@ -113,7 +113,7 @@ impl HttpError {
             }
             Self::Source(err @ (SourceError::Changed { .. } | SourceError::Unavailable { .. })) => {
                 // The file is being rewritten: a clean, retryable refusal
-                // (SECURITY.md, "Files that change under the server").
+                // (SECURITY.md, "Files that change while served").
                 tracing::warn!(error = %err, "dataset file changed under the server");
                 let mut response = text(StatusCode::SERVICE_UNAVAILABLE, err.to_string());
                 response

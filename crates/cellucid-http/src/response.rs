@@ -52,7 +52,7 @@ pub(crate) fn content_type_for(key: &str) -> HeaderValue {
 /// The ETag is the identity of the version `file` opened, and every byte of
 /// the body is read from that same open file; a read that finds the file
 /// changed fails the request (503) or, once the head is sent, cuts the body
-/// short (SECURITY.md, "Files that change under the server").
+/// short (SECURITY.md, "Files that change while served").
 pub(crate) fn file(
     method: &Method,
     request: &HeaderMap,

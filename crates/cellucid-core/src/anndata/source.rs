@@ -5,7 +5,7 @@
 //! the same path, a replacement by rename): every request compares the
 //! path's identity with the version it opened, and a changed input is opened
 //! again once its writer is done, readers switching to the new version at
-//! once (SECURITY.md, "Files that change under the server").
+//! once (SECURITY.md, "Files that change while served").
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
