@@ -421,3 +421,87 @@ fn a_rewrite_that_restores_the_mtime_changes_the_etag() {
         "a stale If-Range gets the whole new file"
     );
 }
+
+#[test]
+fn an_h5ad_that_grows_shrinks_and_is_rewritten_while_requests_run_never_ends_the_server() {
+    let (dir, path) = copy_input("anndata/pbmc68k_reduced.h5ad", "a.h5ad");
+    let mut server = serve(&[&path, &demo()]);
+    assert_eq!(get(&server.url("/a/obs_manifest.json")).status, 200);
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..4)
+        .map(|n| {
+            let stop = Arc::clone(&stop);
+            let urls: Vec<String> = synthesised("a")
+                .into_iter()
+                .chain([
+                    "/_cellucid/anndata/a.h5ad".to_owned(),
+                    "/_cellucid/datasets".to_owned(),
+                ])
+                .map(|path| server.url(&path))
+                .collect();
+            std::thread::spawn(move || {
+                let mut statuses = Vec::new();
+                let mut i = n;
+                while !stop.load(Ordering::Relaxed) {
+                    let url = &urls[i % urls.len()];
+                    i += 1;
+                    // A reply cut short is allowed; no reply at all is not.
+                    match crate::support::client().get(url).call() {
+                        Ok(mut reply) => {
+                            statuses.push(reply.status().as_u16());
+                            let _ = reply.body_mut().read_to_vec();
+                        }
+                        Err(ureq::Error::Io(err))
+                            if err.kind() != std::io::ErrorKind::ConnectionRefused =>
+                        {
+                            statuses.push(0);
+                        }
+                        Err(err) => panic!("{url}: {err}"),
+                    }
+                }
+                statuses
+            })
+        })
+        .collect();
+    let original = std::fs::read(&path).unwrap();
+    let grown = [original.clone(), vec![0u8; 1 << 20]].concat();
+    let smaller = std::fs::read(fixture(
+        "prepared-0.9.5/pbmc68k_reduced.sparse.cellucid.h5ad",
+    ))
+    .unwrap();
+    for step in 0..6 {
+        match step % 3 {
+            0 => rewrite_in_place(&path, &grown),
+            1 => std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .unwrap()
+                .set_len(200_000)
+                .unwrap(),
+            _ => {
+                let staged = dir.path().join("staged.h5ad");
+                std::fs::write(&staged, &smaller).unwrap();
+                std::fs::rename(&staged, &path).unwrap();
+            }
+        }
+        std::thread::sleep(Duration::from_millis(700));
+        assert_alive(&mut server);
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut seen = std::collections::BTreeSet::new();
+    for client in clients {
+        seen.extend(client.join().unwrap());
+    }
+    assert!(
+        seen.iter().all(|s| matches!(s, 0 | 200 | 206 | 404 | 503)),
+        "unexpected statuses: {seen:?}"
+    );
+    assert_alive(&mut server);
+    assert_demo_serves(&server);
+    // The last step renamed the smaller file in: once settled, it is served.
+    poll(&server, "/_cellucid/datasets", |r| {
+        r.status == 200
+            && r.json()["datasets"][0]["anndata"]["file"]["size"] == smaller.len() as u64
+    });
+    assert_eq!(get(&server.url("/a/var/5.values.f32")).status, 200);
+}

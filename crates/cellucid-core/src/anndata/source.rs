@@ -372,7 +372,13 @@ impl AnnDataSource {
         if let Some(file) = synth.cache.get(k) {
             return Ok(file);
         }
-        let plan = synth.plan(id, name).map_err(unprocessable)?;
+        let plan = synth.plan(id, name).map_err(|why| {
+            if generation(&self.path) == version.generation {
+                unprocessable(why)
+            } else {
+                SourceError::Changed { key: key.clone() }
+            }
+        })?;
         if let Some(bytes) = plan.manifest(k) {
             // Tagged by content, hashed once: kept like any computed file.
             let digest = Sha256::digest(&bytes);
@@ -400,6 +406,12 @@ impl AnnDataSource {
             } else {
                 Err(PayloadError::NotFound)
             };
+        // Read from a file that changed meanwhile: its bytes (or its read
+        // error) may come from two versions, so it is neither kept nor sent
+        // under this version's tag, and a failure is no verdict on the file.
+        if generation(&self.path) != version.generation {
+            return Err(SourceError::Changed { key: key.clone() });
+        }
         let (file, weight) = computed.map_err(|err| match err {
             PayloadError::NotFound => SourceError::NotFound { key: key.clone() },
             PayloadError::Unprocessable(why) => unprocessable(why),
@@ -408,11 +420,6 @@ impl AnnDataSource {
                 unprocessable(e.to_string())
             }
         })?;
-        // Read from a file that changed meanwhile: its bytes may mix two
-        // versions, so it is neither kept nor sent under this version's tag.
-        if generation(&self.path) != version.generation {
-            return Err(SourceError::Changed { key: key.clone() });
-        }
         synth.cache.insert(k.to_owned(), Arc::clone(&file), weight);
         Ok(file)
     }
