@@ -464,7 +464,7 @@ fn an_h5ad_that_grows_shrinks_and_is_rewritten_while_requests_run_never_ends_the
         })
         .collect();
     let original = std::fs::read(&path).unwrap();
-    let grown = [original.clone(), vec![0u8; 1 << 20]].concat();
+    let grown = [original, vec![0u8; 1 << 20]].concat();
     let smaller = std::fs::read(fixture(
         "prepared-0.9.5/pbmc68k_reduced.sparse.cellucid.h5ad",
     ))
