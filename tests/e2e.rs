@@ -31,6 +31,7 @@ mod cli_conventions;
 mod cli_errors;
 mod cli_flags;
 mod faults;
+mod file_changes;
 mod files;
 mod hostile_files;
 mod inputs_095;

@@ -50,6 +50,24 @@ pub enum SourceError {
         /// What the budget said.
         reason: String,
     },
+    /// The file changed (was rewritten, truncated or had its timestamps
+    /// reset) since it was opened, so its bytes no longer match the identity
+    /// they would be sent under; asking again reads the new version
+    /// (SECURITY.md, "Files that change while served").
+    #[error("{key} changed while it was being read; try again")]
+    Changed {
+        /// The key being read.
+        key: RelativeKey,
+    },
+    /// The dataset's input is being rewritten or cannot be read as it is now;
+    /// its requests fail until a complete version is on disk.
+    #[error("dataset {id:?} is unavailable: {reason}")]
+    Unavailable {
+        /// The dataset id.
+        id: String,
+        /// Why (the file is being written, or what is wrong with it).
+        reason: String,
+    },
     /// The operating system failed to read an existing file.
     #[error("cannot read {key}: {source}")]
     Io {

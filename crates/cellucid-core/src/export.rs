@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::detect::{detect_input, InputKind};
 use crate::error::{OpenError, SourceError};
-use crate::file::{open_confined, MapCache, SourceFile};
+use crate::file::{open_confined, SourceFile};
 use crate::key::RelativeKey;
 use crate::source::{DatasetInfo, DatasetSource, SourceFormat};
 
@@ -30,7 +30,6 @@ pub struct ExportSource {
     has_catalog: bool,
     datasets: Vec<DatasetInfo>,
     dirs: Vec<Dir>,
-    maps: MapCache,
 }
 
 impl ExportSource {
@@ -62,7 +61,6 @@ impl ExportSource {
             has_catalog: false,
             datasets: vec![identity.into_info(None)],
             dirs: vec![dir],
-            maps: MapCache::default(),
         })
     }
 
@@ -132,7 +130,6 @@ impl ExportSource {
             has_catalog: true,
             datasets,
             dirs,
-            maps: MapCache::default(),
         })
     }
 
@@ -155,12 +152,13 @@ impl DatasetSource for ExportSource {
     }
 
     fn reads_may_block(&self) -> bool {
-        // An open, an fstat and a pread (or a cached mapping) of a local file.
+        // An open, an fstat and a pread of a local file (a large body is read
+        // in chunks as it is sent).
         false
     }
 
     fn open(&self, id: &str, key: &RelativeKey) -> Result<Arc<dyn SourceFile>, SourceError> {
-        open_confined(self.dir(id)?, key, Some((&self.maps, id)))
+        open_confined(self.dir(id)?, key)
     }
 
     fn catalog(&self) -> Option<Result<Arc<dyn SourceFile>, SourceError>> {
@@ -168,7 +166,7 @@ impl DatasetSource for ExportSource {
             return None;
         }
         Some(match RelativeKey::parse(CATALOG) {
-            Ok(key) => open_confined(&self.root, &key, None),
+            Ok(key) => open_confined(&self.root, &key),
             Err(_) => unreachable_key(),
         })
     }
@@ -307,15 +305,16 @@ mod folder_tests {
         .unwrap();
     }
 
+    /// Larger than one body chunk (256 KiB).
+    const LARGE: usize = 300 * 1024;
+
     #[test]
     fn reads_ranges_and_refuses_escapes() {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path().join("ds");
         dataset(&root, "ds");
         fs::write(root.join("small.bin"), b"0123456789").unwrap();
-        let big: Vec<u8> = (0..(crate::file::MMAP_THRESHOLD as u32 + 10))
-            .map(|i| i as u8)
-            .collect();
+        let big: Vec<u8> = (0..(LARGE as u32 + 10)).map(|i| i as u8).collect();
         fs::write(root.join("big.bin"), &big).unwrap();
         fs::write(tmp.path().join("outside.txt"), b"secret").unwrap();
         std::os::unix::fs::symlink("../outside.txt", root.join("escape")).unwrap();
@@ -329,9 +328,9 @@ mod folder_tests {
         let small = open("small.bin").unwrap();
         assert_eq!(&small.read_range(3..6).unwrap()[..], b"345");
         assert!(small.read_range(5..11).is_err());
-        let mapped = open("big.bin").unwrap();
-        assert_eq!(mapped.len(), big.len() as u64);
-        assert_eq!(&mapped.read_range(100..110).unwrap()[..], &big[100..110]);
+        let large = open("big.bin").unwrap();
+        assert_eq!(large.len(), big.len() as u64);
+        assert_eq!(&large.read_range(100..110).unwrap()[..], &big[100..110]);
         assert_eq!(
             &open("inside").unwrap().read_range(0..2).unwrap()[..],
             b"01"
@@ -350,10 +349,10 @@ mod folder_tests {
     }
 
     #[test]
-    fn a_replaced_large_file_is_never_served_from_a_stale_mapping() {
+    fn a_replaced_large_file_is_served_new_while_the_old_handle_keeps_the_old_bytes() {
         let tmp = tempfile::tempdir().unwrap();
         dataset(tmp.path(), "ds");
-        let len = crate::file::MMAP_THRESHOLD as usize + 1;
+        let len = LARGE + 1;
         fs::write(tmp.path().join("big.bin"), vec![1u8; len]).unwrap();
         let source = ExportSource::open(tmp.path()).unwrap();
         let key = RelativeKey::parse("big.bin").unwrap();

@@ -45,7 +45,9 @@
 //! ETags. Nothing in that seam takes a filesystem path, so a source may equally
 //! be a folder, an HDF5 file or a synthesised view. [`ExportSource`] reads
 //! Cellucid export folders (a dataset folder or a `datasets.json` catalog),
-//! with file access confined by `cap-std`; [`anndata::AnnDataSource`]
+//! with file access confined by `cap-std` and files read with positioned reads
+//! (never mapped: a file truncated while served must fail a read, not end the
+//! process); [`anndata::AnnDataSource`]
 //! synthesises the folder-viewer files from an AnnData store
 //! (`docs/FORMATS.md` in the repository describes both). [`open_input`]
 //! recognises a path by its content and opens it as the server does.

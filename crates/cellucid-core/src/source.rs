@@ -120,10 +120,32 @@ pub trait DatasetSource: Send + Sync + fmt::Debug {
         true
     }
 
-    /// The raw bytes of dataset `id`'s AnnData store, for the 0.9.5 byte
-    /// route; `None` for datasets that are not AnnData stores.
-    fn raw_store(&self, id: &str) -> Option<&RawStore> {
+    /// The raw bytes of dataset `id`'s AnnData store (its current version),
+    /// for the 0.9.5 byte route; `None` for datasets that are not AnnData
+    /// stores.
+    fn raw_store(&self, id: &str) -> Option<Arc<RawStore>> {
         let _ = id;
         None
+    }
+
+    /// Makes sure the source describes its input as it is on disk now,
+    /// opening it again if it changed (this may block: run it where
+    /// [`DatasetSource::open`] would run), and returns a number that changes
+    /// whenever it did, so a server can rebuild what it derived from
+    /// [`DatasetSource::current_info`] and [`DatasetSource::raw_store`]. The
+    /// default, for sources whose description is fixed, is always 0.
+    ///
+    /// # Errors
+    /// [`SourceError::Unavailable`] while the input is being rewritten or
+    /// cannot be opened as it is now.
+    fn refresh(&self) -> Result<u64, SourceError> {
+        Ok(0)
+    }
+
+    /// What dataset `id` is now (after re-opens, its counts may differ from
+    /// [`DatasetSource::datasets`], which describes it as first opened; its
+    /// id and name never change).
+    fn current_info(&self, id: &str) -> Option<DatasetInfo> {
+        self.datasets().iter().find(|d| d.id == id).cloned()
     }
 }

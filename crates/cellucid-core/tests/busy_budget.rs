@@ -23,7 +23,7 @@ fn a_request_finding_the_budget_held_is_busy_then_served() {
     let source =
         AnnDataSource::open(&testdata::path("anndata/pbmc68k_reduced.h5ad"), options).unwrap();
     let id = source.datasets()[0].id.clone();
-    source.plan().unwrap();
+    source.plan_notes().unwrap();
     let key = RelativeKey::parse("embeddings/0_2d.bin").unwrap();
 
     let global = budget::global();

@@ -49,6 +49,9 @@ pub(crate) async fn handle<B>(
     let (source, id, target) = found.ok_or_else(not_found)?;
     let served = id.clone();
     let file = tokio::task::spawn_blocking(move || {
+        // The store as it is now: a changed input is opened again first, so
+        // these bytes and `/_cellucid/datasets` describe the same version.
+        source.refresh()?;
         let raw = source
             .raw_store(&id)
             .ok_or(SourceError::UnknownDataset { id: id.clone() })?;
@@ -66,7 +69,7 @@ pub(crate) async fn handle<B>(
     let response = response::file(
         req.method(),
         req.headers(),
-        file.as_ref(),
+        &file,
         HeaderValue::from_static("application/octet-stream"),
     )?;
     Ok(response::served_from(response, &served))

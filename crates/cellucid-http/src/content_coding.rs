@@ -267,7 +267,7 @@ pub(crate) async fn respond<B>(
                     return Ok(response::file(
                         req.method(),
                         req.headers(),
-                        file.as_ref(),
+                        &file,
                         content_type,
                     )?)
                 }

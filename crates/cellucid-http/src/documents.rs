@@ -1,4 +1,6 @@
-//! The `/_cellucid/*` JSON documents, built once at startup.
+//! The `/_cellucid/*` JSON documents, built at startup and again whenever
+//! an AnnData input was re-opened (SECURITY.md, "Files that change
+//! while served").
 
 use bytes::Bytes;
 use serde::Serialize;
@@ -29,13 +31,16 @@ struct Summary {
 impl Summary {
     fn of(layout: &Layout) -> Self {
         match layout.mounts() {
-            [one] => Self {
-                kind: one.source.format().dataset_type(),
-                format: Some(one.source.format().as_str()),
-                n_cells: one.source.counts_known().then_some(one.info.n_cells),
-                n_genes: one.source.counts_known().then_some(one.info.n_genes),
-                datasets: None,
-            },
+            [one] => {
+                let info = one.current_info();
+                Self {
+                    kind: one.source.format().dataset_type(),
+                    format: Some(one.source.format().as_str()),
+                    n_cells: one.source.counts_known().then_some(info.n_cells),
+                    n_genes: one.source.counts_known().then_some(info.n_genes),
+                    datasets: None,
+                }
+            }
             many => Self {
                 kind: "multi",
                 format: None,

@@ -124,6 +124,16 @@ impl HttpError {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
                 response
             }
+            Self::Source(err @ (SourceError::Changed { .. } | SourceError::Unavailable { .. })) => {
+                // The file is being rewritten: a clean, retryable refusal
+                // (SECURITY.md, "Files that change while served").
+                tracing::warn!(error = %err, "dataset file changed under the server");
+                let mut response = text(StatusCode::SERVICE_UNAVAILABLE, err.to_string());
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                response
+            }
             Self::Internal(what) => {
                 tracing::error!(%what, "internal error while answering a request");
                 text(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error")

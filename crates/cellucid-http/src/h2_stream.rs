@@ -146,7 +146,9 @@ impl ServedBody {
 
 impl http_body::Body for ServedBody {
     type Data = Bytes;
-    type Error = std::convert::Infallible;
+    /// A file that changed while it was sent ends the body with its error,
+    /// which ends the stream (or connection) short of its declared length.
+    type Error = cellucid_core::SourceError;
 
     fn poll_frame(
         self: Pin<&mut Self>,

@@ -26,6 +26,16 @@ pub struct Mount {
     pub advertised_path: String,
 }
 
+impl Mount {
+    /// What the dataset is now: its source's current description (counts
+    /// change when an AnnData input is re-opened), else the one placed.
+    pub fn current_info(&self) -> DatasetInfo {
+        self.source
+            .current_info(&self.info.id)
+            .unwrap_or_else(|| self.info.clone())
+    }
+}
+
 /// A dataset layout that cannot be served.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -131,6 +141,11 @@ impl Layout {
         &self.generated_catalog
     }
 
+    /// The generated `datasets.json` with every dataset's current counts.
+    pub(crate) fn current_catalog(&self) -> Bytes {
+        generate_catalog(&self.mounts)
+    }
+
     /// The dataset serving `path` (decoded, without the leading `/`) and the
     /// key inside it: the longest matching prefix, else the root dataset.
     pub(crate) fn resolve<'a>(&'a self, path: &'a str) -> Option<(&'a Mount, &'a str)> {
@@ -171,13 +186,16 @@ fn generate_catalog(mounts: &[Mount]) -> Bytes {
         default: mounts.first().map_or("", |m| m.info.id.as_str()),
         datasets: mounts
             .iter()
-            .map(|m| CatalogEntry {
-                id: &m.info.id,
-                path: format!("{}/", m.prefix),
-                name: &m.info.name,
-                description: m.info.description.as_deref(),
-                n_cells: m.info.n_cells,
-                n_genes: m.info.n_genes,
+            .map(|m| {
+                let now = m.current_info();
+                CatalogEntry {
+                    id: &m.info.id,
+                    path: format!("{}/", m.prefix),
+                    name: &m.info.name,
+                    description: m.info.description.as_deref(),
+                    n_cells: now.n_cells,
+                    n_genes: now.n_genes,
+                }
             })
             .collect(),
     };

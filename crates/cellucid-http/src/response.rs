@@ -5,7 +5,9 @@ use cellucid_core::SourceFile;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Response, StatusCode};
 
-use crate::body::Body;
+use std::sync::Arc;
+
+use crate::body::{Body, READ_CHUNK};
 use crate::range::{select, Selection};
 
 /// `text/plain; charset=utf-8`, the type of every error body.
@@ -59,10 +61,15 @@ pub(crate) fn content_type_for(key: &str) -> HeaderValue {
 }
 
 /// Answers a GET or HEAD for `file` with ETag, conditional and Range support.
+///
+/// The ETag is the identity of the version `file` opened, and every byte of
+/// the body is read from that same open file; a read that finds the file
+/// changed fails the request (503) or, once the head is sent, cuts the body
+/// short (SECURITY.md, "Files that change while served").
 pub(crate) fn file(
     method: &Method,
     request: &HeaderMap,
-    file: &dyn SourceFile,
+    file: &Arc<dyn SourceFile>,
     content_type: HeaderValue,
 ) -> Result<Response<Body>, cellucid_core::SourceError> {
     let size = file.len();
@@ -100,7 +107,16 @@ pub(crate) fn file(
     let body = if head || length == 0 {
         Body::empty()
     } else {
-        Body::from_bytes(file.read_range(range.clone())?)
+        // The first chunk is read now, so a file that changed since it was
+        // opened is refused with a clean status; the rest of a file on disk
+        // is read as the connection sends it (`Body::from_file`).
+        let first_end = if file.reads_in_chunks() {
+            range.end.min(range.start + READ_CHUNK)
+        } else {
+            range.end
+        };
+        let first = file.read_range(range.start..first_end)?;
+        Body::from_file(first, Arc::clone(file), range.clone())
     };
     let mut response = Response::new(body);
     *response.status_mut() = status;

@@ -4,7 +4,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -29,8 +29,12 @@ pub use crate::web_ui::WebUi;
 pub(crate) struct AppState {
     channel: Arc<Channel>,
     layout: Layout,
-    documents: Documents,
-    generated_catalog: MemoryFile,
+    host: String,
+    port: u16,
+    /// The documents and the generated catalog, with the
+    /// [`DatasetSource::refresh`] numbers of the sources they describe;
+    /// rebuilt when an input was re-opened.
+    documents: std::sync::RwLock<Arc<Described>>,
     web_ui: WebUi,
     /// Compressed bodies of synthesised files, computed once per version.
     encoded: Arc<EncodedCache>,
@@ -44,16 +48,69 @@ impl AppState {
         port: u16,
         web_ui: WebUi,
     ) -> Self {
-        let documents = Documents::build(&layout, host, port);
-        let generated_catalog = digest_file(layout.generated_catalog().clone());
+        let described = Described {
+            versions: vec![0; layout.mounts().len()],
+            documents: Documents::build(&layout, host, port),
+            catalog: digest_file(layout.generated_catalog().clone()),
+        };
         Self {
             channel,
             layout,
-            documents,
-            generated_catalog,
+            host: host.to_owned(),
+            port,
+            documents: std::sync::RwLock::new(Arc::new(described)),
             web_ui,
             encoded: Arc::new(EncodedCache::new()),
         }
+    }
+}
+
+/// The documents describing the datasets as they were when built.
+#[derive(Debug)]
+struct Described {
+    /// Each mount's [`DatasetSource::refresh`] number, in mount order.
+    versions: Vec<u64>,
+    documents: Documents,
+    catalog: MemoryFile,
+}
+
+impl AppState {
+    /// The documents describing every dataset as it is now: sources whose
+    /// input may change are asked to [`DatasetSource::refresh`] (off the
+    /// async workers), and the documents are rebuilt when one re-opened its
+    /// input, so `/_cellucid/datasets` and the raw route describe the same
+    /// version. A source that is unavailable keeps its last description.
+    async fn described(&self) -> Arc<Described> {
+        let built = Arc::clone(
+            &self
+                .documents
+                .read()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        let mut versions = built.versions.clone();
+        for (n, mount) in self.layout.mounts().iter().enumerate() {
+            if mount.source.format() == SourceFormat::Export {
+                continue; // export folders are described once
+            }
+            let source = Arc::clone(&mount.source);
+            let refreshed = source_io(&Arc::clone(&source), move || source.refresh()).await;
+            if let (Ok(number), Some(slot)) = (refreshed, versions.get_mut(n)) {
+                *slot = number;
+            }
+        }
+        if versions == built.versions {
+            return built;
+        }
+        let fresh = Arc::new(Described {
+            versions,
+            documents: Documents::build(&self.layout, &self.host, self.port),
+            catalog: digest_file(self.layout.current_catalog()),
+        });
+        *self
+            .documents
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Arc::clone(&fresh);
+        fresh
     }
 }
 
@@ -151,10 +208,26 @@ async fn read_route(
     req: Request<()>,
 ) -> Result<Response<Body>, HttpError> {
     match route {
-        Route::Health => Ok(response::json(state.documents.health.clone())),
-        Route::Info => Ok(response::json(state.documents.info.clone())),
-        Route::Datasets => Ok(response::json(state.documents.datasets.clone())),
-        Route::Protocol => Ok(response::json(state.documents.protocol.clone())),
+        Route::Health => Ok(response::json(
+            state.described().await.documents.health.clone(),
+        )),
+        Route::Info => Ok(response::json(
+            state.described().await.documents.info.clone(),
+        )),
+        Route::Datasets => Ok(response::json(
+            state.described().await.documents.datasets.clone(),
+        )),
+        Route::Protocol => {
+            // Fixed: no need to look at the inputs.
+            let built = state
+                .documents
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .documents
+                .protocol
+                .clone();
+            Ok(response::json(built))
+        }
         Route::Catalog => catalog(state, &req).await,
         Route::AnnData(rest) => crate::anndata_route::handle(&state.layout, &rest, &req).await,
         Route::File(path) => file_or_ui(state, &path, &req).await,
@@ -216,12 +289,12 @@ async fn catalog<B>(state: &Arc<AppState>, req: &Request<B>) -> Result<Response<
             })
             .await?
         }
-        None => Arc::new(state.generated_catalog.clone()),
+        None => Arc::new(state.described().await.catalog.clone()),
     };
     Ok(response::file(
         req.method(),
         req.headers(),
-        file.as_ref(),
+        &file,
         content_type_for("datasets.json"),
     )?)
 }
@@ -252,7 +325,7 @@ async fn dataset_file<B>(
         Some(coding) => {
             content_coding::respond(req, file, key_name, coding, content_type, encoded).await?
         }
-        None => response::file(req.method(), req.headers(), file.as_ref(), content_type)?,
+        None => response::file(req.method(), req.headers(), &file, content_type)?,
     };
     if binary && req.method() == Method::GET {
         response.headers_mut().insert(

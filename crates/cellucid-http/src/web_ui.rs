@@ -65,7 +65,8 @@ pub(crate) async fn answer<B>(
 fn file<B>(req: &Request<B>, ui: UiFile) -> Result<Response<Body>, HttpError> {
     let content_type = HeaderValue::from_str(&ui.content_type)
         .unwrap_or(HeaderValue::from_static("application/octet-stream"));
-    let file = MemoryFile::new(ui.bytes, FileIdentity::Digest(ui.sha256));
+    let file: std::sync::Arc<dyn cellucid_core::SourceFile> =
+        std::sync::Arc::new(MemoryFile::new(ui.bytes, FileIdentity::Digest(ui.sha256)));
     let mut response = response::file(req.method(), req.headers(), &file, content_type)?;
     if ui.immutable {
         response

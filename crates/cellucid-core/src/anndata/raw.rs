@@ -198,7 +198,7 @@ impl RawStore {
             }
         }
         let key = RelativeKey::parse_allowing(key, &ZARR_DOT_FILES).map_err(|_| not_found())?;
-        open_confined(folder.dir(), &key, None)
+        open_confined(folder.dir(), &key)
     }
 }
 

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::io::{self, Read};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -19,7 +19,7 @@ use zarrs::storage::{
     MaybeBytes, MaybeBytesIterator, ReadableStorageTraits, StorageError, StoreKey,
 };
 
-use crate::file::{map_path, open_confined};
+use crate::file::{open_confined, InputFile};
 use crate::key::RelativeKey;
 use crate::SourceError;
 
@@ -78,7 +78,7 @@ impl KeyStore for DirStore {
         let Ok(key) = RelativeKey::parse_allowing(key, &ZARR_DOT_FILES) else {
             return Ok(None);
         };
-        match open_confined(&self.dir, &key, None) {
+        match open_confined(&self.dir, &key) {
             Ok(file) => file
                 .read_range(0..file.len())
                 .map(Some)
@@ -122,20 +122,56 @@ struct ZipMember {
     stored: bool,
 }
 
-/// A zipped Zarr store (`.zarr.zip`), memory-mapped; STORED members (what
-/// zarr and cellucid write) are sliced without copying.
+/// A zipped Zarr store (`.zarr.zip`), opened once and read with positioned
+/// reads (never mapped: a truncated archive must fail a read, not end the
+/// process; see `crate::file::InputFile`).
 pub struct ZipStore {
-    bytes: Bytes,
+    file: Arc<InputFile>,
+    len: u64,
     members: BTreeMap<String, ZipMember>,
-    archive: Mutex<zip::ZipArchive<io::Cursor<Bytes>>>,
+    archive: Mutex<zip::ZipArchive<FileCursor>>,
 }
 
 impl fmt::Debug for ZipStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ZipStore")
-            .field("len", &self.bytes.len())
+            .field("len", &self.len)
             .field("members", &self.members.len())
             .finish()
+    }
+}
+
+/// `Read + Seek` over an [`InputFile`] by positioned reads, for the `zip`
+/// crate (which reads the central directory and inflates members).
+struct FileCursor {
+    file: Arc<InputFile>,
+    len: u64,
+    pos: u64,
+}
+
+impl Read for FileCursor {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.len.saturating_sub(self.pos);
+        let n = usize::try_from(left).map_or(buf.len(), |left| left.min(buf.len()));
+        if n == 0 {
+            return Ok(0);
+        }
+        self.file.read_exact_at(&mut buf[..n], self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl Seek for FileCursor {
+    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        let target = match to {
+            SeekFrom::Start(at) => Some(at),
+            SeekFrom::End(delta) => self.len.checked_add_signed(delta),
+            SeekFrom::Current(delta) => self.pos.checked_add_signed(delta),
+        };
+        self.pos = target
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "seek before the start"))?;
+        Ok(self.pos)
     }
 }
 
@@ -145,8 +181,16 @@ impl ZipStore {
     /// # Errors
     /// When the file cannot be read or is not a valid zip archive.
     pub fn open(path: &Path) -> io::Result<Self> {
-        let bytes = map_path(path)?;
-        let mut archive = zip::ZipArchive::new(io::Cursor::new(bytes.clone()))
+        let key = RelativeKey::trusted("store.zarr.zip");
+        let file =
+            Arc::new(InputFile::open(path, &key).map_err(|err| io::Error::other(err.to_string()))?);
+        let len = crate::SourceFile::len(file.as_ref());
+        let cursor = FileCursor {
+            file: Arc::clone(&file),
+            len,
+            pos: 0,
+        };
+        let mut archive = zip::ZipArchive::new(cursor)
             .map_err(|err| io::Error::new(io::ErrorKind::InvalidData, err.to_string()))?;
         let mut members = BTreeMap::new();
         for index in 0..archive.len() {
@@ -159,7 +203,7 @@ impl ZipStore {
             let name = file.name().trim_start_matches("./").to_owned();
             let start = file.data_start();
             let stored_len = file.compressed_size();
-            if start.saturating_add(stored_len) > bytes.len() as u64 {
+            if start.saturating_add(stored_len) > len || usize::try_from(stored_len).is_err() {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidData,
                     format!("zip member {name:?} lies past the end of the file (truncated?)"),
@@ -177,7 +221,8 @@ impl ZipStore {
             );
         }
         Ok(Self {
-            bytes,
+            file,
+            len,
             members,
             archive: Mutex::new(archive),
         })
@@ -190,11 +235,10 @@ impl KeyStore for ZipStore {
             return Ok(None);
         };
         if member.stored {
-            // Bounds checked when the archive was indexed.
-            let start = member.start as usize;
-            return Ok(Some(
-                self.bytes.slice(start..start + member.stored_len as usize),
-            ));
+            // The length fits a usize (checked when the archive was indexed);
+            // a file that shrank since then fails here with UnexpectedEof.
+            let len = usize::try_from(member.stored_len).map_err(io::Error::other)?;
+            return Ok(Some(Bytes::from(self.file.read_vec_at(member.start, len)?)));
         }
         let mut archive = self
             .archive

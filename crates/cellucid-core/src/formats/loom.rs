@@ -53,7 +53,7 @@ pub(super) fn open_loom(
         None,
         options,
     );
-    serve_part(path, classified, &reader, identity, options)
+    serve_part(path, classified, reader, identity, options)
 }
 
 /// The attribute naming cells, and genes, when the file has one (loompy's

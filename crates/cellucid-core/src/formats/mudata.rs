@@ -108,7 +108,7 @@ pub(super) fn open_mudata(
         zarr,
         options,
     );
-    serve_part(path, classified, &reader, identity, options)
+    serve_part(path, classified, reader, identity, options)
 }
 
 #[cfg(test)]

@@ -125,7 +125,7 @@ impl StoreReader for PartReader {
 pub(super) fn serve_part(
     path: &Path,
     classified: &Classified,
-    reader: &PartReader,
+    reader: PartReader,
     (id, name): (String, String),
     options: &AnnDataOptions,
 ) -> Result<ReadableSource, FormatError> {
@@ -144,11 +144,12 @@ pub(super) fn serve_part(
         modality: None,
         ..options.clone()
     };
-    AnnDataSource::open_with(path, reader, read_options)
+    let element = reader.element.clone();
+    AnnDataSource::open_with(path, std::sync::Arc::new(reader), read_options)
         .map(|source| ReadableSource::Read(Box::new(source)))
         .map_err(|source| FormatError::AnnData {
             path: path.to_owned(),
-            element: reader.element.clone(),
+            element,
             source,
         })
 }

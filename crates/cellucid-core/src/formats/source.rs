@@ -202,7 +202,7 @@ impl DatasetSource for RawInputSource {
         self.counts_known
     }
 
-    fn raw_store(&self, id: &str) -> Option<&RawStore> {
-        (id == self.info[0].id).then_some(self.raw.as_ref())
+    fn raw_store(&self, id: &str) -> Option<Arc<RawStore>> {
+        (id == self.info[0].id).then(|| Arc::clone(&self.raw))
     }
 }
