@@ -83,9 +83,10 @@ pub enum FormatError {
         path: PathBuf,
         /// The element read as an AnnData (`mod/rna`, `loom`).
         element: String,
-        /// What is wrong.
+        /// What is wrong (boxed: the AnnData errors carry key lists, and a
+        /// result's error should stay small).
         #[source]
-        source: AnnDataError,
+        source: Box<AnnDataError>,
     },
     /// The input cannot be read as its kind.
     #[error("{path}: {reason}")]

@@ -150,6 +150,6 @@ pub(super) fn serve_part(
         .map_err(|source| FormatError::AnnData {
             path: path.to_owned(),
             element,
-            source,
+            source: Box::new(source),
         })
 }
