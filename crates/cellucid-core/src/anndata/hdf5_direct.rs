@@ -1,11 +1,12 @@
-//! Range reads of unfiltered 1-D HDF5 datasets straight from the mapped file.
+//! Range reads of unfiltered 1-D HDF5 datasets straight from the file.
 //!
 //! `hdf5-reader` materialises every chunk a range touches (a 1 MB copy per
 //! 256 Ki-element chunk of a CSC `indices`/`data` array, for an 80 KB gene).
 //! When a dataset is contiguous, or chunked without filters and indexed by a
 //! version-1 B-tree (what h5py writes by default), its element bytes lie in
 //! the file as they are: this module locates them once per dataset and then
-//! borrows exactly the requested bytes from the memory map. Everything else
+//! reads exactly the requested bytes with positioned reads (the file is
+//! never mapped: see `crate::file`). Everything else
 //! (filtered chunks, other chunk indexes, missing chunks, external files,
 //! shared header messages) answers `None` and stays on the decoding path.
 
@@ -164,7 +165,7 @@ impl DirectLayout {
     }
 
     /// The stored bytes of elements `range` (clamped to the dataset), one
-    /// piece per chunk touched, each borrowed from the memory map.
+    /// piece per chunk touched, each one positioned read.
     pub(super) fn pieces(&self, file: &Hdf5File, range: Range<u64>) -> Option<Vec<Bytes>> {
         let end = range.end.min(self.len);
         let mut start = range.start.min(end);
