@@ -37,6 +37,17 @@
 //! `examples/read_gene.rs` is the same as a program
 //! (`cargo run -p cellucid-core --example read_gene -- data.h5ad HES4`).
 //!
+//! # Cargo features
+//!
+//! - `hdf5` (default): `.h5ad` files, and the HDF5 layouts of MuData, Loom
+//!   and 10x, read with the pure-Rust `hdf5-reader`.
+//! - `zarr` (default): Zarr v2/v3 stores, folders and `.zarr.zip`, read with
+//!   `zarrs` (its Blosc codec compiles bundled C: it needs a C compiler).
+//!
+//! Without a feature, a store of that format is refused with
+//! [`anndata::AnnDataError::Unsupported`], naming the feature; export folders
+//! need neither.
+//!
 //! # Serve-side model
 //!
 //! The seam every reader plugs into is [`DatasetSource`]: a source lists its

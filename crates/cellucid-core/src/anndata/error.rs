@@ -57,6 +57,15 @@ pub enum AnnDataError {
         /// How many names the element has.
         count: usize,
     },
+    /// The store is in a format this build leaves out (a cargo feature of
+    /// `cellucid-core` that was switched off).
+    #[error("this build reads no {what} stores (cellucid-core was built without its `{feature}` feature)")]
+    Unsupported {
+        /// The format (`HDF5`, `Zarr`).
+        what: &'static str,
+        /// The cargo feature that reads it.
+        feature: &'static str,
+    },
     /// The storage layer failed to read or decode bytes (truncated file,
     /// corrupt chunk, unsupported filter…).
     #[error("cannot read element {element:?}: {reason}")]

@@ -12,7 +12,9 @@ mod column;
 pub mod csr_index;
 mod error;
 mod frame;
+#[cfg(feature = "hdf5")]
 mod hdf5;
+#[cfg(feature = "hdf5")]
 mod hdf5_direct;
 mod integrity;
 mod launch;
@@ -24,8 +26,12 @@ mod read;
 mod source;
 pub mod store;
 mod synth;
+#[cfg(feature = "zarr")]
 mod zarr;
+#[cfg(feature = "zarr")]
 mod zarr_caps;
+#[cfg(feature = "zarr")]
+mod zarrs_store;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -44,11 +50,21 @@ pub use read::Embedding;
 pub(crate) use source::StoreReader;
 pub use source::{file_stem, sanitize_id, AnnDataSource};
 pub use synth::{PayloadError, Plan};
-pub use zarr::ZarrVersion;
+#[cfg(feature = "zarr")]
+pub use zarrs_store::ZarrsStore;
 
 use crate::detect::{detect_input, InputKind};
 use backend::join;
 use frame::check_encoding;
+
+/// The Zarr format version of a store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ZarrVersion {
+    /// Zarr v2 (`.zgroup`, `.zarray`, `.zattrs`).
+    V2,
+    /// Zarr v3 (`zarr.json`).
+    V3,
+}
 
 /// How the store is laid out on disk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -125,6 +141,7 @@ pub struct AnnData {
 const MAX_UNS_ELEMENTS: u64 = 10_000;
 
 /// The Zarr backend over `store`, or `not_zarr()` when its root is no group.
+#[cfg(feature = "zarr")]
 fn open_zarr(
     store: Arc<dyn store::KeyStore>,
     not_zarr: impl FnOnce() -> AnnDataError,
@@ -132,6 +149,35 @@ fn open_zarr(
     let zarr = zarr::ZarrBackend::open(store)?.ok_or_else(not_zarr)?;
     let version = zarr.version();
     Ok((Arc::new(zarr), version))
+}
+
+/// Without the `zarr` feature: every Zarr store is refused, saying why.
+#[cfg(not(feature = "zarr"))]
+fn open_zarr(
+    store: Arc<dyn store::KeyStore>,
+    not_zarr: impl FnOnce() -> AnnDataError,
+) -> Result<(Arc<dyn Backend>, ZarrVersion)> {
+    let _ = (store, not_zarr);
+    Err(AnnDataError::Unsupported {
+        what: "Zarr",
+        feature: "zarr",
+    })
+}
+
+/// The HDF5 backend of `path`.
+#[cfg(feature = "hdf5")]
+fn open_hdf5(path: &Path) -> Result<Arc<dyn Backend>> {
+    Ok(Arc::new(hdf5::Hdf5Backend::open(path)?))
+}
+
+/// Without the `hdf5` feature: every HDF5 file is refused, saying why.
+#[cfg(not(feature = "hdf5"))]
+fn open_hdf5(path: &Path) -> Result<Arc<dyn Backend>> {
+    let _ = path;
+    Err(AnnDataError::Unsupported {
+        what: "HDF5",
+        feature: "hdf5",
+    })
 }
 
 impl AnnData {
@@ -161,7 +207,7 @@ impl AnnData {
                 // A cut-short file is named as such before the reader fails
                 // on whatever element the cut fell in.
                 integrity::check_hdf5(path)?;
-                (Arc::new(hdf5::Hdf5Backend::open(path)?), StoreKind::H5ad)
+                (open_hdf5(path)?, StoreKind::H5ad)
             }
             InputKind::ZarrFolder => {
                 let what = "a Zarr folder";
@@ -601,7 +647,7 @@ pub(crate) fn open_backend(path: &Path, container: Container) -> Result<Arc<dyn 
         reason,
     };
     match container {
-        Container::Hdf5 => Ok(Arc::new(hdf5::Hdf5Backend::open(path)?)),
+        Container::Hdf5 => open_hdf5(path),
         Container::ZarrFolder => {
             let store = store::DirStore::open(path)
                 .map_err(|err| open_err("a Zarr folder", err.to_string()))?;

@@ -1,5 +1,6 @@
 //! Key-value stores under a Zarr hierarchy: a confined folder or a zip
-//! archive, and the adapter that lets `zarrs` read from either.
+//! archive (the adapter that lets `zarrs` read from either is in
+//! `zarrs_store.rs`, with the `zarr` feature).
 //!
 //! `zarrs` ships a path-based filesystem store; we give it our own instead so
 //! every read goes through the `cap-std` directory of the dataset (SECURITY.md,
@@ -14,10 +15,6 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use cap_std::ambient_authority;
 use cap_std::fs::Dir;
-use zarrs::storage::byte_range::ByteRangeIterator;
-use zarrs::storage::{
-    MaybeBytes, MaybeBytesIterator, ReadableStorageTraits, StorageError, StoreKey,
-};
 
 use crate::file::{open_confined, InputFile};
 use crate::key::RelativeKey;
@@ -301,53 +298,5 @@ impl KeyStore for ZipStore {
             .into_iter()
             .map(|(name, is_dir)| DirEntry { name, is_dir })
             .collect())
-    }
-}
-
-/// Lets `zarrs` read from any [`KeyStore`].
-#[derive(Debug, Clone)]
-pub struct ZarrsStore(pub Arc<dyn KeyStore>);
-
-fn storage_error(err: io::Error) -> StorageError {
-    StorageError::IOError(Arc::new(err))
-}
-
-impl ReadableStorageTraits for ZarrsStore {
-    fn get_partial_many<'a>(
-        &'a self,
-        key: &StoreKey,
-        byte_ranges: ByteRangeIterator<'a>,
-    ) -> Result<MaybeBytesIterator<'a>, StorageError> {
-        let Some(bytes) = self.0.get(key.as_str()).map_err(storage_error)? else {
-            return Ok(None);
-        };
-        let size = bytes.len() as u64;
-        let iter = byte_ranges.map(move |range| {
-            let r = range.to_range(size);
-            if r.end > size || r.start > r.end {
-                return Err(StorageError::Other(format!(
-                    "byte range {}..{} outside a value of {size} bytes",
-                    r.start, r.end
-                )));
-            }
-            Ok(bytes.slice(r.start as usize..r.end as usize))
-        });
-        Ok(Some(Box::new(iter)))
-    }
-
-    fn get(&self, key: &StoreKey) -> Result<MaybeBytes, StorageError> {
-        self.0.get(key.as_str()).map_err(storage_error)
-    }
-
-    fn size_key(&self, key: &StoreKey) -> Result<Option<u64>, StorageError> {
-        Ok(self
-            .0
-            .get(key.as_str())
-            .map_err(storage_error)?
-            .map(|b| b.len() as u64))
-    }
-
-    fn supports_get_partial(&self) -> bool {
-        true
     }
 }

@@ -13,16 +13,9 @@ use zarrs::array::{Array, ArraySubset};
 
 use super::backend::{ArrayInfo, Backend, CompoundField, Dtype, NodeKind, Values};
 use super::error::{AnnDataError, Result};
-use super::store::{KeyStore, ZarrsStore};
-
-/// The Zarr format version of a store.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ZarrVersion {
-    /// Zarr v2 (`.zgroup`, `.zarray`, `.zattrs`).
-    V2,
-    /// Zarr v3 (`zarr.json`).
-    V3,
-}
+use super::store::KeyStore;
+use super::zarrs_store::ZarrsStore;
+use super::ZarrVersion;
 
 /// What is known about one node, from its metadata documents.
 #[derive(Clone, Debug)]
