@@ -52,6 +52,8 @@ mod content_coding;
 mod documents;
 mod error;
 pub mod forwarded;
+#[doc(hidden)]
+pub mod fuzz_api;
 mod hooked_io;
 mod mount;
 mod offload;
