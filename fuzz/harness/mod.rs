@@ -202,13 +202,20 @@ pub(crate) fn session_bundle(data: &[u8]) {
         return;
     };
     assert_eq!(summary.bytes, data.len() as u64, "summary size");
-    let magic = if summary.version.number() == 1 { 17 } else { 19 };
+    let magic = if summary.version.number() == 1 {
+        17
+    } else {
+        19
+    };
     let Some(manifest_len) = data
         .get(magic..magic + 4)
         .and_then(|b| <[u8; 4]>::try_from(b).ok())
         .map(u32::from_le_bytes)
     else {
-        panic!("an accepted bundle of {} bytes has no manifest length", data.len());
+        panic!(
+            "an accepted bundle of {} bytes has no manifest length",
+            data.len()
+        );
     };
     let framed: u64 = summary.chunks.iter().map(|c| 4 + c.stored_bytes).sum();
     assert_eq!(
@@ -370,8 +377,7 @@ pub(crate) fn zarr_metadata(data: &[u8]) {
         return;
     }
     // Only metadata documents, and only keys that stay inside the store.
-    let Ok(key) = cellucid_core::RelativeKey::parse_allowing(key, &ZARR_METADATA_NAMES[..4])
-    else {
+    let Ok(key) = cellucid_core::RelativeKey::parse_allowing(key, &ZARR_METADATA_NAMES[..4]) else {
         return;
     };
     let mut segments: Vec<&str> = key.segments().collect();

@@ -3,6 +3,8 @@
 //! truncation is refused or still adds up, never a panic; and a gzip chunk
 //! that inflates far past what it declares costs a bounded amount of memory,
 //! measured by a counting allocator.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers outside #[test] fns may panic
 #![allow(unsafe_code)] // the counting allocator below; see its SAFETY comment
 
 use std::alloc::{GlobalAlloc, Layout, System};

@@ -3,13 +3,17 @@
 //! still runs every saved input and every former crash (docs/FUZZING.md).
 //! The AnnData targets also replay the repository's own fixtures.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers outside #[test] fns may panic
+
 #[path = "../../../fuzz/harness/mod.rs"]
 mod harness;
 
 use std::path::{Path, PathBuf};
 
 fn repo(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(rel)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(rel)
 }
 
 /// Every file of `fuzz/corpus/<target>`, sorted (there must be some).
@@ -97,8 +101,10 @@ fn zarr_metadata_corpus() {
 #[test]
 fn zarr_zip_corpus_and_fixture() {
     replay("zarr_zip", harness::zarr_zip);
-    let bytes = std::fs::read(repo("testdata/prepared-0.9.5/pbmc68k_reduced.cellucid.zarr.zip"))
-        .unwrap();
+    let bytes = std::fs::read(repo(
+        "testdata/prepared-0.9.5/pbmc68k_reduced.cellucid.zarr.zip",
+    ))
+    .unwrap();
     harness::zarr_zip(&bytes);
     for cut in [0, 22, bytes.len() - 22, bytes.len() - 1] {
         harness::zarr_zip(&bytes[..cut]);
@@ -114,13 +120,16 @@ fn the_seeds_are_valid_inputs() {
     let scratch = tempfile::tempdir().unwrap();
     for (target, name) in [("h5ad_open", "seed.h5ad"), ("zarr_zip", "seed.zarr.zip")] {
         for (path, bytes) in corpus(target) {
-            if path.file_name().is_some_and(|n| n.to_string_lossy().starts_with("crash-")) {
+            if path
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("crash-"))
+            {
                 continue;
             }
             let copy = scratch.path().join(name);
             std::fs::write(&copy, &bytes).unwrap();
-            let adata = AnnData::open(&copy)
-                .unwrap_or_else(|err| panic!("{}: {err}", path.display()));
+            let adata =
+                AnnData::open(&copy).unwrap_or_else(|err| panic!("{}: {err}", path.display()));
             assert!(adata.n_obs() > 0, "{}", path.display());
         }
     }

@@ -4,6 +4,8 @@
 //! targets run (`fuzz/harness/mod.rs`); generated valid input must parse to
 //! what it was built from.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers outside #[test] fns may panic
+
 #[path = "../../../fuzz/harness/mod.rs"]
 mod harness;
 

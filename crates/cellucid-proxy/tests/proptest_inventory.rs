@@ -2,6 +2,8 @@
 //! scanner (docs/FUZZING.md): generated inventories round-trip, any change
 //! is refused or still obeys every rule, and no input makes either panic.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers outside #[test] fns may panic
+
 use cellucid_proxy::{build_id_of_index, check_asset_path, Asset, Inventory};
 use proptest::prelude::*;
 
