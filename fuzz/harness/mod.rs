@@ -264,8 +264,10 @@ pub(crate) fn ui_inventory(data: &[u8]) {
     );
 }
 
-/// A scratch folder for the AnnData targets, one per process (tmpfs when
-/// there is one: the targets write a file per input).
+/// A scratch folder for the AnnData targets, one per process, on tmpfs when
+/// there is one (the targets write a file per input). Named after the
+/// process id; folders left by processes that are gone (a fuzzer stopped by
+/// a crash or a signal, an earlier test run) are removed first.
 fn scratch() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
@@ -274,14 +276,28 @@ fn scratch() -> &'static Path {
         } else {
             std::env::temp_dir()
         };
-        let dir = tempfile::Builder::new()
-            .prefix("cellucid-fuzz-")
-            .tempdir_in(base)
-            .map(tempfile::TempDir::keep);
-        match dir {
-            Ok(dir) => dir,
-            Err(err) => panic!("cannot create a scratch folder: {err}"),
+        // Liveness is read from /proc: without it, remove nothing.
+        let entries = Path::new("/proc/self")
+            .exists()
+            .then(|| std::fs::read_dir(&base).ok())
+            .flatten();
+        if let Some(entries) = entries {
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let gone = name
+                    .strip_prefix("cellucid-fuzz-")
+                    .and_then(|pid| pid.parse::<u32>().ok())
+                    .is_some_and(|pid| !Path::new("/proc").join(pid.to_string()).exists());
+                if gone {
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
+            }
         }
+        let dir = base.join(format!("cellucid-fuzz-{}", std::process::id()));
+        if let Err(err) = std::fs::create_dir_all(&dir) {
+            panic!("cannot create {}: {err}", dir.display());
+        }
+        dir
     })
 }
 
