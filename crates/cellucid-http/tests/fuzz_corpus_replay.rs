@@ -16,17 +16,45 @@ fn repo(rel: &str) -> PathBuf {
         .join(rel)
 }
 
-/// Every file of `fuzz/corpus/<target>`, sorted (there must be some).
-fn corpus(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
-    let dir = repo("fuzz/corpus").join(target);
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+/// Set to a folder of per-target corpora (what `fuzz/run-all.sh` grows in
+/// `/tmp/cellucid-fuzz/corpus`) to replay them too, in this debug build
+/// where integer overflow panics (the fuzz build does not check it).
+const EXTRA_CORPUS: &str = "CELLUCID_FUZZ_CORPUS";
+
+fn files_in(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
         .unwrap_or_else(|err| panic!("{}: {err}", dir.display()))
         .map(|entry| entry.unwrap().path())
         .filter(|path| path.is_file())
-        .collect();
-    files.sort();
+        .collect()
+}
+
+/// Every file of `fuzz/corpus/<target>` (there must be some), then of
+/// `$CELLUCID_FUZZ_CORPUS/<target>` when that is set, sorted.
+fn corpus(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
+    let dir = repo("fuzz/corpus").join(target);
+    let mut files = files_in(&dir);
     assert!(!files.is_empty(), "{} holds no seeds", dir.display());
+    if let Some(extra) = std::env::var_os(EXTRA_CORPUS) {
+        let extra = Path::new(&extra).join(target);
+        if extra.is_dir() {
+            files.extend(files_in(&extra));
+        }
+    }
+    files.sort();
     files
+        .into_iter()
+        .map(|path| {
+            let bytes = std::fs::read(&path).unwrap();
+            (path, bytes)
+        })
+        .collect()
+}
+
+/// Only the committed seeds of `target`.
+fn seeds(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
+    let dir = repo("fuzz/corpus").join(target);
+    files_in(&dir)
         .into_iter()
         .map(|path| {
             let bytes = std::fs::read(&path).unwrap();
@@ -119,7 +147,7 @@ fn the_seeds_are_valid_inputs() {
     use cellucid_core::anndata::AnnData;
     let scratch = tempfile::tempdir().unwrap();
     for (target, name) in [("h5ad_open", "seed.h5ad"), ("zarr_zip", "seed.zarr.zip")] {
-        for (path, bytes) in corpus(target) {
+        for (path, bytes) in seeds(target) {
             if path
                 .file_name()
                 .is_some_and(|n| n.to_string_lossy().starts_with("crash-"))
@@ -133,7 +161,7 @@ fn the_seeds_are_valid_inputs() {
             assert!(adata.n_obs() > 0, "{}", path.display());
         }
     }
-    for (path, bytes) in corpus("session_bundle") {
+    for (path, bytes) in seeds("session_bundle") {
         let summary = cellucid_core::session::validate_bundle(
             std::io::Cursor::new(&bytes),
             bytes.len() as u64,
