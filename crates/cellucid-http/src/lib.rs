@@ -53,6 +53,8 @@ mod documents;
 mod error;
 pub mod forwarded;
 mod h2_stream;
+#[doc(hidden)]
+pub mod fuzz_api;
 mod hooked_io;
 mod mount;
 mod offload;

@@ -10,6 +10,7 @@ mod layer;
 use std::net::IpAddr;
 
 pub use cors::CorsPolicy;
+pub(crate) use cors::Origin;
 pub(crate) use host::parse_authority;
 pub use host::{is_ldh_name, HostPolicy};
 pub use layer::{OriginLayer, OriginRejection, OriginService, ResponseFuture};

@@ -1,0 +1,8 @@
+//! Fuzz target `session_bundle`: the checks live in `harness/mod.rs`, shared with the
+//! corpus replay test (docs/FUZZING.md).
+#![no_main]
+
+#[path = "../harness/mod.rs"]
+mod harness;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| harness::session_bundle(data));
