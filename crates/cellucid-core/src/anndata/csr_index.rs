@@ -196,7 +196,7 @@ impl BuildPlan {
 /// lives under `cache_dir`.
 pub fn index_path(cache_dir: &Path, generation: &str, matrix: &Matrix) -> PathBuf {
     let digest = Sha256::digest(format!("{generation}\n{}", matrix.path).as_bytes());
-    let hex: String = digest.iter().take(20).map(|b| format!("{b:02x}")).collect();
+    let hex = hex::encode(&digest[..20]);
     cache_dir.join(format!("{hex}.csrix"))
 }
 
