@@ -54,6 +54,7 @@
 
 pub mod anndata;
 pub mod budget;
+pub mod cache;
 mod detect;
 mod error;
 mod export;

@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 
 use super::column::{Column, ColumnFile};
 use super::csr_index::{self, default_cache_dir, CsrIndex};
-use super::lru::ByteLru;
+use crate::cache::ByteLru;
 use super::options::AnnDataOptions;
 use super::raw::RawStore;
 use super::synth::{self, PayloadError, Plan};

@@ -1,4 +1,6 @@
-//! A least-recently-used cache bounded by the total memory its values hold.
+//! Caches shared by the readers and the server: a least-recently-used map
+//! bounded by the total memory its values hold (the synthesised AnnData
+//! files in `cellucid-core`, the encoded bodies in `cellucid-http`).
 
 use std::borrow::Borrow;
 use std::collections::HashMap;
