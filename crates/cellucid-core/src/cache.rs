@@ -132,7 +132,10 @@ mod tests {
     fn the_user_cache_dir_is_an_absolute_xdg_cache_home_else_home_dot_cache() {
         let some = |p: &str| Some(PathBuf::from(p));
         assert_eq!(user_cache_dir_in(some("/x"), some("/h")), some("/x"));
-        assert_eq!(user_cache_dir_in(some("rel"), some("/h")), some("/h/.cache"));
+        assert_eq!(
+            user_cache_dir_in(some("rel"), some("/h")),
+            some("/h/.cache")
+        );
         assert_eq!(user_cache_dir_in(None, some("/h")), some("/h/.cache"));
         assert_eq!(user_cache_dir_in(some("rel"), None), None);
         assert_eq!(user_cache_dir_in(None, None), None);

@@ -17,12 +17,12 @@ use sha2::{Digest, Sha256};
 
 use super::column::{Column, ColumnFile};
 use super::csr_index::{self, default_cache_dir, CsrIndex};
-use crate::cache::ByteLru;
 use super::options::AnnDataOptions;
 use super::raw::RawStore;
 use super::synth::{self, PayloadError, Plan};
 use super::MatrixLayout;
 use super::{AnnData, AnnDataError};
+use crate::cache::ByteLru;
 use crate::error::SourceError;
 use crate::file::{FileIdentity, MemoryFile, SourceFile};
 use crate::key::RelativeKey;
