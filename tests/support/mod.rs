@@ -476,10 +476,7 @@ pub fn sha256sums(dir: &Path) -> Vec<(String, String)> {
 /// Hex SHA-256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
-    sha2::Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(sha2::Sha256::digest(bytes))
 }
 
 /// Recursive copy of regular files and folders (fixtures are read-only; the

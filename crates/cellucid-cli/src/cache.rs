@@ -6,6 +6,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use cellucid_core::budget::human;
 use cellucid_proxy::{
     CacheDir, Environment, FetchOptions, PrefetchOutcome, Progress, ProxyError, SourceUrl, WebCache,
 };
@@ -50,7 +51,7 @@ pub(crate) fn run(args: CacheArgs) -> Result<(), CliError> {
                     report.build_id,
                     report.source_url,
                     report.files,
-                    human_bytes(report.bytes)
+                    human(report.bytes)
                 );
                 Ok(())
             }
@@ -115,7 +116,7 @@ pub(crate) fn summary(outcome: &PrefetchOutcome, dir: &str) -> String {
             "Viewer UI build {} cached in {dir}: {} files downloaded ({}), {} reused from the previous build",
             outcome.build_id,
             outcome.downloaded_files,
-            human_bytes(outcome.downloaded_bytes),
+            human(outcome.downloaded_bytes),
             outcome.reused_files
         )
     } else {
@@ -123,22 +124,6 @@ pub(crate) fn summary(outcome: &PrefetchOutcome, dir: &str) -> String {
             "Viewer UI build {} is already cached and verified in {dir}; nothing to download (--force downloads it again)",
             outcome.build_id
         )
-    }
-}
-
-/// `1.2 MiB`.
-pub(crate) fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 4] = ["bytes", "KiB", "MiB", "GiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} bytes")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
     }
 }
 

@@ -78,6 +78,28 @@ pub trait SourceFile: Send + Sync + fmt::Debug {
     fn reads_in_chunks(&self) -> bool {
         false
     }
+
+    /// The open descriptor of the file on disk these bytes are, at the same
+    /// offsets, when they are one (`None`, the default, for bytes made in
+    /// memory). A sender that copies bytes out of it by other means than
+    /// [`SourceFile::read_range`] (`sendfile`, `splice`) must call
+    /// [`SourceFile::check_unchanged`] once they are copied, as
+    /// `read_range` does after every read: bytes copied while the file was
+    /// rewritten must not go out under this identity.
+    fn as_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        None
+    }
+
+    /// Whether the bytes on disk still have this file's identity (see
+    /// [`SourceFile::as_fd`]); always `Ok` for bytes in memory.
+    ///
+    /// # Errors
+    /// [`SourceError::Changed`] when the file was written, truncated or had
+    /// its timestamps changed since it was opened; [`SourceError::Io`] when
+    /// that cannot be checked.
+    fn check_unchanged(&self) -> Result<(), SourceError> {
+        Ok(())
+    }
 }
 
 /// A file whose bytes are already in memory: generated or read whole (a
@@ -307,6 +329,15 @@ impl SourceFile for InputFile {
 
     fn reads_in_chunks(&self) -> bool {
         true
+    }
+
+    fn as_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        use std::os::fd::AsFd;
+        Some(self.file.as_fd())
+    }
+
+    fn check_unchanged(&self) -> Result<(), SourceError> {
+        InputFile::check_unchanged(self)
     }
 }
 

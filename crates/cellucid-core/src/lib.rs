@@ -65,6 +65,7 @@
 
 pub mod anndata;
 pub mod budget;
+pub mod cache;
 mod detect;
 mod error;
 mod export;

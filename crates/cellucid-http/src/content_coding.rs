@@ -13,7 +13,7 @@ use std::io::Write as _;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use cellucid_core::anndata::ByteLru;
+use cellucid_core::cache::ByteLru;
 use cellucid_core::SourceFile;
 use flate2::{Compression, GzBuilder};
 use http::header::{self, HeaderMap, HeaderValue};

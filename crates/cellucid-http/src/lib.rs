@@ -69,7 +69,7 @@ mod service;
 mod tls;
 mod web_ui;
 
-pub use body::Body;
+pub use body::{Body, FileRange};
 pub use channel::{
     ChannelLimits, Command, SessionBundle, Viewer, ViewerEvent, ViewerEvents, ViewerOptions,
     ViewerRegistry,

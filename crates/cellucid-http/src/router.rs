@@ -127,8 +127,7 @@ impl AppState {
 /// A file of bytes made in memory, named by the start of their SHA-256.
 fn digest_file(bytes: Bytes) -> MemoryFile {
     let digest = Sha256::digest(&bytes);
-    let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
-    MemoryFile::new(bytes, FileIdentity::Digest(hex))
+    MemoryFile::new(bytes, FileIdentity::Digest(hex::encode(&digest[..16])))
 }
 
 /// The innermost service: routes a request (already past the origin layer)

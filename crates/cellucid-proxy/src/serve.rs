@@ -54,8 +54,16 @@ pub enum UiAnswer {
     Damaged(String),
 }
 
-/// What identifies one version of a file on disk.
+/// What identifies one version of a file on disk: size, modification time
+/// (seconds, nanoseconds) and inode. Deciding only when a file is verified
+/// again (the verified bytes are held in memory), it needs no ctime, unlike
+/// the ETag identity of served dataset files.
 type Stamp = (u64, i64, i64, u64);
+
+/// The [`Stamp`] of the file `meta` describes.
+fn stamp(meta: &std::fs::Metadata) -> Stamp {
+    (meta.len(), meta.mtime(), meta.mtime_nsec(), meta.ino())
+}
 
 #[derive(Debug, Default)]
 struct State {
@@ -296,7 +304,7 @@ impl WebUiFiles {
             }
             Err(err) => return UiAnswer::Damaged(format!("{}: {err}", file_path.display())),
         };
-        let stamp = (meta.len(), meta.mtime(), meta.mtime_nsec(), meta.ino());
+        let stamp = stamp(&meta);
         if let Ok(state) = self.state.lock() {
             if let Some((known, file)) = state.verified.get(path) {
                 if *known == stamp && file.sha256 == asset.sha256 {
@@ -338,7 +346,7 @@ impl WebUiFiles {
         let pointer_path = store.dir().join(POINTER_FILE);
         let stamp = std::fs::metadata(&pointer_path)
             .ok()
-            .map(|m| (m.len(), m.mtime(), m.mtime_nsec(), m.ino()));
+            .map(|meta| stamp(&meta));
         let mut state = self.state.lock().ok()?;
         if state.pointer == stamp && stamp.is_some() {
             return state.generation.clone();

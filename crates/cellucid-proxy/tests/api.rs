@@ -18,10 +18,7 @@ use sha2::{Digest, Sha256};
 type Files = Arc<Mutex<BTreeMap<String, (Vec<u8>, &'static str)>>>;
 
 fn hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(Sha256::digest(bytes))
 }
 
 /// A static loopback server for `files` plus their inventory; lives as long

@@ -196,19 +196,20 @@ impl BuildPlan {
 /// lives under `cache_dir`.
 pub fn index_path(cache_dir: &Path, generation: &str, matrix: &Matrix) -> PathBuf {
     let digest = Sha256::digest(format!("{generation}\n{}", matrix.path).as_bytes());
-    let hex: String = digest.iter().take(20).map(|b| format!("{b:02x}")).collect();
+    let hex = hex::encode(&digest[..20]);
     cache_dir.join(format!("{hex}.csrix"))
 }
 
-/// The default cache directory: `$XDG_CACHE_HOME/cellucid/csr-index`, else
-/// `~/.cache/cellucid/csr-index`, else the system temp dir.
+/// The default cache directory: `cellucid/csr-index` in the
+/// [user cache directory](crate::cache::user_cache_dir)
+/// (`$XDG_CACHE_HOME`, else `~/.cache`), else in the system temp dir. An
+/// index file is named by a digest and never removed wholesale, so no
+/// directory needs refusing here.
 pub fn default_cache_dir() -> PathBuf {
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .filter(|p| p.is_absolute())
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(std::env::temp_dir);
-    base.join("cellucid").join("csr-index")
+    crate::cache::user_cache_dir()
+        .unwrap_or_else(std::env::temp_dir)
+        .join("cellucid")
+        .join("csr-index")
 }
 
 fn u64_at(bytes: &[u8], at: usize) -> u64 {

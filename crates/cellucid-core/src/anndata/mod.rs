@@ -18,7 +18,6 @@ mod hdf5;
 mod hdf5_direct;
 mod integrity;
 mod launch;
-mod lru;
 mod matrix;
 mod options;
 mod raw;
@@ -42,7 +41,6 @@ pub use backend::{ArrayInfo, Backend, CompoundField, Dtype, NodeKind, RawRange, 
 pub use column::{Column, ColumnFile};
 pub use error::{AnnDataError, Result};
 pub use frame::{ColumnEncoding, ColumnSpec, Frame, FrameColumn, Label};
-pub use lru::ByteLru;
 pub use matrix::{Matrix, MatrixLayout, SparseParts};
 pub use options::{AnnDataOptions, EmbeddingChoice, ExpressionSource};
 pub use raw::{RawLayout, RawStore};

@@ -266,7 +266,7 @@ fn consolidated_if_absent(
     let (key, value) = doc;
     let bytes = Bytes::from(serde_json::to_vec(&value).map_err(std::io::Error::other)?);
     let digest = Sha256::digest(&bytes);
-    let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    let hex = hex::encode(&digest[..16]);
     Ok(Some((
         key.to_owned(),
         MemoryFile::new(bytes, FileIdentity::Digest(hex)),

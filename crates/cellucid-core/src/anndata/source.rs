@@ -17,12 +17,12 @@ use sha2::{Digest, Sha256};
 
 use super::column::{Column, ColumnFile};
 use super::csr_index::{self, default_cache_dir, CsrIndex};
-use super::lru::ByteLru;
 use super::options::AnnDataOptions;
 use super::raw::RawStore;
 use super::synth::{self, PayloadError, Plan};
 use super::MatrixLayout;
 use super::{AnnData, AnnDataError};
+use crate::cache::ByteLru;
 use crate::error::SourceError;
 use crate::file::{FileIdentity, MemoryFile, SourceFile};
 use crate::key::RelativeKey;
@@ -457,7 +457,7 @@ impl AnnDataSource {
         if let Some(bytes) = plan.manifest(k) {
             // Tagged by content, hashed once: kept like any computed file.
             let digest = Sha256::digest(&bytes);
-            let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+            let hex = hex::encode(&digest[..16]);
             let weight = bytes.len();
             let file: Arc<dyn SourceFile> =
                 Arc::new(MemoryFile::new(bytes, FileIdentity::Digest(hex)));
@@ -631,7 +631,7 @@ fn last_change(path: &Path) -> Option<SystemTime> {
 /// The ETag base of a payload: a digest of the store version and the key.
 fn payload_tag(generation: &str, key: &str) -> String {
     let digest = Sha256::digest(format!("{generation}\n{key}").as_bytes());
-    digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
+    hex::encode(&digest[..16])
 }
 
 /// Number of genes the expression source serves.

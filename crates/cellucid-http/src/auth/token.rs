@@ -104,7 +104,7 @@ impl AccessToken {
     /// with different tokens get different cookie names.
     pub(crate) fn public_tag(&self) -> String {
         let digest = Sha256::digest(self.0.as_bytes());
-        digest.iter().take(4).map(|b| format!("{b:02x}")).collect()
+        hex::encode(&digest[..4])
     }
 }
 

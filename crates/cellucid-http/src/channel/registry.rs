@@ -167,7 +167,7 @@ fn lock(inner: &Mutex<Inner>) -> MutexGuard<'_, Inner> {
 fn random_hex(bytes: usize) -> Result<String, RegisterError> {
     let mut buf = vec![0u8; bytes];
     getrandom::fill(&mut buf).map_err(|err| RegisterError::Random(err.to_string()))?;
-    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
+    Ok(hex::encode(buf))
 }
 
 /// Constant-time equality of two tokens (lengths are not secret).

@@ -1,8 +1,12 @@
-//! A least-recently-used cache bounded by the total memory its values hold.
+//! Caches shared by the readers and the server: a least-recently-used map
+//! bounded by the total memory its values hold (the synthesised AnnData
+//! files in `cellucid-core`, the encoded bodies in `cellucid-http`), and the
+//! user cache directory on-disk caches default to.
 
 use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::hash::Hash;
+use std::path::PathBuf;
 use std::sync::Mutex;
 
 use bytes::Bytes;
@@ -100,9 +104,42 @@ impl<K: Hash + Eq + Clone, V: Clone> ByteLru<K, V> {
     }
 }
 
+/// The user's cache directory: `$XDG_CACHE_HOME` when it is an absolute
+/// path, else `$HOME/.cache`; empty variables count as unset (the choice
+/// `cellucid-proxy`'s `CacheDir` makes for the viewer UI cache too, which
+/// adds the flag, its own variable and refusals because it may delete what
+/// it owns). `None` when neither is set.
+pub fn user_cache_dir() -> Option<PathBuf> {
+    let var = |name: &str| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    user_cache_dir_in(var("XDG_CACHE_HOME"), var("HOME"))
+}
+
+fn user_cache_dir_in(xdg_cache_home: Option<PathBuf>, home: Option<PathBuf>) -> Option<PathBuf> {
+    xdg_cache_home
+        .filter(|p| p.is_absolute())
+        .or_else(|| home.map(|home| home.join(".cache")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_user_cache_dir_is_an_absolute_xdg_cache_home_else_home_dot_cache() {
+        let some = |p: &str| Some(PathBuf::from(p));
+        assert_eq!(user_cache_dir_in(some("/x"), some("/h")), some("/x"));
+        assert_eq!(
+            user_cache_dir_in(some("rel"), some("/h")),
+            some("/h/.cache")
+        );
+        assert_eq!(user_cache_dir_in(None, some("/h")), some("/h/.cache"));
+        assert_eq!(user_cache_dir_in(some("rel"), None), None);
+        assert_eq!(user_cache_dir_in(None, None), None);
+    }
 
     #[test]
     fn evicts_least_recently_used_within_budget() {
