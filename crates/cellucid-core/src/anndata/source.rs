@@ -20,7 +20,7 @@ use super::csr_index::{self, default_cache_dir, CsrIndex};
 use super::lru::ByteLru;
 use super::options::AnnDataOptions;
 use super::raw::RawStore;
-use super::synth::{self, PayloadError, Plan};
+use super::synth::{self, Hinted, PayloadError, Plan, SynthKey};
 use super::MatrixLayout;
 use super::{AnnData, AnnDataError};
 use crate::error::SourceError;
@@ -454,33 +454,40 @@ impl AnnDataSource {
                 SourceError::Changed { key: key.clone() }
             }
         })?;
-        if let Some(bytes) = plan.manifest(k) {
+        let file_key = SynthKey::parse(k);
+        let manifest = match file_key {
+            Some(SynthKey::Manifest(m)) => plan.manifest(m),
+            _ => None,
+        };
+        if let (Some(bytes), Some(file_key)) = (manifest, file_key) {
             // Tagged by content, hashed once: kept like any computed file.
             let digest = Sha256::digest(&bytes);
             let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
             let weight = bytes.len();
-            let file: Arc<dyn SourceFile> =
-                Arc::new(MemoryFile::new(bytes, FileIdentity::Digest(hex)));
+            let file: Arc<dyn SourceFile> = Arc::new(Hinted::new(
+                MemoryFile::new(bytes, FileIdentity::Digest(hex)),
+                file_key,
+            ));
             synth.cache.insert(k.to_owned(), Arc::clone(&file), weight);
             return Ok(file);
         }
         let identity = FileIdentity::Digest(payload_tag(&synth.generation, k));
-        let computed: Result<(Arc<dyn SourceFile>, usize), PayloadError> =
-            if let Some(g) = plan.gene_index(k) {
-                gene_column(version, plan, g).map(|column| {
+        let computed: Result<(Arc<dyn SourceFile>, usize), PayloadError> = match file_key {
+            Some(file_key @ SynthKey::Gene(g)) if plan.has_gene(g) => gene_column(version, plan, g)
+                .map(|column| {
                     let weight = column.footprint();
-                    let file: Arc<dyn SourceFile> = Arc::new(ColumnFile::new(column, identity));
-                    (file, weight)
-                })
-            } else if plan.has_payload(k) {
-                plan.payload(&version.adata, k).map(|bytes| {
+                    let file = Hinted::new(ColumnFile::new(column, identity), file_key);
+                    (Arc::new(file) as Arc<dyn SourceFile>, weight)
+                }),
+            Some(file_key) if plan.has_payload(file_key) => {
+                plan.payload(&version.adata, file_key).map(|bytes| {
                     let weight = bytes.len();
-                    let file: Arc<dyn SourceFile> = Arc::new(MemoryFile::new(bytes, identity));
-                    (file, weight)
+                    let file = Hinted::new(MemoryFile::new(bytes, identity), file_key);
+                    (Arc::new(file) as Arc<dyn SourceFile>, weight)
                 })
-            } else {
-                Err(PayloadError::NotFound)
-            };
+            }
+            _ => Err(PayloadError::NotFound),
+        };
         // Read from a file that changed meanwhile: its bytes (or its read
         // error) may come from two versions, so it is neither kept nor sent
         // under this version's tag, and a failure is no verdict on the file.

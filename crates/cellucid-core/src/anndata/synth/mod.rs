@@ -7,9 +7,11 @@
 //! coordinates, obs values and codes, outlier quantiles, gene columns,
 //! edges) are computed on request.
 
+mod file_key;
 mod genes;
 mod geometry;
 mod graph;
+mod hinted;
 pub(crate) mod pyjson;
 
 use std::collections::HashMap;
@@ -21,7 +23,10 @@ use super::column::Column;
 use super::options::{AnnDataOptions, EmbeddingChoice, ExpressionSource};
 use super::{AnnData, AnnDataError, FrameColumn, Matrix, StoreKind};
 use crate::budget::{self, Lease};
+use file_key::{CodesWidth, EdgeFile};
+pub(crate) use file_key::{Manifest, SynthKey};
 use geometry::Normalization;
+pub(crate) use hinted::Hinted;
 
 /// Cells a category needs for a centroid and outlier quantiles (0.9.4 default).
 const DEFAULT_MIN_POINTS: usize = 10;
@@ -50,11 +55,9 @@ enum ObsField {
 enum Payload {
     Embedding(usize),
     ObsValues(String),
-    ObsCodes(String, &'static str),
+    ObsCodes(String, CodesWidth),
     ObsOutliers(String),
-    EdgeSources,
-    EdgeDestinations,
-    EdgeWeights,
+    Edges(EdgeFile),
     Vectors {
         field: String,
         item: usize,
@@ -86,7 +89,7 @@ pub struct Plan {
     var_manifest: Option<Bytes>,
     connectivity_manifest: Option<Bytes>,
     items: Vec<Item>,
-    payloads: HashMap<String, Payload>,
+    payloads: HashMap<SynthKey, Payload>,
     expression: Option<Matrix>,
     n_genes: u64,
     latent_key: Option<String>,
@@ -210,10 +213,7 @@ impl Plan {
             if spec.encoding.is_continuous() == Some(true) {
                 continuous.push(json!([index, col]));
                 fields.push((ObsField::Continuous { name: col.clone() }, None));
-                payloads.insert(
-                    format!("obs/{index}.values.f32"),
-                    Payload::ObsValues(col.clone()),
-                );
+                payloads.insert(SynthKey::ObsValues(index), Payload::ObsValues(col.clone()));
                 continue;
             }
             let (codes, categories) = match adata.obs_column(col) {
@@ -233,17 +233,15 @@ impl Plan {
                     tracing::warn!(column = %col, error = %err, "obs column not served");
                     notes.push(format!("obs column {col:?} not served: {err}"));
                     let why = format!("obs column {col:?} cannot be read: {err}");
-                    for key in ["codes.u8", "codes.u16", "codes.u32", "outliers.f32"] {
-                        payloads.insert(
-                            format!("obs/{index}.{key}"),
-                            Payload::Unreadable(why.clone()),
-                        );
+                    let codes = CodesWidth::ALL.map(|w| SynthKey::ObsCodes(index, w));
+                    for key in codes.into_iter().chain([SynthKey::ObsOutliers(index)]) {
+                        payloads.insert(key, Payload::Unreadable(why.clone()));
                     }
                     continue;
                 }
                 Err(err) => return Err(err),
             };
-            let (dtype, ext, missing) = codes_dtype(categories.len());
+            let width = CodesWidth::for_categories(categories.len());
             let mut by_embedding = Map::new();
             for (item, Coords { values: xy, .. }) in items.iter().zip(&coords) {
                 let list: Vec<Value> = geometry::centroids(xy, item.dim, &codes, categories.len(), min_points, CENTROID_QUANTILE)
@@ -253,18 +251,25 @@ impl Plan {
                 by_embedding.insert(item.id.clone(), Value::Array(list));
             }
             let labels: Vec<Value> = categories.iter().map(super::Label::to_json).collect();
-            categorical.push(json!([index, col, labels, dtype, missing, by_embedding]));
+            categorical.push(json!([
+                index,
+                col,
+                labels,
+                width.dtype(),
+                width.missing(),
+                by_embedding
+            ]));
             fields.push((
                 ObsField::Categorical { name: col.clone() },
                 Some(categories.len()),
             ));
             payloads.insert(
-                format!("obs/{index}.codes.{ext}"),
-                Payload::ObsCodes(col.clone(), ext),
+                SynthKey::ObsCodes(index, width),
+                Payload::ObsCodes(col.clone(), width),
             );
             if latent_key.is_some() {
                 payloads.insert(
-                    format!("obs/{index}.outliers.f32"),
+                    SynthKey::ObsOutliers(index),
                     Payload::ObsOutliers(col.clone()),
                 );
             }
@@ -273,17 +278,17 @@ impl Plan {
         if !continuous.is_empty() {
             schemas.insert(
                 "continuous".into(),
-                json!({"pathPattern": "obs/{index}.values.f32", "ext": "f32", "dtype": "float32", "quantized": false}),
+                json!({"pathPattern": file_key::OBS_VALUES_PATTERN, "ext": "f32", "dtype": "float32", "quantized": false}),
             );
         }
         if !categorical.is_empty() {
             schemas.insert(
                 "categorical".into(),
                 if latent_key.is_some() {
-                    json!({"codesPathPattern": "obs/{index}.codes.{ext}", "outlierPathPattern": "obs/{index}.outliers.f32",
+                    json!({"codesPathPattern": file_key::OBS_CODES_PATTERN, "outlierPathPattern": file_key::OBS_OUTLIERS_PATTERN,
                            "outlierExt": "f32", "outlierDtype": "float32", "outlierQuantized": false})
                 } else {
-                    json!({"codesPathPattern": "obs/{index}.codes.{ext}", "outlierPathPattern": null,
+                    json!({"codesPathPattern": file_key::OBS_CODES_PATTERN, "outlierPathPattern": null,
                            "outlierExt": null, "outlierDtype": null, "outlierQuantized": false})
                 },
             );
@@ -331,7 +336,7 @@ impl Plan {
                     "n_points": n,
                     "compression": null,
                     "quantization": null,
-                    "_varSchema": {"kind": "continuous", "pathPattern": "var/{index}.values.f32", "ext": "f32", "dtype": "float32", "quantized": false},
+                    "_varSchema": {"kind": "continuous", "pathPattern": file_key::GENE_PATTERN, "ext": "f32", "dtype": "float32", "quantized": false},
                     "fields": fields,
                     "gene_name_sets": [{"source": names.source, "filled_from_index": names.filled_from_index, "renamed": renamed, "names": null}],
                 }))
@@ -342,18 +347,14 @@ impl Plan {
         // Connectivity.
         let index_bytes = if n <= 65536 { 2 } else { 4 };
         let connectivity_manifest = edges_summary.map(|(n_edges, max_neighbors)| {
-            for (key, payload) in [
-                ("connectivity/edges.src.bin", Payload::EdgeSources),
-                ("connectivity/edges.dst.bin", Payload::EdgeDestinations),
-                ("connectivity/edges.weights.f64.bin", Payload::EdgeWeights),
-            ] {
-                payloads.insert(key.to_owned(), payload);
+            for e in [EdgeFile::Sources, EdgeFile::Destinations, EdgeFile::Weights] {
+                payloads.insert(SynthKey::Edges(e), Payload::Edges(e));
             }
             json!({
                 "format": "edge_pairs", "n_cells": n, "n_edges": n_edges, "max_neighbors": max_neighbors,
                 "index_bytes": index_bytes, "index_dtype": if index_bytes == 2 { "uint16" } else { "uint32" },
-                "sourcesPath": "connectivity/edges.src.bin", "destinationsPath": "connectivity/edges.dst.bin",
-                "weightsPath": "connectivity/edges.weights.f64.bin", "weight_dtype": "float64", "weight_bytes": 8,
+                "sourcesPath": EdgeFile::Sources.path(), "destinationsPath": EdgeFile::Destinations.path(),
+                "weightsPath": EdgeFile::Weights.path(), "weight_dtype": "float64", "weight_bytes": 8,
                 "compression": null,
             })
         });
@@ -362,11 +363,14 @@ impl Plan {
         let mut item_docs = Map::new();
         let mut defaults = Map::new();
         for (e, item) in items.iter().enumerate() {
-            let file = format!("embeddings/{e}_{}d.bin", item.dim);
-            payloads.insert(file.clone(), Payload::Embedding(e));
+            let file = SynthKey::Embedding {
+                index: e,
+                dim: item.dim,
+            };
+            payloads.insert(file, Payload::Embedding(e));
             item_docs.insert(
                 item.id.clone(),
-                json!({"label": item.id, "dimension": item.dim, "file": file,
+                json!({"label": item.id, "dimension": item.dim, "file": file.to_string(),
                        "source": {"key": item.key, "columns": item.columns}}),
             );
             defaults
@@ -466,32 +470,24 @@ impl Plan {
         self.expression.as_ref()
     }
 
-    /// The manifest for `key`, when it is one.
-    pub fn manifest(&self, key: &str) -> Option<Bytes> {
-        match key {
-            "dataset_identity.json" => Some(self.identity.clone()),
-            "obs_manifest.json" => Some(self.obs_manifest.clone()),
-            "var_manifest.json" => self.var_manifest.clone(),
-            "connectivity_manifest.json" => self.connectivity_manifest.clone(),
-            _ => None,
+    /// The bytes of manifest `m`, when this dataset has it.
+    pub(crate) fn manifest(&self, m: Manifest) -> Option<Bytes> {
+        match m {
+            Manifest::Identity => Some(self.identity.clone()),
+            Manifest::Obs => Some(self.obs_manifest.clone()),
+            Manifest::Var => self.var_manifest.clone(),
+            Manifest::Connectivity => self.connectivity_manifest.clone(),
         }
     }
 
-    /// The gene index `g` of `var/{g}.values.f32` (canonical decimal only).
-    pub fn gene_index(&self, key: &str) -> Option<u64> {
-        let digits = key.strip_prefix("var/")?.strip_suffix(".values.f32")?;
-        if digits.is_empty()
-            || (digits.len() > 1 && digits.starts_with('0'))
-            || !digits.bytes().all(|b| b.is_ascii_digit())
-        {
-            return None;
-        }
-        digits.parse::<u64>().ok().filter(|&g| g < self.n_genes)
+    /// Whether gene `g` is served (`var/{g}.values.f32`).
+    pub(crate) fn has_gene(&self, g: u64) -> bool {
+        g < self.n_genes
     }
 
     /// Whether `key` is a synthesised payload (not a manifest, not a gene).
-    pub fn has_payload(&self, key: &str) -> bool {
-        self.payloads.contains_key(key)
+    pub(crate) fn has_payload(&self, key: SynthKey) -> bool {
+        self.payloads.contains_key(&key)
     }
 
     /// Computes the bytes of payload `key` (not genes: see
@@ -500,8 +496,8 @@ impl Plan {
     /// # Errors
     /// [`PayloadError`] when there is no such payload or its values break
     /// the format.
-    pub fn payload(&self, adata: &AnnData, key: &str) -> Result<Bytes, PayloadError> {
-        let payload = self.payloads.get(key).ok_or(PayloadError::NotFound)?;
+    pub(crate) fn payload(&self, adata: &AnnData, key: SynthKey) -> Result<Bytes, PayloadError> {
+        let payload = self.payloads.get(&key).ok_or(PayloadError::NotFound)?;
         let n = adata.n_obs() as usize;
         Ok(match payload {
             Payload::Embedding(e) => embedding_bytes(adata, &self.items[*e], n)?,
@@ -522,17 +518,17 @@ impl Plan {
                 }
                 FrameColumn::Categorical { .. } => return Err(PayloadError::NotFound),
             },
-            Payload::ObsCodes(col, ext) => {
+            Payload::ObsCodes(col, width) => {
                 let FrameColumn::Categorical { codes, .. } = adata.obs_column(col)? else {
                     return Err(PayloadError::NotFound);
                 };
                 let mut out = Vec::with_capacity(n * 4);
                 for c in codes {
-                    match *ext {
-                        "u8" => out.push(u8::try_from(c).unwrap_or(u8::MAX)),
-                        "u16" => out
+                    match width {
+                        CodesWidth::U8 => out.push(u8::try_from(c).unwrap_or(u8::MAX)),
+                        CodesWidth::U16 => out
                             .extend_from_slice(&u16::try_from(c).unwrap_or(u16::MAX).to_le_bytes()),
-                        _ => out
+                        CodesWidth::U32 => out
                             .extend_from_slice(&u32::try_from(c).unwrap_or(u32::MAX).to_le_bytes()),
                     }
                 }
@@ -576,21 +572,21 @@ impl Plan {
                     .into_iter(),
                 )
             }
-            Payload::EdgeSources | Payload::EdgeDestinations | Payload::EdgeWeights => {
+            Payload::Edges(file) => {
                 let m = self.knn.as_ref().ok_or(PayloadError::NotFound)?;
                 let parts = m.read_sparse(adata.backend())?;
                 let edges =
                     graph::edges(&parts, m.layout, n).map_err(PayloadError::Unprocessable)?;
-                match payload {
-                    Payload::EdgeWeights => Bytes::from(
+                match file {
+                    EdgeFile::Weights => Bytes::from(
                         edges
                             .weights
                             .iter()
                             .flat_map(|w| w.to_le_bytes())
                             .collect::<Vec<u8>>(),
                     ),
-                    other => {
-                        let ids = if matches!(other, Payload::EdgeSources) {
+                    EdgeFile::Sources | EdgeFile::Destinations => {
+                        let ids = if *file == EdgeFile::Sources {
                             &edges.src
                         } else {
                             &edges.dst
@@ -844,17 +840,6 @@ pub(crate) fn check_claims(adata: &AnnData) -> Result<(), AnnDataError> {
             need,
         )
         .map_err(|err| AnnDataError::over_budget("obs", err))
-}
-
-/// The narrowest codes dtype leaving room for the missing marker.
-fn codes_dtype(n_categories: usize) -> (&'static str, &'static str, u64) {
-    if n_categories < 255 {
-        ("uint8", "u8", 255)
-    } else if n_categories < 65535 {
-        ("uint16", "u16", 65535)
-    } else {
-        ("uint32", "u32", 4_294_967_295)
-    }
 }
 
 fn f32_bytes(values: impl Iterator<Item = f32>) -> Bytes {
@@ -1187,7 +1172,7 @@ fn vector_fields(
     adata: &AnnData,
     items: &[Item],
     default: Option<&str>,
-    payloads: &mut HashMap<String, Payload>,
+    payloads: &mut HashMap<SynthKey, Payload>,
 ) -> Option<Value> {
     let mut fields = Map::new();
     let mut f = 0;
@@ -1229,15 +1214,15 @@ fn vector_fields(
             if item.columns.iter().any(|&c| c >= width) {
                 continue;
             }
-            let path = format!("vectors/{f}_{e}.bin");
+            let path = SynthKey::Vectors { field: f, item: e };
             payloads.insert(
-                path.clone(),
+                path,
                 Payload::Vectors {
                     field: (*source).to_owned(),
                     item: e,
                 },
             );
-            files.insert(item.id.clone(), Value::String(path));
+            files.insert(item.id.clone(), Value::String(path.to_string()));
         }
         if !files.is_empty() {
             fields.insert(field_id.clone(), json!({"label": field_id, "files": files}));
