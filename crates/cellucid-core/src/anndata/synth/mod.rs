@@ -10,6 +10,8 @@
 mod file_key;
 mod genes;
 mod geometry;
+#[cfg(test)]
+mod golden;
 mod graph;
 mod hinted;
 pub(crate) mod pyjson;
