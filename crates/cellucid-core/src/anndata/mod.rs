@@ -43,7 +43,7 @@ pub use raw::{RawLayout, RawStore};
 pub use read::Embedding;
 pub(crate) use source::StoreReader;
 pub use source::{file_stem, sanitize_id, AnnDataSource};
-pub use synth::{PayloadError, Plan};
+pub use synth::{PayloadError, Plan, PlanError};
 pub use zarr::ZarrVersion;
 
 use crate::detect::{detect_input, InputKind};

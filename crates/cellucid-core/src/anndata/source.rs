@@ -20,7 +20,7 @@ use super::csr_index::{self, default_cache_dir, CsrIndex};
 use super::lru::ByteLru;
 use super::options::AnnDataOptions;
 use super::raw::RawStore;
-use super::synth::{self, Hinted, PayloadError, Plan, SynthKey};
+use super::synth::{self, Hinted, PayloadError, Plan, PlanError, SynthKey};
 use super::MatrixLayout;
 use super::{AnnData, AnnDataError};
 use crate::error::SourceError;
@@ -43,7 +43,7 @@ const SETTLE: Duration = Duration::from_secs(1);
 struct Synth {
     adata: Arc<AnnData>,
     options: AnnDataOptions,
-    plan: OnceLock<Result<Plan, String>>,
+    plan: OnceLock<Result<Plan, Arc<AnnDataError>>>,
     cache: ByteLru<String, Arc<dyn SourceFile>>,
     generation: String,
     /// The CSR gene index, once built or loaded (`None` inside: failed).
@@ -51,13 +51,11 @@ struct Synth {
 }
 
 impl Synth {
-    fn plan(&self, id: &str, name: &str) -> Result<&Plan, String> {
+    fn plan(&self, id: &str, name: &str) -> Result<&Plan, PlanError> {
         self.plan
-            .get_or_init(|| {
-                Plan::build(&self.adata, &self.options, id, name).map_err(|err| err.to_string())
-            })
+            .get_or_init(|| Plan::build(&self.adata, &self.options, id, name).map_err(Arc::new))
             .as_ref()
-            .map_err(Clone::clone)
+            .map_err(|err| PlanError::Build(Arc::clone(err)))
     }
 }
 
@@ -378,8 +376,8 @@ impl AnnDataSource {
     ///
     /// # Errors
     /// Why folder viewers cannot be served, or that the input is unavailable.
-    pub fn plan_notes(&self) -> Result<Vec<String>, String> {
-        let version = self.version().map_err(|err| err.to_string())?;
+    pub fn plan_notes(&self) -> Result<Vec<String>, PlanError> {
+        let version = self.version()?;
         let plan = version.synth.plan(&self.info[0].id, &self.info[0].name)?;
         Ok(plan.notes().to_vec())
     }
@@ -449,7 +447,7 @@ impl AnnDataSource {
         }
         let plan = synth.plan(id, name).map_err(|why| {
             if generation(&self.path) == version.generation {
-                unprocessable(why)
+                unprocessable(why.to_string())
             } else {
                 SourceError::Changed { key: key.clone() }
             }
@@ -641,34 +639,11 @@ fn payload_tag(generation: &str, key: &str) -> String {
     digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
 }
 
-/// Number of genes the expression source serves.
+/// Number of genes the expression source serves (chosen as the synthesis
+/// chooses it).
 fn expression_genes(adata: &AnnData, options: &AnnDataOptions) -> Result<u64, AnnDataError> {
-    use super::options::ExpressionSource as E;
-    Ok(match &options.expression {
-        Some(E::X) => adata.x().ok_or_else(|| AnnDataError::missing("X"))?.shape[1],
-        Some(E::Raw) => {
-            adata
-                .raw()
-                .ok_or_else(|| AnnDataError::missing("raw/X"))?
-                .x
-                .shape[1]
-        }
-        Some(E::Layer(name)) => {
-            adata
-                .layers()
-                .iter()
-                .find(|(k, _)| k == name)
-                .ok_or_else(|| AnnDataError::missing(&format!("layers/{name}")))?
-                .1
-                .shape[1]
-        }
-        None => match (adata.x(), adata.raw(), adata.layers().first()) {
-            (Some(x), _, _) => x.shape[1],
-            (None, Some(raw), _) => raw.x.shape[1],
-            (None, None, Some((_, layer))) => layer.shape[1],
-            _ => 0,
-        },
-    })
+    let (matrix, _) = synth::expression_source(adata, options)?;
+    Ok(matrix.map_or(0, |m| m.shape[1]))
 }
 
 /// The file name without its format ending (`.h5ad`, `.zarr`, `.zarr.zip`).

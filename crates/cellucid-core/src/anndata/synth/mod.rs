@@ -17,6 +17,7 @@ mod hinted;
 pub(crate) mod pyjson;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
@@ -25,6 +26,7 @@ use super::column::Column;
 use super::options::{AnnDataOptions, EmbeddingChoice, ExpressionSource};
 use super::{AnnData, AnnDataError, FrameColumn, Matrix, StoreKind};
 use crate::budget::{self, Lease};
+use crate::error::SourceError;
 use file_key::{CodesWidth, EdgeFile};
 pub(crate) use file_key::{Manifest, SynthKey};
 use geometry::Normalization;
@@ -81,6 +83,21 @@ pub enum PayloadError {
     /// The store could not be read.
     #[error(transparent)]
     Read(#[from] AnnDataError),
+}
+
+/// Why the folder-viewer files of a store cannot be served.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PlanError {
+    /// The input cannot be read as it is now (being written, gone, or no
+    /// longer a store).
+    #[error(transparent)]
+    Input(#[from] SourceError),
+    /// The store's contents do not allow the synthesis (nothing to plot, an
+    /// option naming something absent…); shared by every request that
+    /// needs the plan.
+    #[error(transparent)]
+    Build(Arc<AnnDataError>),
 }
 
 /// Everything needed to answer the synthesised files of one dataset.
@@ -1244,8 +1261,9 @@ pub(crate) fn resolve_expression(adata: &AnnData, options: &AnnDataOptions) -> O
     expression_source(adata, options).ok().and_then(|(m, _)| m)
 }
 
-/// Which matrix feeds genes, and the dataframe naming its columns.
-fn expression_source<'a>(
+/// Which matrix feeds genes, and the dataframe naming its columns
+/// (docs/FORMATS.md, "Serving choices").
+pub(crate) fn expression_source<'a>(
     adata: &'a AnnData,
     options: &AnnDataOptions,
 ) -> Result<(Option<Matrix>, Option<&'a super::Frame>), AnnDataError> {
