@@ -173,35 +173,7 @@ impl Plan {
             Some(k) => format!("latent space  obsm['{k}'] (outlier quantiles)"),
             None => "latent space  none (no outlier quantiles; pass --latent-key KEY)".into(),
         });
-        let knn = resolve_knn(adata, options)?;
-        let mut edges_summary = None;
-        let knn = match knn {
-            Some(m) => {
-                // A graph the budget cannot hold is left out, not the dataset.
-                let edges = match m.read_sparse(adata.backend()) {
-                    Ok(parts) => graph::edges(&parts, m.layout, n_usize),
-                    Err(err @ AnnDataError::OverBudget { .. }) if !err.is_busy() => {
-                        Err(err.to_string())
-                    }
-                    Err(err) => return Err(err),
-                };
-                match edges {
-                    Ok(e) => {
-                        notes.push(format!("graph         {} ({} edges)", m.path, e.src.len()));
-                        edges_summary = Some((e.src.len(), e.max_neighbors));
-                        Some(m)
-                    }
-                    Err(why) => {
-                        notes.push(format!("graph         {} not served: {why}", m.path));
-                        None
-                    }
-                }
-            }
-            None => {
-                notes.push("graph         none".into());
-                None
-            }
-        };
+        let (knn, edges_summary) = served_graph(adata, options, n_usize, &mut notes)?.unzip();
 
         // Obs fields.
         let obs = adata.obs();
@@ -293,35 +265,7 @@ impl Plan {
                 );
             }
         }
-        let mut schemas = Map::new();
-        if !continuous.is_empty() {
-            schemas.insert(
-                "continuous".into(),
-                json!({"pathPattern": file_key::OBS_VALUES_PATTERN, "ext": "f32", "dtype": "float32", "quantized": false}),
-            );
-        }
-        if !categorical.is_empty() {
-            schemas.insert(
-                "categorical".into(),
-                if latent_key.is_some() {
-                    json!({"codesPathPattern": file_key::OBS_CODES_PATTERN, "outlierPathPattern": file_key::OBS_OUTLIERS_PATTERN,
-                           "outlierExt": "f32", "outlierDtype": "float32", "outlierQuantized": false})
-                } else {
-                    json!({"codesPathPattern": file_key::OBS_CODES_PATTERN, "outlierPathPattern": null,
-                           "outlierExt": null, "outlierDtype": null, "outlierQuantized": false})
-                },
-            );
-        }
-        let obs_manifest = json!({
-            "_format": "compact_v2",
-            "n_points": n,
-            "centroid_outlier_quantile": CENTROID_QUANTILE,
-            "latent_key": latent_key,
-            "compression": null,
-            "_obsSchemas": schemas,
-            "_continuousFields": continuous,
-            "_categoricalFields": categorical,
-        });
+        let obs_manifest = obs_manifest(n, continuous, categorical, latent_key.as_deref());
 
         // Genes.
         let (expression, gene_frame) = expression_source(adata, options)?;
@@ -342,40 +286,18 @@ impl Plan {
                     m.path,
                     m.layout.as_str()
                 ));
-                let fields: Vec<Value> = names
-                    .names
-                    .iter()
-                    .enumerate()
-                    .map(|(i, g)| json!([i, g]))
-                    .collect();
-                let renamed: Vec<Value> =
-                    names.renamed.iter().map(|(a, b)| json!([a, b])).collect();
-                Some(json!({
-                    "_format": "compact_v2",
-                    "n_points": n,
-                    "compression": null,
-                    "quantization": null,
-                    "_varSchema": {"kind": "continuous", "pathPattern": file_key::GENE_PATTERN, "ext": "f32", "dtype": "float32", "quantized": false},
-                    "fields": fields,
-                    "gene_name_sets": [{"source": names.source, "filled_from_index": names.filled_from_index, "renamed": renamed, "names": null}],
-                }))
+                Some(var_manifest(n, &names))
             }
             _ => None,
         };
 
         // Connectivity.
         let index_bytes = if n <= 65536 { 2 } else { 4 };
-        let connectivity_manifest = edges_summary.map(|(n_edges, max_neighbors)| {
+        let connectivity_manifest = edges_summary.map(|edges| {
             for e in [EdgeFile::Sources, EdgeFile::Destinations, EdgeFile::Weights] {
                 payloads.insert(SynthKey::Edges(e), Payload::Edges(e));
             }
-            json!({
-                "format": "edge_pairs", "n_cells": n, "n_edges": n_edges, "max_neighbors": max_neighbors,
-                "index_bytes": index_bytes, "index_dtype": if index_bytes == 2 { "uint16" } else { "uint32" },
-                "sourcesPath": EdgeFile::Sources.path(), "destinationsPath": EdgeFile::Destinations.path(),
-                "weightsPath": EdgeFile::Weights.path(), "weight_dtype": "float64", "weight_bytes": 8,
-                "compression": null,
-            })
+            connectivity_manifest(n, edges, index_bytes)
         });
 
         // Embedding files and vector fields.
@@ -442,7 +364,7 @@ impl Plan {
                 "n_cells": n, "n_genes": n_genes, "n_obs_fields": fields.len(),
                 "n_categorical_fields": n_cat, "n_continuous_fields": n_cont,
                 "has_connectivity": edges_summary.is_some(),
-                "n_edges": edges_summary.map(|(e, _)| e),
+                "n_edges": edges_summary.map(|e| e.n_edges),
             },
             "embeddings": {"default_dimension": default_dimension, "defaults": defaults, "items": item_docs},
             "obs_fields": obs_fields,
@@ -711,6 +633,119 @@ pub(crate) fn resolve_knn(
             .ok_or_else(|| AnnDataError::missing(&format!("obsp/{k}"))),
         None => Ok(find("connectivities")),
     }
+}
+
+/// The graph served (`resolve_knn`) with its edge count and most neighbours
+/// of a cell, when its edges can be made; a graph the memory budget cannot
+/// hold is left out, not the dataset.
+fn served_graph(
+    adata: &AnnData,
+    options: &AnnDataOptions,
+    n: usize,
+    notes: &mut Vec<String>,
+) -> Result<Option<(Matrix, EdgeSummary)>, AnnDataError> {
+    let Some(m) = resolve_knn(adata, options)? else {
+        notes.push("graph         none".into());
+        return Ok(None);
+    };
+    let edges = match m.read_sparse(adata.backend()) {
+        Ok(parts) => graph::edges(&parts, m.layout, n),
+        Err(err @ AnnDataError::OverBudget { .. }) if !err.is_busy() => Err(err.to_string()),
+        Err(err) => return Err(err),
+    };
+    Ok(match edges {
+        Ok(e) => {
+            notes.push(format!("graph         {} ({} edges)", m.path, e.src.len()));
+            let summary = EdgeSummary {
+                n_edges: e.src.len(),
+                max_neighbors: e.max_neighbors,
+            };
+            Some((m, summary))
+        }
+        Err(why) => {
+            notes.push(format!("graph         {} not served: {why}", m.path));
+            None
+        }
+    })
+}
+
+/// What `connectivity_manifest.json` says of the edges.
+#[derive(Clone, Copy, Debug)]
+struct EdgeSummary {
+    n_edges: usize,
+    max_neighbors: u64,
+}
+
+/// `connectivity_manifest.json` for `n` cells, whose edge indices take
+/// `index_bytes` each.
+fn connectivity_manifest(n: u64, edges: EdgeSummary, index_bytes: usize) -> Value {
+    json!({
+        "format": "edge_pairs", "n_cells": n, "n_edges": edges.n_edges, "max_neighbors": edges.max_neighbors,
+        "index_bytes": index_bytes, "index_dtype": if index_bytes == 2 { "uint16" } else { "uint32" },
+        "sourcesPath": EdgeFile::Sources.path(), "destinationsPath": EdgeFile::Destinations.path(),
+        "weightsPath": EdgeFile::Weights.path(), "weight_dtype": "float64", "weight_bytes": 8,
+        "compression": null,
+    })
+}
+
+/// `var_manifest.json` for `n` cells and the served gene `names`.
+fn var_manifest(n: u64, names: &genes::GeneNames) -> Value {
+    let fields: Vec<Value> = names
+        .names
+        .iter()
+        .enumerate()
+        .map(|(i, g)| json!([i, g]))
+        .collect();
+    let renamed: Vec<Value> = names.renamed.iter().map(|(a, b)| json!([a, b])).collect();
+    json!({
+        "_format": "compact_v2",
+        "n_points": n,
+        "compression": null,
+        "quantization": null,
+        "_varSchema": {"kind": "continuous", "pathPattern": file_key::GENE_PATTERN, "ext": "f32", "dtype": "float32", "quantized": false},
+        "fields": fields,
+        "gene_name_sets": [{"source": names.source, "filled_from_index": names.filled_from_index, "renamed": renamed, "names": null}],
+    })
+}
+
+/// `obs_manifest.json` for `n` cells: the `[index, name]` of continuous
+/// fields, the rows of categorical ones, and the latent space their
+/// outlier quantiles are computed in.
+fn obs_manifest(
+    n: u64,
+    continuous: Vec<Value>,
+    categorical: Vec<Value>,
+    latent_key: Option<&str>,
+) -> Value {
+    let mut schemas = Map::new();
+    if !continuous.is_empty() {
+        schemas.insert(
+            "continuous".into(),
+            json!({"pathPattern": file_key::OBS_VALUES_PATTERN, "ext": "f32", "dtype": "float32", "quantized": false}),
+        );
+    }
+    if !categorical.is_empty() {
+        schemas.insert(
+            "categorical".into(),
+            if latent_key.is_some() {
+                json!({"codesPathPattern": file_key::OBS_CODES_PATTERN, "outlierPathPattern": file_key::OBS_OUTLIERS_PATTERN,
+                       "outlierExt": "f32", "outlierDtype": "float32", "outlierQuantized": false})
+            } else {
+                json!({"codesPathPattern": file_key::OBS_CODES_PATTERN, "outlierPathPattern": null,
+                       "outlierExt": null, "outlierDtype": null, "outlierQuantized": false})
+            },
+        );
+    }
+    json!({
+        "_format": "compact_v2",
+        "n_points": n,
+        "centroid_outlier_quantile": CENTROID_QUANTILE,
+        "latent_key": latent_key,
+        "compression": null,
+        "_obsSchemas": schemas,
+        "_continuousFields": continuous,
+        "_categoricalFields": categorical,
+    })
 }
 
 /// Checks that every `--obs-key` names an obs column the viewer format can carry.
