@@ -177,22 +177,7 @@ impl Plan {
 
         // Obs fields.
         let obs = adata.obs();
-        let selected: Vec<String> = if options.obs_keys.is_empty() {
-            obs.columns()
-                .iter()
-                .filter(|c| {
-                    let ok = c.encoding.is_continuous().is_some();
-                    if !ok {
-                        tracing::warn!(column = %c.name, encoding = %c.encoding.describe(), "obs column not served");
-                    }
-                    ok
-                })
-                .map(|c| c.name.clone())
-                .collect()
-        } else {
-            check_obs_keys(adata, options)?;
-            options.obs_keys.clone()
-        };
+        let selected = served_obs_columns(adata, options)?;
         let mut fields = Vec::new();
         let mut continuous = Vec::new();
         let mut categorical = Vec::new();
@@ -233,23 +218,19 @@ impl Plan {
                 Err(err) => return Err(err),
             };
             let width = CodesWidth::for_categories(categories.len());
-            let mut by_embedding = Map::new();
-            for (item, Coords { values: xy, .. }) in items.iter().zip(&coords) {
-                let list: Vec<Value> = geometry::centroids(xy, item.dim, &codes, categories.len(), min_points, CENTROID_QUANTILE)
-                    .into_iter()
-                    .map(|c| json!({"category": categories[c.code].to_json(), "position": c.position, "n_points": c.n_points}))
-                    .collect();
-                by_embedding.insert(item.id.clone(), Value::Array(list));
-            }
-            let labels: Vec<Value> = categories.iter().map(super::Label::to_json).collect();
-            categorical.push(json!([
+            let centroids = Centroids {
+                items: &items,
+                coords: &coords,
+                min_points,
+            };
+            categorical.push(categorical_row(
                 index,
                 col,
-                labels,
-                width.dtype(),
-                width.missing(),
-                by_embedding
-            ]));
+                &codes,
+                &categories,
+                width,
+                &centroids,
+            ));
             fields.push((
                 ObsField::Categorical { name: col.clone() },
                 Some(categories.len()),
@@ -746,6 +727,68 @@ fn obs_manifest(
         "_continuousFields": continuous,
         "_categoricalFields": categorical,
     })
+}
+
+/// The obs columns served, in manifest order: the `--obs-key` choices, else
+/// every column the viewer format can carry.
+fn served_obs_columns(
+    adata: &AnnData,
+    options: &AnnDataOptions,
+) -> Result<Vec<String>, AnnDataError> {
+    if !options.obs_keys.is_empty() {
+        check_obs_keys(adata, options)?;
+        return Ok(options.obs_keys.clone());
+    }
+    Ok(adata
+        .obs()
+        .columns()
+        .iter()
+        .filter(|c| {
+            let ok = c.encoding.is_continuous().is_some();
+            if !ok {
+                tracing::warn!(column = %c.name, encoding = %c.encoding.describe(), "obs column not served");
+            }
+            ok
+        })
+        .map(|c| c.name.clone())
+        .collect())
+}
+
+/// The embeddings categorical fields get centroids in.
+struct Centroids<'a> {
+    items: &'a [Item],
+    coords: &'a [Coords],
+    min_points: usize,
+}
+
+/// The `_categoricalFields` row of obs field `index`, column `col`:
+/// `[index, name, categories, codes dtype, missing code, centroids by
+/// embedding]`.
+fn categorical_row(
+    index: usize,
+    col: &str,
+    codes: &[i64],
+    categories: &[super::Label],
+    width: CodesWidth,
+    centroids: &Centroids<'_>,
+) -> Value {
+    let mut by_embedding = Map::new();
+    for (item, Coords { values: xy, .. }) in centroids.items.iter().zip(centroids.coords) {
+        let list: Vec<Value> = geometry::centroids(xy, item.dim, codes, categories.len(), centroids.min_points, CENTROID_QUANTILE)
+            .into_iter()
+            .map(|c| json!({"category": categories[c.code].to_json(), "position": c.position, "n_points": c.n_points}))
+            .collect();
+        by_embedding.insert(item.id.clone(), Value::Array(list));
+    }
+    let labels: Vec<Value> = categories.iter().map(super::Label::to_json).collect();
+    json!([
+        index,
+        col,
+        labels,
+        width.dtype(),
+        width.missing(),
+        by_embedding
+    ])
 }
 
 /// Checks that every `--obs-key` names an obs column the viewer format can carry.
