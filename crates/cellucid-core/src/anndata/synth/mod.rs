@@ -282,32 +282,14 @@ impl Plan {
         });
 
         // Embedding files and vector fields.
-        let mut item_docs = Map::new();
-        let mut defaults = Map::new();
         for (e, item) in items.iter().enumerate() {
             let file = SynthKey::Embedding {
                 index: e,
                 dim: item.dim,
             };
             payloads.insert(file, Payload::Embedding(e));
-            item_docs.insert(
-                item.id.clone(),
-                json!({"label": item.id, "dimension": item.dim, "file": file.to_string(),
-                       "source": {"key": item.key, "columns": item.columns}}),
-            );
-            defaults
-                .entry(format!("{}d", item.dim))
-                .or_insert_with(|| Value::String(item.id.clone()));
         }
-        // The default per dimension: an explicit or uns choice, else the first.
-        for (d, choice) in options.embeddings.iter().enumerate() {
-            if let Some(c) = choice {
-                if let Some(item) = items.iter().find(|i| i.dim == d + 1 && i.key == c.key) {
-                    defaults.insert(format!("{}d", d + 1), Value::String(item.id.clone()));
-                }
-            }
-        }
-        let default_dimension = items.iter().map(|i| i.dim).max().unwrap_or(2);
+        let embeddings = embeddings_doc(&items, options);
         // --vector-field-default implies serving the fields it picks from.
         let vector_fields = if options.vector_fields || options.vector_field_default.is_some() {
             let default = options.vector_field_default.as_deref();
@@ -321,19 +303,7 @@ impl Plan {
             .filter(|(f, _)| matches!(f, ObsField::Categorical { .. }))
             .count();
         let n_cont = fields.len() - n_cat;
-        let mut obs_fields: Vec<Value> = fields
-            .iter()
-            .filter_map(|(f, _)| match f {
-                ObsField::Continuous { name } => Some(json!({"key": name, "kind": "continuous"})),
-                ObsField::Categorical { .. } => None,
-            })
-            .collect();
-        obs_fields.extend(fields.iter().filter_map(|(f, count)| match f {
-            ObsField::Categorical { name, .. } => {
-                Some(json!({"key": name, "kind": "category", "n_categories": count}))
-            }
-            ObsField::Continuous { .. } => None,
-        }));
+        let obs_fields = obs_field_docs(&fields);
         let mut identity = json!({
             "version": 3,
             "id": id,
@@ -347,7 +317,7 @@ impl Plan {
                 "has_connectivity": edges_summary.is_some(),
                 "n_edges": edges_summary.map(|e| e.n_edges),
             },
-            "embeddings": {"default_dimension": default_dimension, "defaults": defaults, "items": item_docs},
+            "embeddings": embeddings,
             "obs_fields": obs_fields,
             "source": {"name": match adata.kind() { StoreKind::H5ad => "H5AD file", _ => "Zarr store" }},
         });
@@ -752,6 +722,56 @@ fn served_obs_columns(
         })
         .map(|c| c.name.clone())
         .collect())
+}
+
+/// The identity's `embeddings`: each item with its file, and the default
+/// item per dimension (an explicit choice, else the first of that
+/// dimension).
+fn embeddings_doc(items: &[Item], options: &AnnDataOptions) -> Value {
+    let mut item_docs = Map::new();
+    let mut defaults = Map::new();
+    for (e, item) in items.iter().enumerate() {
+        let file = SynthKey::Embedding {
+            index: e,
+            dim: item.dim,
+        };
+        item_docs.insert(
+            item.id.clone(),
+            json!({"label": item.id, "dimension": item.dim, "file": file.to_string(),
+                   "source": {"key": item.key, "columns": item.columns}}),
+        );
+        defaults
+            .entry(format!("{}d", item.dim))
+            .or_insert_with(|| Value::String(item.id.clone()));
+    }
+    for (d, choice) in options.embeddings.iter().enumerate() {
+        if let Some(c) = choice {
+            if let Some(item) = items.iter().find(|i| i.dim == d + 1 && i.key == c.key) {
+                defaults.insert(format!("{}d", d + 1), Value::String(item.id.clone()));
+            }
+        }
+    }
+    let default_dimension = items.iter().map(|i| i.dim).max().unwrap_or(2);
+    json!({"default_dimension": default_dimension, "defaults": defaults, "items": item_docs})
+}
+
+/// The identity's `obs_fields`: the continuous fields, then the
+/// categorical ones with their category counts.
+fn obs_field_docs(fields: &[(ObsField, Option<usize>)]) -> Vec<Value> {
+    let mut docs: Vec<Value> = fields
+        .iter()
+        .filter_map(|(f, _)| match f {
+            ObsField::Continuous { name } => Some(json!({"key": name, "kind": "continuous"})),
+            ObsField::Categorical { .. } => None,
+        })
+        .collect();
+    docs.extend(fields.iter().filter_map(|(f, count)| match f {
+        ObsField::Categorical { name, .. } => {
+            Some(json!({"key": name, "kind": "category", "n_categories": count}))
+        }
+        ObsField::Continuous { .. } => None,
+    }));
+    docs
 }
 
 /// The embeddings categorical fields get centroids in.
