@@ -246,7 +246,7 @@ impl Plan {
                 );
             }
         }
-        let obs_manifest = obs_manifest(n, continuous, categorical, latent_key.as_deref());
+        let obs_manifest = obs_manifest(n, &continuous, &categorical, latent_key.as_deref());
 
         // Genes.
         let (expression, gene_frame) = expression_source(adata, options)?;
@@ -664,8 +664,8 @@ fn var_manifest(n: u64, names: &genes::GeneNames) -> Value {
 /// outlier quantiles are computed in.
 fn obs_manifest(
     n: u64,
-    continuous: Vec<Value>,
-    categorical: Vec<Value>,
+    continuous: &[Value],
+    categorical: &[Value],
     latent_key: Option<&str>,
 ) -> Value {
     let mut schemas = Map::new();
