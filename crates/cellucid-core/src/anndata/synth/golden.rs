@@ -219,3 +219,29 @@ fn tiny_manifests_have_the_094_shapes() {
         );
     }
 }
+
+#[test]
+fn served_files_tell_the_server_how_to_compress_them() {
+    use crate::anndata::AnnDataSource;
+    use crate::file::Compressibility;
+    use crate::{DatasetSource, RelativeKey};
+
+    let source = AnnDataSource::open(
+        &testdata::path("anndata/pbmc68k_reduced.h5ad"),
+        AnnDataOptions::default(),
+    )
+    .unwrap();
+    let id = source.datasets()[0].id.clone();
+    for (key, hint) in [
+        ("dataset_identity.json", Compressibility::Never),
+        ("obs_manifest.json", Compressibility::Never),
+        ("var/0.values.f32", Compressibility::Fastest),
+        ("obs/0.codes.u8", Compressibility::Good),
+        ("obs/1.values.f32", Compressibility::Good),
+        ("embeddings/0_2d.bin", Compressibility::Good),
+        ("connectivity/edges.src.bin", Compressibility::Good),
+    ] {
+        let file = source.open(&id, &RelativeKey::parse(key).unwrap()).unwrap();
+        assert_eq!(file.compressibility(), hint, "{key}");
+    }
+}
