@@ -43,6 +43,8 @@ const SETTLE: Duration = Duration::from_secs(1);
 struct Synth {
     adata: Arc<AnnData>,
     options: AnnDataOptions,
+    /// The serving choices, resolved when the version was opened.
+    choices: synth::Choices,
     plan: OnceLock<Result<Plan, Arc<AnnDataError>>>,
     cache: ByteLru<String, Arc<dyn SourceFile>>,
     generation: String,
@@ -53,7 +55,10 @@ struct Synth {
 impl Synth {
     fn plan(&self, id: &str, name: &str) -> Result<&Plan, PlanError> {
         self.plan
-            .get_or_init(|| Plan::build(&self.adata, &self.options, id, name).map_err(Arc::new))
+            .get_or_init(|| {
+                Plan::build_with(&self.adata, &self.options, &self.choices, id, name)
+                    .map_err(Arc::new)
+            })
             .as_ref()
             .map_err(|err| PlanError::Build(Arc::clone(err)))
     }
@@ -132,7 +137,7 @@ impl Version {
         // A choice naming an absent key fails here, with the keys there are.
         let available = |err| super::launch::with_available(&adata, err);
         let n_genes = expression_genes(&adata, options).map_err(available)?;
-        let quick_notes = synth::validate(&adata, options).map_err(available)?;
+        let (quick_notes, choices) = synth::validate(&adata, options).map_err(available)?;
         super::launch::check(&adata, options)?;
         // The gene index of a part of a larger file (a MuData modality) is
         // kept apart from the other parts'.
@@ -144,6 +149,7 @@ impl Version {
         let synth = Arc::new(Synth {
             adata: Arc::clone(&adata),
             options: options.clone(),
+            choices,
             plan: OnceLock::new(),
             cache: ByteLru::new(PAYLOAD_CACHE_BYTES),
             generation: synth_generation,
@@ -408,7 +414,10 @@ impl AnnDataSource {
     pub fn serving_notes(&self) -> Vec<String> {
         let version = self.loaded();
         let mut notes = version.quick_notes.clone();
-        let csr = synth::resolve_expression(&version.adata, &self.options)
+        let csr = version
+            .synth
+            .choices
+            .expression()
             .is_some_and(|m| m.layout == MatrixLayout::Csr);
         if csr {
             let dir = self

@@ -126,6 +126,43 @@ fn uns_default<'a>(adata: &'a AnnData, key: &str) -> Option<&'a Value> {
         .filter(|v| !v.is_null())
 }
 
+/// The serving choices of one store version (docs/FORMATS.md, "Serving
+/// choices"): the latent space, the graph and the expression matrix,
+/// resolved once when the store is opened ([`validate`]) and used by its
+/// plan. (Embeddings are resolved by the plan alone: choosing them reads
+/// the coordinates.)
+#[derive(Clone, Debug)]
+pub(crate) struct Choices {
+    latent_key: Option<String>,
+    knn: Option<Matrix>,
+    expression: Option<Matrix>,
+    /// The dataframe naming the expression matrix's columns.
+    gene_frame: Option<super::Frame>,
+}
+
+impl Choices {
+    /// Applies each rule to `adata` under `options`.
+    ///
+    /// # Errors
+    /// When an option names something absent.
+    fn resolve(adata: &AnnData, options: &AnnDataOptions) -> Result<Self, AnnDataError> {
+        let latent = resolve_latent(adata, options)?;
+        let knn = resolve_knn(adata, options)?;
+        let (expression, gene_frame) = expression_source(adata, options)?;
+        Ok(Self {
+            latent_key: latent,
+            knn,
+            expression,
+            gene_frame: gene_frame.cloned(),
+        })
+    }
+
+    /// The matrix genes are served from.
+    pub(crate) fn expression(&self) -> Option<&Matrix> {
+        self.expression.as_ref()
+    }
+}
+
 impl Plan {
     /// Builds the manifests for `adata` under `id` / `name`.
     ///
@@ -134,6 +171,21 @@ impl Plan {
     pub fn build(
         adata: &AnnData,
         options: &AnnDataOptions,
+        id: &str,
+        name: &str,
+    ) -> Result<Self, AnnDataError> {
+        let choices = Choices::resolve(adata, options)?;
+        Self::build_with(adata, options, &choices, id, name)
+    }
+
+    /// [`Plan::build`] with the serving choices already resolved.
+    ///
+    /// # Errors
+    /// When nothing can be plotted, or the store cannot be read.
+    pub(crate) fn build_with(
+        adata: &AnnData,
+        options: &AnnDataOptions,
+        choices: &Choices,
         id: &str,
         name: &str,
     ) -> Result<Self, AnnDataError> {
@@ -168,12 +220,13 @@ impl Plan {
             .collect::<Result<_, _>>()?;
 
         // Latent space and graph.
-        let latent_key = resolve_latent(adata, options)?;
+        let latent_key = choices.latent_key.clone();
         notes.push(match &latent_key {
             Some(k) => format!("latent space  obsm['{k}'] (outlier quantiles)"),
             None => "latent space  none (no outlier quantiles; pass --latent-key KEY)".into(),
         });
-        let (knn, edges_summary) = served_graph(adata, options, n_usize, &mut notes)?.unzip();
+        let (knn, edges_summary) =
+            served_graph(adata, choices.knn.clone(), n_usize, &mut notes)?.unzip();
 
         // Obs fields.
         let obs = adata.obs();
@@ -249,7 +302,7 @@ impl Plan {
         let obs_manifest = obs_manifest(n, &continuous, &categorical, latent_key.as_deref());
 
         // Genes.
-        let (expression, gene_frame) = expression_source(adata, options)?;
+        let (expression, gene_frame) = (choices.expression.clone(), choices.gene_frame.as_ref());
         let n_genes = expression.as_ref().map_or(0, |m| m.shape[1]);
         let var_manifest = match (&expression, gene_frame) {
             (Some(m), Some(frame)) => {
@@ -586,16 +639,16 @@ pub(crate) fn resolve_knn(
     }
 }
 
-/// The graph served (`resolve_knn`) with its edge count and most neighbours
-/// of a cell, when its edges can be made; a graph the memory budget cannot
-/// hold is left out, not the dataset.
+/// The chosen graph `knn` with its edge count and most neighbours of a
+/// cell, when its edges can be made; a graph the memory budget cannot hold
+/// is left out, not the dataset.
 fn served_graph(
     adata: &AnnData,
-    options: &AnnDataOptions,
+    knn: Option<Matrix>,
     n: usize,
     notes: &mut Vec<String>,
 ) -> Result<Option<(Matrix, EdgeSummary)>, AnnDataError> {
-    let Some(m) = resolve_knn(adata, options)? else {
+    let Some(m) = knn else {
         notes.push("graph         none".into());
         return Ok(None);
     };
@@ -830,14 +883,14 @@ fn check_obs_keys(adata: &AnnData, options: &AnnDataOptions) -> Result<(), AnnDa
 
 /// Checks every launch option against the store without reading data, so a
 /// typo fails at startup with one line; returns the quick notes (latent
-/// space and graph) for the startup block.
+/// space, graph, genes) for the startup block and the choices resolved.
 ///
 /// # Errors
 /// The first option naming something absent or unusable.
 pub(crate) fn validate(
     adata: &AnnData,
     options: &AnnDataOptions,
-) -> Result<Vec<String>, AnnDataError> {
+) -> Result<(Vec<String>, Choices), AnnDataError> {
     check_claims(adata)?;
     let latent = resolve_latent(adata, options)?;
     let knn = resolve_knn(adata, options)?;
@@ -867,16 +920,16 @@ pub(crate) fn validate(
     } else {
         "default"
     };
-    Ok(vec![
-        match latent {
+    let notes = vec![
+        match &latent {
             Some(k) => format!("latent space  obsm['{k}'] ({latent_origin})"),
             None => "latent space  none: no outlier quantiles (pass --latent-key KEY)".into(),
         },
-        match knn {
+        match &knn {
             Some(m) => format!("graph         {} ({knn_origin})", m.path),
             None => "graph         none (pass --knn KEY)".into(),
         },
-        match expression {
+        match &expression {
             Some(m) => format!(
                 "genes         {} from {} ({})",
                 m.shape[1],
@@ -885,7 +938,14 @@ pub(crate) fn validate(
             ),
             None => "genes         none (no X, raw or layer)".into(),
         },
-    ])
+    ];
+    let choices = Choices {
+        latent_key: latent,
+        knn,
+        expression,
+        gene_frame: frame.cloned(),
+    };
+    Ok((notes, choices))
 }
 
 /// `n` with thousands separators (`1,000,000,000`), for messages.
@@ -1352,11 +1412,6 @@ fn vector_fields(
         .map(str::to_owned)
         .or_else(|| fields.keys().next().cloned())?;
     Some(json!({"default_field": default, "fields": fields}))
-}
-
-/// The matrix genes are served from, when the options and store give one.
-pub(crate) fn resolve_expression(adata: &AnnData, options: &AnnDataOptions) -> Option<Matrix> {
-    expression_source(adata, options).ok().and_then(|(m, _)| m)
 }
 
 /// Which matrix feeds genes, and the dataframe naming its columns
