@@ -100,6 +100,30 @@ pub trait SourceFile: Send + Sync + fmt::Debug {
     fn check_unchanged(&self) -> Result<(), SourceError> {
         Ok(())
     }
+
+    /// How the bytes take to compression on the fly, for a server choosing
+    /// a `Content-Encoding` (docs/PROTOCOL.md, "Compression of synthesised
+    /// files"). The default, [`Compressibility::Never`], serves the bytes as
+    /// they are.
+    fn compressibility(&self) -> Compressibility {
+        Compressibility::Never
+    }
+}
+
+/// A file's hint to the server about compressing it on the fly.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Compressibility {
+    /// Served as stored: files of an export folder (compressed or not as
+    /// their writer chose) and JSON manifests, as the Python servers did.
+    #[default]
+    Never,
+    /// Worth compressing at the usual setting: codes, coordinates, edges.
+    Good,
+    /// Worth compressing at the fastest setting only: float values whose
+    /// mantissas entropy coding barely shrinks, asked for one after another
+    /// (gene columns), so each first request waits for its compression.
+    Fastest,
 }
 
 /// A file whose bytes are already in memory: generated or read whole (a

@@ -83,7 +83,7 @@ mod testdata;
 pub use detect::{detect_input, InputKind};
 pub use error::{OpenError, SourceError};
 pub use export::ExportSource;
-pub use file::{FileIdentity, MemoryFile, SourceFile};
+pub use file::{Compressibility, FileIdentity, MemoryFile, SourceFile};
 pub use input::{
     open_input, open_inputs, unique_anndata_id, InputError, OpenedInputs, RESERVED_NAMES,
 };

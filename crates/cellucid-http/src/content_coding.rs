@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use cellucid_core::cache::ByteLru;
-use cellucid_core::SourceFile;
+use cellucid_core::{Compressibility, SourceFile};
 use flate2::{Compression, GzBuilder};
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
@@ -28,11 +28,11 @@ use crate::response;
 /// column is ~110 KB, so a few hundred genes).
 const ENCODED_CACHE_BYTES: usize = 16 * 1024 * 1024;
 
-/// A content coding the server produces.
+/// A content coding the server produces, with the setting it uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Coding {
-    /// `zstd` (RFC 8878): level 1, or the fastest level for gene columns
-    /// (see [`zstd_level`]).
+    /// `zstd` (RFC 8878): level 1, or the fastest level for files that
+    /// ask for it (see [`zstd_level`]).
     Zstd,
     /// `gzip`, level 1 (nginx's default level: on-the-fly compression is
     /// for latency, and level 6 bought 20 % fewer bytes for 4× the CPU).
@@ -54,18 +54,18 @@ impl Coding {
         format!("{}-{}\"", etag.trim_end_matches('"'), self.token())
     }
 
-    /// Encodes `bytes`, the file under `key`.
-    pub(crate) fn encode(self, key: &str, bytes: &[u8]) -> std::io::Result<Vec<u8>> {
-        let mut body = self.encode_into_vec(key, bytes)?;
+    /// Encodes `bytes`, a file of the given compressibility.
+    pub(crate) fn encode(self, hint: Compressibility, bytes: &[u8]) -> std::io::Result<Vec<u8>> {
+        let mut body = self.encode_into_vec(hint, bytes)?;
         // zstd writes into a buffer of the input's worst-case size: the kept
         // body must hold only its bytes (the cache counts their length).
         body.shrink_to_fit();
         Ok(body)
     }
 
-    fn encode_into_vec(self, key: &str, bytes: &[u8]) -> std::io::Result<Vec<u8>> {
+    fn encode_into_vec(self, hint: Compressibility, bytes: &[u8]) -> std::io::Result<Vec<u8>> {
         match self {
-            Self::Zstd => zstd_frames(bytes, zstd_level(key)),
+            Self::Zstd => zstd_frames(bytes, zstd_level(hint)),
             Self::Gzip => {
                 // mtime 0 and OS 255, as the 0.9.4 server wrote them: the
                 // same bytes give the same body.
@@ -80,15 +80,16 @@ impl Coding {
     }
 }
 
-/// The zstd level for the file under `key`. Gene columns are what a viewer
-/// asks for one after another as the user picks genes, so nearly every one
-/// is a first request that waits for its compression; their non-zero
-/// values are float mantissas that entropy coding barely shrinks. Measured
-/// on 200k-cell columns (benches/RESULTS.md): level -5 takes half the time
-/// of level 1 for 5 % more bytes. Everything else (categorical codes
-/// above all, which level -5 leaves twice as large) uses level 1.
-fn zstd_level(key: &str) -> i32 {
-    if key.starts_with("var/") && key.ends_with(".values.f32") {
+/// The zstd level for a file of compressibility `hint`. Gene columns
+/// ([`Compressibility::Fastest`]) are what a viewer asks for one after
+/// another as the user picks genes, so nearly every one is a first request
+/// that waits for its compression; their non-zero values are float
+/// mantissas that entropy coding barely shrinks. Measured on 200k-cell
+/// columns (benches/RESULTS.md): level -5 takes half the time of level 1 for
+/// 5 % more bytes. Everything else (categorical codes above all, which level
+/// -5 leaves twice as large) uses level 1.
+fn zstd_level(hint: Compressibility) -> i32 {
+    if hint == Compressibility::Fastest {
         -5
     } else {
         1
@@ -180,14 +181,21 @@ pub(crate) fn negotiate(headers: &HeaderMap) -> Option<Coding> {
     }
 }
 
-/// The coding for this request of a synthesised file under `key`: a
-/// whole-file GET of a binary payload, with a coding accepted.
-pub(crate) fn applies(method: &Method, headers: &HeaderMap, key: &str) -> Option<Coding> {
-    if method != Method::GET
-        || key.ends_with(".gz")
-        || key.ends_with(".json")
-        || headers.contains_key(header::RANGE)
-    {
+/// Whether the answers for `file` depend on `Accept-Encoding` (for
+/// `Vary`): the file asks to be compressed on the fly.
+pub(crate) fn varies(file: &dyn SourceFile) -> bool {
+    file.compressibility() != Compressibility::Never
+}
+
+/// The coding for this request of `file`: a whole-file GET of a file that
+/// asks to be compressed on the fly (synthesised binary payloads, not
+/// stored files or JSON), with a coding accepted.
+pub(crate) fn applies(
+    method: &Method,
+    headers: &HeaderMap,
+    file: &dyn SourceFile,
+) -> Option<Coding> {
+    if method != Method::GET || !varies(file) || headers.contains_key(header::RANGE) {
         return None;
     }
     negotiate(headers)
@@ -226,7 +234,6 @@ impl EncodedCache {
 pub(crate) async fn respond<B>(
     req: &Request<B>,
     file: Arc<dyn SourceFile>,
-    key_name: String,
     coding: Coding,
     content_type: HeaderValue,
     cache: &Arc<EncodedCache>,
@@ -253,11 +260,14 @@ pub(crate) async fn respond<B>(
             let plain = Arc::clone(&file);
             let made = blocking(move || {
                 let bytes = plain.read_range(0..plain.len())?;
-                Ok(coding.encode(&key_name, &bytes).ok().map(|body| {
-                    let body = Bytes::from(body);
-                    kept.insert(key, body.clone());
-                    body
-                }))
+                Ok(coding
+                    .encode(plain.compressibility(), &bytes)
+                    .ok()
+                    .map(|body| {
+                        let body = Bytes::from(body);
+                        kept.insert(key, body.clone());
+                        body
+                    }))
             })
             .await?;
             match made {
@@ -330,12 +340,12 @@ mod tests {
         for i in (0..column.len()).step_by(37) {
             column[i] = (i % 251) as u8;
         }
-        let gz = Coding::Gzip.encode("obs/0.values.f32", &column).unwrap();
+        let gz = Coding::Gzip.encode(Compressibility::Good, &column).unwrap();
         let mut inflated = Vec::new();
         std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut inflated)
             .unwrap();
         assert_eq!(inflated, column);
-        let zs = Coding::Zstd.encode("obs/0.codes.u8", &column).unwrap();
+        let zs = Coding::Zstd.encode(Compressibility::Good, &column).unwrap();
         assert_eq!(zstd::bulk::decompress(&zs, column.len()).unwrap(), column);
         assert!(gz.len() < column.len() / 4 && zs.len() < column.len() / 4);
         // Large enough to be split: the frames decode in sequence.
@@ -345,9 +355,13 @@ mod tests {
             .take(3 * ZSTD_FRAME_INPUT + 5)
             .copied()
             .collect();
-        for key in ["var/7.values.f32", "embeddings/0_2d.bin"] {
-            let frames = Coding::Zstd.encode(key, &big).unwrap();
-            assert_eq!(zstd::stream::decode_all(&frames[..]).unwrap(), big, "{key}");
+        for hint in [Compressibility::Fastest, Compressibility::Good] {
+            let frames = Coding::Zstd.encode(hint, &big).unwrap();
+            assert_eq!(
+                zstd::stream::decode_all(&frames[..]).unwrap(),
+                big,
+                "{hint:?}"
+            );
         }
     }
 }

@@ -308,25 +308,17 @@ async fn dataset_file<B>(
     let source = Arc::clone(&mount.source);
     let id = mount.info.id.clone();
     let content_type = content_type_for(key.as_str());
-    // AnnData sources synthesise their files: those may be compressed.
-    let synthesised = source.format() != SourceFormat::Export;
-    let coding = synthesised
-        .then(|| content_coding::applies(req.method(), req.headers(), key.as_str()))
-        .flatten();
-    let binary = synthesised && !key.as_str().ends_with(".json");
-    // Owned for the encoding thread, only when there is one.
-    let key_name = coding.map(|_| key.as_str().to_owned()).unwrap_or_default();
     let file = match source.open_if_ready(&id, &key) {
         Some(file) => file,
         None => source_io(&Arc::clone(&source), move || source.open(&id, &key)).await?,
     };
-    let mut response = match coding {
-        Some(coding) => {
-            content_coding::respond(req, file, key_name, coding, content_type, encoded).await?
-        }
+    // Synthesised binary files say they may be compressed on the fly.
+    let varies = content_coding::varies(&*file);
+    let mut response = match content_coding::applies(req.method(), req.headers(), &*file) {
+        Some(coding) => content_coding::respond(req, file, coding, content_type, encoded).await?,
         None => response::file(req.method(), req.headers(), &file, content_type)?,
     };
-    if binary && req.method() == Method::GET {
+    if varies && req.method() == Method::GET {
         response.headers_mut().insert(
             http::header::VARY,
             http::HeaderValue::from_static("Accept-Encoding"),

@@ -47,7 +47,7 @@ pub use raw::{RawLayout, RawStore};
 pub use read::Embedding;
 pub(crate) use source::StoreReader;
 pub use source::{file_stem, sanitize_id, AnnDataSource};
-pub use synth::{PayloadError, Plan};
+pub use synth::{PayloadError, Plan, PlanError};
 #[cfg(feature = "zarr")]
 pub use zarrs_store::ZarrsStore;
 

@@ -19,7 +19,7 @@ use super::column::{Column, ColumnFile};
 use super::csr_index::{self, default_cache_dir, CsrIndex};
 use super::options::AnnDataOptions;
 use super::raw::RawStore;
-use super::synth::{self, PayloadError, Plan};
+use super::synth::{self, Hinted, PayloadError, Plan, PlanError, SynthKey};
 use super::MatrixLayout;
 use super::{AnnData, AnnDataError};
 use crate::cache::ByteLru;
@@ -43,7 +43,9 @@ const SETTLE: Duration = Duration::from_secs(1);
 struct Synth {
     adata: Arc<AnnData>,
     options: AnnDataOptions,
-    plan: OnceLock<Result<Plan, String>>,
+    /// The serving choices, resolved when the version was opened.
+    choices: synth::Choices,
+    plan: OnceLock<Result<Plan, Arc<AnnDataError>>>,
     cache: ByteLru<String, Arc<dyn SourceFile>>,
     generation: String,
     /// The CSR gene index, once built or loaded (`None` inside: failed).
@@ -51,13 +53,14 @@ struct Synth {
 }
 
 impl Synth {
-    fn plan(&self, id: &str, name: &str) -> Result<&Plan, String> {
+    fn plan(&self, id: &str, name: &str) -> Result<&Plan, PlanError> {
         self.plan
             .get_or_init(|| {
-                Plan::build(&self.adata, &self.options, id, name).map_err(|err| err.to_string())
+                Plan::build_with(&self.adata, &self.options, &self.choices, id, name)
+                    .map_err(Arc::new)
             })
             .as_ref()
-            .map_err(Clone::clone)
+            .map_err(|err| PlanError::Build(Arc::clone(err)))
     }
 }
 
@@ -134,7 +137,7 @@ impl Version {
         // A choice naming an absent key fails here, with the keys there are.
         let available = |err| super::launch::with_available(&adata, err);
         let n_genes = expression_genes(&adata, options).map_err(available)?;
-        let quick_notes = synth::validate(&adata, options).map_err(available)?;
+        let (quick_notes, choices) = synth::validate(&adata, options).map_err(available)?;
         super::launch::check(&adata, options)?;
         // The gene index of a part of a larger file (a MuData modality) is
         // kept apart from the other parts'.
@@ -146,6 +149,7 @@ impl Version {
         let synth = Arc::new(Synth {
             adata: Arc::clone(&adata),
             options: options.clone(),
+            choices,
             plan: OnceLock::new(),
             cache: ByteLru::new(PAYLOAD_CACHE_BYTES),
             generation: synth_generation,
@@ -378,8 +382,8 @@ impl AnnDataSource {
     ///
     /// # Errors
     /// Why folder viewers cannot be served, or that the input is unavailable.
-    pub fn plan_notes(&self) -> Result<Vec<String>, String> {
-        let version = self.version().map_err(|err| err.to_string())?;
+    pub fn plan_notes(&self) -> Result<Vec<String>, PlanError> {
+        let version = self.version()?;
         let plan = version.synth.plan(&self.info[0].id, &self.info[0].name)?;
         Ok(plan.notes().to_vec())
     }
@@ -410,7 +414,10 @@ impl AnnDataSource {
     pub fn serving_notes(&self) -> Vec<String> {
         let version = self.loaded();
         let mut notes = version.quick_notes.clone();
-        let csr = synth::resolve_expression(&version.adata, &self.options)
+        let csr = version
+            .synth
+            .choices
+            .expression()
             .is_some_and(|m| m.layout == MatrixLayout::Csr);
         if csr {
             let dir = self
@@ -449,38 +456,45 @@ impl AnnDataSource {
         }
         let plan = synth.plan(id, name).map_err(|why| {
             if generation(&self.path) == version.generation {
-                unprocessable(why)
+                unprocessable(why.to_string())
             } else {
                 SourceError::Changed { key: key.clone() }
             }
         })?;
-        if let Some(bytes) = plan.manifest(k) {
+        let file_key = SynthKey::parse(k);
+        let manifest = match file_key {
+            Some(SynthKey::Manifest(m)) => plan.manifest(m),
+            _ => None,
+        };
+        if let (Some(bytes), Some(file_key)) = (manifest, file_key) {
             // Tagged by content, hashed once: kept like any computed file.
             let digest = Sha256::digest(&bytes);
             let hex = hex::encode(&digest[..16]);
             let weight = bytes.len();
-            let file: Arc<dyn SourceFile> =
-                Arc::new(MemoryFile::new(bytes, FileIdentity::Digest(hex)));
+            let file: Arc<dyn SourceFile> = Arc::new(Hinted::new(
+                MemoryFile::new(bytes, FileIdentity::Digest(hex)),
+                file_key,
+            ));
             synth.cache.insert(k.to_owned(), Arc::clone(&file), weight);
             return Ok(file);
         }
         let identity = FileIdentity::Digest(payload_tag(&synth.generation, k));
-        let computed: Result<(Arc<dyn SourceFile>, usize), PayloadError> =
-            if let Some(g) = plan.gene_index(k) {
-                gene_column(version, plan, g).map(|column| {
+        let computed: Result<(Arc<dyn SourceFile>, usize), PayloadError> = match file_key {
+            Some(file_key @ SynthKey::Gene(g)) if plan.has_gene(g) => gene_column(version, plan, g)
+                .map(|column| {
                     let weight = column.footprint();
-                    let file: Arc<dyn SourceFile> = Arc::new(ColumnFile::new(column, identity));
-                    (file, weight)
-                })
-            } else if plan.has_payload(k) {
-                plan.payload(&version.adata, k).map(|bytes| {
+                    let file = Hinted::new(ColumnFile::new(column, identity), file_key);
+                    (Arc::new(file) as Arc<dyn SourceFile>, weight)
+                }),
+            Some(file_key) if plan.has_payload(file_key) => {
+                plan.payload(&version.adata, file_key).map(|bytes| {
                     let weight = bytes.len();
-                    let file: Arc<dyn SourceFile> = Arc::new(MemoryFile::new(bytes, identity));
-                    (file, weight)
+                    let file = Hinted::new(MemoryFile::new(bytes, identity), file_key);
+                    (Arc::new(file) as Arc<dyn SourceFile>, weight)
                 })
-            } else {
-                Err(PayloadError::NotFound)
-            };
+            }
+            _ => Err(PayloadError::NotFound),
+        };
         // Read from a file that changed meanwhile: its bytes (or its read
         // error) may come from two versions, so it is neither kept nor sent
         // under this version's tag, and a failure is no verdict on the file.
@@ -634,34 +648,11 @@ fn payload_tag(generation: &str, key: &str) -> String {
     hex::encode(&digest[..16])
 }
 
-/// Number of genes the expression source serves.
+/// Number of genes the expression source serves (chosen as the synthesis
+/// chooses it).
 fn expression_genes(adata: &AnnData, options: &AnnDataOptions) -> Result<u64, AnnDataError> {
-    use super::options::ExpressionSource as E;
-    Ok(match &options.expression {
-        Some(E::X) => adata.x().ok_or_else(|| AnnDataError::missing("X"))?.shape[1],
-        Some(E::Raw) => {
-            adata
-                .raw()
-                .ok_or_else(|| AnnDataError::missing("raw/X"))?
-                .x
-                .shape[1]
-        }
-        Some(E::Layer(name)) => {
-            adata
-                .layers()
-                .iter()
-                .find(|(k, _)| k == name)
-                .ok_or_else(|| AnnDataError::missing(&format!("layers/{name}")))?
-                .1
-                .shape[1]
-        }
-        None => match (adata.x(), adata.raw(), adata.layers().first()) {
-            (Some(x), _, _) => x.shape[1],
-            (None, Some(raw), _) => raw.x.shape[1],
-            (None, None, Some((_, layer))) => layer.shape[1],
-            _ => 0,
-        },
-    })
+    let (matrix, _) = synth::expression_source(adata, options)?;
+    Ok(matrix.map_or(0, |m| m.shape[1]))
 }
 
 /// The file name without its format ending (`.h5ad`, `.zarr`, `.zarr.zip`).

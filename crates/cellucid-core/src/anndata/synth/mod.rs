@@ -7,12 +7,17 @@
 //! coordinates, obs values and codes, outlier quantiles, gene columns,
 //! edges) are computed on request.
 
+mod file_key;
 mod genes;
 mod geometry;
+#[cfg(test)]
+mod golden;
 mod graph;
+mod hinted;
 pub(crate) mod pyjson;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
@@ -21,7 +26,11 @@ use super::column::Column;
 use super::options::{AnnDataOptions, EmbeddingChoice, ExpressionSource};
 use super::{AnnData, AnnDataError, FrameColumn, Matrix, StoreKind};
 use crate::budget::{self, Lease};
+use crate::error::SourceError;
+use file_key::{CodesWidth, EdgeFile};
+pub(crate) use file_key::{Manifest, SynthKey};
 use geometry::Normalization;
+pub(crate) use hinted::Hinted;
 
 /// Cells a category needs for a centroid and outlier quantiles (0.9.4 default).
 const DEFAULT_MIN_POINTS: usize = 10;
@@ -50,11 +59,9 @@ enum ObsField {
 enum Payload {
     Embedding(usize),
     ObsValues(String),
-    ObsCodes(String, &'static str),
+    ObsCodes(String, CodesWidth),
     ObsOutliers(String),
-    EdgeSources,
-    EdgeDestinations,
-    EdgeWeights,
+    Edges(EdgeFile),
     Vectors {
         field: String,
         item: usize,
@@ -78,6 +85,21 @@ pub enum PayloadError {
     Read(#[from] AnnDataError),
 }
 
+/// Why the folder-viewer files of a store cannot be served.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PlanError {
+    /// The input cannot be read as it is now (being written, gone, or no
+    /// longer a store).
+    #[error(transparent)]
+    Input(#[from] SourceError),
+    /// The store's contents do not allow the synthesis (nothing to plot, an
+    /// option naming something absent…); shared by every request that
+    /// needs the plan.
+    #[error(transparent)]
+    Build(Arc<AnnDataError>),
+}
+
 /// Everything needed to answer the synthesised files of one dataset.
 #[derive(Debug)]
 pub struct Plan {
@@ -86,7 +108,7 @@ pub struct Plan {
     var_manifest: Option<Bytes>,
     connectivity_manifest: Option<Bytes>,
     items: Vec<Item>,
-    payloads: HashMap<String, Payload>,
+    payloads: HashMap<SynthKey, Payload>,
     expression: Option<Matrix>,
     n_genes: u64,
     latent_key: Option<String>,
@@ -104,6 +126,43 @@ fn uns_default<'a>(adata: &'a AnnData, key: &str) -> Option<&'a Value> {
         .filter(|v| !v.is_null())
 }
 
+/// The serving choices of one store version (docs/FORMATS.md, "Serving
+/// choices"): the latent space, the graph and the expression matrix,
+/// resolved once when the store is opened ([`validate`]) and used by its
+/// plan. (Embeddings are resolved by the plan alone: choosing them reads
+/// the coordinates.)
+#[derive(Clone, Debug)]
+pub(crate) struct Choices {
+    latent_key: Option<String>,
+    knn: Option<Matrix>,
+    expression: Option<Matrix>,
+    /// The dataframe naming the expression matrix's columns.
+    gene_frame: Option<super::Frame>,
+}
+
+impl Choices {
+    /// Applies each rule to `adata` under `options`.
+    ///
+    /// # Errors
+    /// When an option names something absent.
+    fn resolve(adata: &AnnData, options: &AnnDataOptions) -> Result<Self, AnnDataError> {
+        let latent = resolve_latent(adata, options)?;
+        let knn = resolve_knn(adata, options)?;
+        let (expression, gene_frame) = expression_source(adata, options)?;
+        Ok(Self {
+            latent_key: latent,
+            knn,
+            expression,
+            gene_frame: gene_frame.cloned(),
+        })
+    }
+
+    /// The matrix genes are served from.
+    pub(crate) fn expression(&self) -> Option<&Matrix> {
+        self.expression.as_ref()
+    }
+}
+
 impl Plan {
     /// Builds the manifests for `adata` under `id` / `name`.
     ///
@@ -112,6 +171,21 @@ impl Plan {
     pub fn build(
         adata: &AnnData,
         options: &AnnDataOptions,
+        id: &str,
+        name: &str,
+    ) -> Result<Self, AnnDataError> {
+        let choices = Choices::resolve(adata, options)?;
+        Self::build_with(adata, options, &choices, id, name)
+    }
+
+    /// [`Plan::build`] with the serving choices already resolved.
+    ///
+    /// # Errors
+    /// When nothing can be plotted, or the store cannot be read.
+    pub(crate) fn build_with(
+        adata: &AnnData,
+        options: &AnnDataOptions,
+        choices: &Choices,
         id: &str,
         name: &str,
     ) -> Result<Self, AnnDataError> {
@@ -146,59 +220,17 @@ impl Plan {
             .collect::<Result<_, _>>()?;
 
         // Latent space and graph.
-        let latent_key = resolve_latent(adata, options)?;
+        let latent_key = choices.latent_key.clone();
         notes.push(match &latent_key {
             Some(k) => format!("latent space  obsm['{k}'] (outlier quantiles)"),
             None => "latent space  none (no outlier quantiles; pass --latent-key KEY)".into(),
         });
-        let knn = resolve_knn(adata, options)?;
-        let mut edges_summary = None;
-        let knn = match knn {
-            Some(m) => {
-                // A graph the budget cannot hold is left out, not the dataset.
-                let edges = match m.read_sparse(adata.backend()) {
-                    Ok(parts) => graph::edges(&parts, m.layout, n_usize),
-                    Err(err @ AnnDataError::OverBudget { .. }) if !err.is_busy() => {
-                        Err(err.to_string())
-                    }
-                    Err(err) => return Err(err),
-                };
-                match edges {
-                    Ok(e) => {
-                        notes.push(format!("graph         {} ({} edges)", m.path, e.src.len()));
-                        edges_summary = Some((e.src.len(), e.max_neighbors));
-                        Some(m)
-                    }
-                    Err(why) => {
-                        notes.push(format!("graph         {} not served: {why}", m.path));
-                        None
-                    }
-                }
-            }
-            None => {
-                notes.push("graph         none".into());
-                None
-            }
-        };
+        let (knn, edges_summary) =
+            served_graph(adata, choices.knn.clone(), n_usize, &mut notes)?.unzip();
 
         // Obs fields.
         let obs = adata.obs();
-        let selected: Vec<String> = if options.obs_keys.is_empty() {
-            obs.columns()
-                .iter()
-                .filter(|c| {
-                    let ok = c.encoding.is_continuous().is_some();
-                    if !ok {
-                        tracing::warn!(column = %c.name, encoding = %c.encoding.describe(), "obs column not served");
-                    }
-                    ok
-                })
-                .map(|c| c.name.clone())
-                .collect()
-        } else {
-            check_obs_keys(adata, options)?;
-            options.obs_keys.clone()
-        };
+        let selected = served_obs_columns(adata, options)?;
         let mut fields = Vec::new();
         let mut continuous = Vec::new();
         let mut categorical = Vec::new();
@@ -210,10 +242,7 @@ impl Plan {
             if spec.encoding.is_continuous() == Some(true) {
                 continuous.push(json!([index, col]));
                 fields.push((ObsField::Continuous { name: col.clone() }, None));
-                payloads.insert(
-                    format!("obs/{index}.values.f32"),
-                    Payload::ObsValues(col.clone()),
-                );
+                payloads.insert(SynthKey::ObsValues(index), Payload::ObsValues(col.clone()));
                 continue;
             }
             let (codes, categories) = match adata.obs_column(col) {
@@ -233,74 +262,47 @@ impl Plan {
                     tracing::warn!(column = %col, error = %err, "obs column not served");
                     notes.push(format!("obs column {col:?} not served: {err}"));
                     let why = format!("obs column {col:?} cannot be read: {err}");
-                    for key in ["codes.u8", "codes.u16", "codes.u32", "outliers.f32"] {
-                        payloads.insert(
-                            format!("obs/{index}.{key}"),
-                            Payload::Unreadable(why.clone()),
-                        );
+                    let codes = CodesWidth::ALL.map(|w| SynthKey::ObsCodes(index, w));
+                    for key in codes.into_iter().chain([SynthKey::ObsOutliers(index)]) {
+                        payloads.insert(key, Payload::Unreadable(why.clone()));
                     }
                     continue;
                 }
                 Err(err) => return Err(err),
             };
-            let (dtype, ext, missing) = codes_dtype(categories.len());
-            let mut by_embedding = Map::new();
-            for (item, Coords { values: xy, .. }) in items.iter().zip(&coords) {
-                let list: Vec<Value> = geometry::centroids(xy, item.dim, &codes, categories.len(), min_points, CENTROID_QUANTILE)
-                    .into_iter()
-                    .map(|c| json!({"category": categories[c.code].to_json(), "position": c.position, "n_points": c.n_points}))
-                    .collect();
-                by_embedding.insert(item.id.clone(), Value::Array(list));
-            }
-            let labels: Vec<Value> = categories.iter().map(super::Label::to_json).collect();
-            categorical.push(json!([index, col, labels, dtype, missing, by_embedding]));
+            let width = CodesWidth::for_categories(categories.len());
+            let centroids = Centroids {
+                items: &items,
+                coords: &coords,
+                min_points,
+            };
+            categorical.push(categorical_row(
+                index,
+                col,
+                &codes,
+                &categories,
+                width,
+                &centroids,
+            ));
             fields.push((
                 ObsField::Categorical { name: col.clone() },
                 Some(categories.len()),
             ));
             payloads.insert(
-                format!("obs/{index}.codes.{ext}"),
-                Payload::ObsCodes(col.clone(), ext),
+                SynthKey::ObsCodes(index, width),
+                Payload::ObsCodes(col.clone(), width),
             );
             if latent_key.is_some() {
                 payloads.insert(
-                    format!("obs/{index}.outliers.f32"),
+                    SynthKey::ObsOutliers(index),
                     Payload::ObsOutliers(col.clone()),
                 );
             }
         }
-        let mut schemas = Map::new();
-        if !continuous.is_empty() {
-            schemas.insert(
-                "continuous".into(),
-                json!({"pathPattern": "obs/{index}.values.f32", "ext": "f32", "dtype": "float32", "quantized": false}),
-            );
-        }
-        if !categorical.is_empty() {
-            schemas.insert(
-                "categorical".into(),
-                if latent_key.is_some() {
-                    json!({"codesPathPattern": "obs/{index}.codes.{ext}", "outlierPathPattern": "obs/{index}.outliers.f32",
-                           "outlierExt": "f32", "outlierDtype": "float32", "outlierQuantized": false})
-                } else {
-                    json!({"codesPathPattern": "obs/{index}.codes.{ext}", "outlierPathPattern": null,
-                           "outlierExt": null, "outlierDtype": null, "outlierQuantized": false})
-                },
-            );
-        }
-        let obs_manifest = json!({
-            "_format": "compact_v2",
-            "n_points": n,
-            "centroid_outlier_quantile": CENTROID_QUANTILE,
-            "latent_key": latent_key,
-            "compression": null,
-            "_obsSchemas": schemas,
-            "_continuousFields": continuous,
-            "_categoricalFields": categorical,
-        });
+        let obs_manifest = obs_manifest(n, &continuous, &categorical, latent_key.as_deref());
 
         // Genes.
-        let (expression, gene_frame) = expression_source(adata, options)?;
+        let (expression, gene_frame) = (choices.expression.clone(), choices.gene_frame.as_ref());
         let n_genes = expression.as_ref().map_or(0, |m| m.shape[1]);
         let var_manifest = match (&expression, gene_frame) {
             (Some(m), Some(frame)) => {
@@ -318,70 +320,29 @@ impl Plan {
                     m.path,
                     m.layout.as_str()
                 ));
-                let fields: Vec<Value> = names
-                    .names
-                    .iter()
-                    .enumerate()
-                    .map(|(i, g)| json!([i, g]))
-                    .collect();
-                let renamed: Vec<Value> =
-                    names.renamed.iter().map(|(a, b)| json!([a, b])).collect();
-                Some(json!({
-                    "_format": "compact_v2",
-                    "n_points": n,
-                    "compression": null,
-                    "quantization": null,
-                    "_varSchema": {"kind": "continuous", "pathPattern": "var/{index}.values.f32", "ext": "f32", "dtype": "float32", "quantized": false},
-                    "fields": fields,
-                    "gene_name_sets": [{"source": names.source, "filled_from_index": names.filled_from_index, "renamed": renamed, "names": null}],
-                }))
+                Some(var_manifest(n, &names))
             }
             _ => None,
         };
 
         // Connectivity.
         let index_bytes = if n <= 65536 { 2 } else { 4 };
-        let connectivity_manifest = edges_summary.map(|(n_edges, max_neighbors)| {
-            for (key, payload) in [
-                ("connectivity/edges.src.bin", Payload::EdgeSources),
-                ("connectivity/edges.dst.bin", Payload::EdgeDestinations),
-                ("connectivity/edges.weights.f64.bin", Payload::EdgeWeights),
-            ] {
-                payloads.insert(key.to_owned(), payload);
+        let connectivity_manifest = edges_summary.map(|edges| {
+            for e in [EdgeFile::Sources, EdgeFile::Destinations, EdgeFile::Weights] {
+                payloads.insert(SynthKey::Edges(e), Payload::Edges(e));
             }
-            json!({
-                "format": "edge_pairs", "n_cells": n, "n_edges": n_edges, "max_neighbors": max_neighbors,
-                "index_bytes": index_bytes, "index_dtype": if index_bytes == 2 { "uint16" } else { "uint32" },
-                "sourcesPath": "connectivity/edges.src.bin", "destinationsPath": "connectivity/edges.dst.bin",
-                "weightsPath": "connectivity/edges.weights.f64.bin", "weight_dtype": "float64", "weight_bytes": 8,
-                "compression": null,
-            })
+            connectivity_manifest(n, edges, index_bytes)
         });
 
         // Embedding files and vector fields.
-        let mut item_docs = Map::new();
-        let mut defaults = Map::new();
         for (e, item) in items.iter().enumerate() {
-            let file = format!("embeddings/{e}_{}d.bin", item.dim);
-            payloads.insert(file.clone(), Payload::Embedding(e));
-            item_docs.insert(
-                item.id.clone(),
-                json!({"label": item.id, "dimension": item.dim, "file": file,
-                       "source": {"key": item.key, "columns": item.columns}}),
-            );
-            defaults
-                .entry(format!("{}d", item.dim))
-                .or_insert_with(|| Value::String(item.id.clone()));
+            let file = SynthKey::Embedding {
+                index: e,
+                dim: item.dim,
+            };
+            payloads.insert(file, Payload::Embedding(e));
         }
-        // The default per dimension: an explicit or uns choice, else the first.
-        for (d, choice) in options.embeddings.iter().enumerate() {
-            if let Some(c) = choice {
-                if let Some(item) = items.iter().find(|i| i.dim == d + 1 && i.key == c.key) {
-                    defaults.insert(format!("{}d", d + 1), Value::String(item.id.clone()));
-                }
-            }
-        }
-        let default_dimension = items.iter().map(|i| i.dim).max().unwrap_or(2);
+        let embeddings = embeddings_doc(&items, options);
         // --vector-field-default implies serving the fields it picks from.
         let vector_fields = if options.vector_fields || options.vector_field_default.is_some() {
             let default = options.vector_field_default.as_deref();
@@ -395,19 +356,7 @@ impl Plan {
             .filter(|(f, _)| matches!(f, ObsField::Categorical { .. }))
             .count();
         let n_cont = fields.len() - n_cat;
-        let mut obs_fields: Vec<Value> = fields
-            .iter()
-            .filter_map(|(f, _)| match f {
-                ObsField::Continuous { name } => Some(json!({"key": name, "kind": "continuous"})),
-                ObsField::Categorical { .. } => None,
-            })
-            .collect();
-        obs_fields.extend(fields.iter().filter_map(|(f, count)| match f {
-            ObsField::Categorical { name, .. } => {
-                Some(json!({"key": name, "kind": "category", "n_categories": count}))
-            }
-            ObsField::Continuous { .. } => None,
-        }));
+        let obs_fields = obs_field_docs(&fields);
         let mut identity = json!({
             "version": 3,
             "id": id,
@@ -419,9 +368,9 @@ impl Plan {
                 "n_cells": n, "n_genes": n_genes, "n_obs_fields": fields.len(),
                 "n_categorical_fields": n_cat, "n_continuous_fields": n_cont,
                 "has_connectivity": edges_summary.is_some(),
-                "n_edges": edges_summary.map(|(e, _)| e),
+                "n_edges": edges_summary.map(|e| e.n_edges),
             },
-            "embeddings": {"default_dimension": default_dimension, "defaults": defaults, "items": item_docs},
+            "embeddings": embeddings,
             "obs_fields": obs_fields,
             "source": {"name": match adata.kind() { StoreKind::H5ad => "H5AD file", _ => "Zarr store" }},
         });
@@ -466,32 +415,24 @@ impl Plan {
         self.expression.as_ref()
     }
 
-    /// The manifest for `key`, when it is one.
-    pub fn manifest(&self, key: &str) -> Option<Bytes> {
-        match key {
-            "dataset_identity.json" => Some(self.identity.clone()),
-            "obs_manifest.json" => Some(self.obs_manifest.clone()),
-            "var_manifest.json" => self.var_manifest.clone(),
-            "connectivity_manifest.json" => self.connectivity_manifest.clone(),
-            _ => None,
+    /// The bytes of manifest `m`, when this dataset has it.
+    pub(crate) fn manifest(&self, m: Manifest) -> Option<Bytes> {
+        match m {
+            Manifest::Identity => Some(self.identity.clone()),
+            Manifest::Obs => Some(self.obs_manifest.clone()),
+            Manifest::Var => self.var_manifest.clone(),
+            Manifest::Connectivity => self.connectivity_manifest.clone(),
         }
     }
 
-    /// The gene index `g` of `var/{g}.values.f32` (canonical decimal only).
-    pub fn gene_index(&self, key: &str) -> Option<u64> {
-        let digits = key.strip_prefix("var/")?.strip_suffix(".values.f32")?;
-        if digits.is_empty()
-            || (digits.len() > 1 && digits.starts_with('0'))
-            || !digits.bytes().all(|b| b.is_ascii_digit())
-        {
-            return None;
-        }
-        digits.parse::<u64>().ok().filter(|&g| g < self.n_genes)
+    /// Whether gene `g` is served (`var/{g}.values.f32`).
+    pub(crate) fn has_gene(&self, g: u64) -> bool {
+        g < self.n_genes
     }
 
     /// Whether `key` is a synthesised payload (not a manifest, not a gene).
-    pub fn has_payload(&self, key: &str) -> bool {
-        self.payloads.contains_key(key)
+    pub(crate) fn has_payload(&self, key: SynthKey) -> bool {
+        self.payloads.contains_key(&key)
     }
 
     /// Computes the bytes of payload `key` (not genes: see
@@ -500,8 +441,8 @@ impl Plan {
     /// # Errors
     /// [`PayloadError`] when there is no such payload or its values break
     /// the format.
-    pub fn payload(&self, adata: &AnnData, key: &str) -> Result<Bytes, PayloadError> {
-        let payload = self.payloads.get(key).ok_or(PayloadError::NotFound)?;
+    pub(crate) fn payload(&self, adata: &AnnData, key: SynthKey) -> Result<Bytes, PayloadError> {
+        let payload = self.payloads.get(&key).ok_or(PayloadError::NotFound)?;
         let n = adata.n_obs() as usize;
         Ok(match payload {
             Payload::Embedding(e) => embedding_bytes(adata, &self.items[*e], n)?,
@@ -522,17 +463,17 @@ impl Plan {
                 }
                 FrameColumn::Categorical { .. } => return Err(PayloadError::NotFound),
             },
-            Payload::ObsCodes(col, ext) => {
+            Payload::ObsCodes(col, width) => {
                 let FrameColumn::Categorical { codes, .. } = adata.obs_column(col)? else {
                     return Err(PayloadError::NotFound);
                 };
                 let mut out = Vec::with_capacity(n * 4);
                 for c in codes {
-                    match *ext {
-                        "u8" => out.push(u8::try_from(c).unwrap_or(u8::MAX)),
-                        "u16" => out
+                    match width {
+                        CodesWidth::U8 => out.push(u8::try_from(c).unwrap_or(u8::MAX)),
+                        CodesWidth::U16 => out
                             .extend_from_slice(&u16::try_from(c).unwrap_or(u16::MAX).to_le_bytes()),
-                        _ => out
+                        CodesWidth::U32 => out
                             .extend_from_slice(&u32::try_from(c).unwrap_or(u32::MAX).to_le_bytes()),
                     }
                 }
@@ -576,21 +517,21 @@ impl Plan {
                     .into_iter(),
                 )
             }
-            Payload::EdgeSources | Payload::EdgeDestinations | Payload::EdgeWeights => {
+            Payload::Edges(file) => {
                 let m = self.knn.as_ref().ok_or(PayloadError::NotFound)?;
                 let parts = m.read_sparse(adata.backend())?;
                 let edges =
                     graph::edges(&parts, m.layout, n).map_err(PayloadError::Unprocessable)?;
-                match payload {
-                    Payload::EdgeWeights => Bytes::from(
+                match file {
+                    EdgeFile::Weights => Bytes::from(
                         edges
                             .weights
                             .iter()
                             .flat_map(|w| w.to_le_bytes())
                             .collect::<Vec<u8>>(),
                     ),
-                    other => {
-                        let ids = if matches!(other, Payload::EdgeSources) {
+                    EdgeFile::Sources | EdgeFile::Destinations => {
+                        let ids = if *file == EdgeFile::Sources {
                             &edges.src
                         } else {
                             &edges.dst
@@ -698,6 +639,231 @@ pub(crate) fn resolve_knn(
     }
 }
 
+/// The chosen graph `knn` with its edge count and most neighbours of a
+/// cell, when its edges can be made; a graph the memory budget cannot hold
+/// is left out, not the dataset.
+fn served_graph(
+    adata: &AnnData,
+    knn: Option<Matrix>,
+    n: usize,
+    notes: &mut Vec<String>,
+) -> Result<Option<(Matrix, EdgeSummary)>, AnnDataError> {
+    let Some(m) = knn else {
+        notes.push("graph         none".into());
+        return Ok(None);
+    };
+    let edges = match m.read_sparse(adata.backend()) {
+        Ok(parts) => graph::edges(&parts, m.layout, n),
+        Err(err @ AnnDataError::OverBudget { .. }) if !err.is_busy() => Err(err.to_string()),
+        Err(err) => return Err(err),
+    };
+    Ok(match edges {
+        Ok(e) => {
+            notes.push(format!("graph         {} ({} edges)", m.path, e.src.len()));
+            let summary = EdgeSummary {
+                n_edges: e.src.len(),
+                max_neighbors: e.max_neighbors,
+            };
+            Some((m, summary))
+        }
+        Err(why) => {
+            notes.push(format!("graph         {} not served: {why}", m.path));
+            None
+        }
+    })
+}
+
+/// What `connectivity_manifest.json` says of the edges.
+#[derive(Clone, Copy, Debug)]
+struct EdgeSummary {
+    n_edges: usize,
+    max_neighbors: u64,
+}
+
+/// `connectivity_manifest.json` for `n` cells, whose edge indices take
+/// `index_bytes` each.
+fn connectivity_manifest(n: u64, edges: EdgeSummary, index_bytes: usize) -> Value {
+    json!({
+        "format": "edge_pairs", "n_cells": n, "n_edges": edges.n_edges, "max_neighbors": edges.max_neighbors,
+        "index_bytes": index_bytes, "index_dtype": if index_bytes == 2 { "uint16" } else { "uint32" },
+        "sourcesPath": EdgeFile::Sources.path(), "destinationsPath": EdgeFile::Destinations.path(),
+        "weightsPath": EdgeFile::Weights.path(), "weight_dtype": "float64", "weight_bytes": 8,
+        "compression": null,
+    })
+}
+
+/// `var_manifest.json` for `n` cells and the served gene `names`.
+fn var_manifest(n: u64, names: &genes::GeneNames) -> Value {
+    let fields: Vec<Value> = names
+        .names
+        .iter()
+        .enumerate()
+        .map(|(i, g)| json!([i, g]))
+        .collect();
+    let renamed: Vec<Value> = names.renamed.iter().map(|(a, b)| json!([a, b])).collect();
+    json!({
+        "_format": "compact_v2",
+        "n_points": n,
+        "compression": null,
+        "quantization": null,
+        "_varSchema": {"kind": "continuous", "pathPattern": file_key::GENE_PATTERN, "ext": "f32", "dtype": "float32", "quantized": false},
+        "fields": fields,
+        "gene_name_sets": [{"source": names.source, "filled_from_index": names.filled_from_index, "renamed": renamed, "names": null}],
+    })
+}
+
+/// `obs_manifest.json` for `n` cells: the `[index, name]` of continuous
+/// fields, the rows of categorical ones, and the latent space their
+/// outlier quantiles are computed in.
+fn obs_manifest(
+    n: u64,
+    continuous: &[Value],
+    categorical: &[Value],
+    latent_key: Option<&str>,
+) -> Value {
+    let mut schemas = Map::new();
+    if !continuous.is_empty() {
+        schemas.insert(
+            "continuous".into(),
+            json!({"pathPattern": file_key::OBS_VALUES_PATTERN, "ext": "f32", "dtype": "float32", "quantized": false}),
+        );
+    }
+    if !categorical.is_empty() {
+        schemas.insert(
+            "categorical".into(),
+            if latent_key.is_some() {
+                json!({"codesPathPattern": file_key::OBS_CODES_PATTERN, "outlierPathPattern": file_key::OBS_OUTLIERS_PATTERN,
+                       "outlierExt": "f32", "outlierDtype": "float32", "outlierQuantized": false})
+            } else {
+                json!({"codesPathPattern": file_key::OBS_CODES_PATTERN, "outlierPathPattern": null,
+                       "outlierExt": null, "outlierDtype": null, "outlierQuantized": false})
+            },
+        );
+    }
+    json!({
+        "_format": "compact_v2",
+        "n_points": n,
+        "centroid_outlier_quantile": CENTROID_QUANTILE,
+        "latent_key": latent_key,
+        "compression": null,
+        "_obsSchemas": schemas,
+        "_continuousFields": continuous,
+        "_categoricalFields": categorical,
+    })
+}
+
+/// The obs columns served, in manifest order: the `--obs-key` choices, else
+/// every column the viewer format can carry.
+fn served_obs_columns(
+    adata: &AnnData,
+    options: &AnnDataOptions,
+) -> Result<Vec<String>, AnnDataError> {
+    if !options.obs_keys.is_empty() {
+        check_obs_keys(adata, options)?;
+        return Ok(options.obs_keys.clone());
+    }
+    Ok(adata
+        .obs()
+        .columns()
+        .iter()
+        .filter(|c| {
+            let ok = c.encoding.is_continuous().is_some();
+            if !ok {
+                tracing::warn!(column = %c.name, encoding = %c.encoding.describe(), "obs column not served");
+            }
+            ok
+        })
+        .map(|c| c.name.clone())
+        .collect())
+}
+
+/// The identity's `embeddings`: each item with its file, and the default
+/// item per dimension (an explicit choice, else the first of that
+/// dimension).
+fn embeddings_doc(items: &[Item], options: &AnnDataOptions) -> Value {
+    let mut item_docs = Map::new();
+    let mut defaults = Map::new();
+    for (e, item) in items.iter().enumerate() {
+        let file = SynthKey::Embedding {
+            index: e,
+            dim: item.dim,
+        };
+        item_docs.insert(
+            item.id.clone(),
+            json!({"label": item.id, "dimension": item.dim, "file": file.to_string(),
+                   "source": {"key": item.key, "columns": item.columns}}),
+        );
+        defaults
+            .entry(format!("{}d", item.dim))
+            .or_insert_with(|| Value::String(item.id.clone()));
+    }
+    for (d, choice) in options.embeddings.iter().enumerate() {
+        if let Some(c) = choice {
+            if let Some(item) = items.iter().find(|i| i.dim == d + 1 && i.key == c.key) {
+                defaults.insert(format!("{}d", d + 1), Value::String(item.id.clone()));
+            }
+        }
+    }
+    let default_dimension = items.iter().map(|i| i.dim).max().unwrap_or(2);
+    json!({"default_dimension": default_dimension, "defaults": defaults, "items": item_docs})
+}
+
+/// The identity's `obs_fields`: the continuous fields, then the
+/// categorical ones with their category counts.
+fn obs_field_docs(fields: &[(ObsField, Option<usize>)]) -> Vec<Value> {
+    let mut docs: Vec<Value> = fields
+        .iter()
+        .filter_map(|(f, _)| match f {
+            ObsField::Continuous { name } => Some(json!({"key": name, "kind": "continuous"})),
+            ObsField::Categorical { .. } => None,
+        })
+        .collect();
+    docs.extend(fields.iter().filter_map(|(f, count)| match f {
+        ObsField::Categorical { name, .. } => {
+            Some(json!({"key": name, "kind": "category", "n_categories": count}))
+        }
+        ObsField::Continuous { .. } => None,
+    }));
+    docs
+}
+
+/// The embeddings categorical fields get centroids in.
+struct Centroids<'a> {
+    items: &'a [Item],
+    coords: &'a [Coords],
+    min_points: usize,
+}
+
+/// The `_categoricalFields` row of obs field `index`, column `col`:
+/// `[index, name, categories, codes dtype, missing code, centroids by
+/// embedding]`.
+fn categorical_row(
+    index: usize,
+    col: &str,
+    codes: &[i64],
+    categories: &[super::Label],
+    width: CodesWidth,
+    centroids: &Centroids<'_>,
+) -> Value {
+    let mut by_embedding = Map::new();
+    for (item, Coords { values: xy, .. }) in centroids.items.iter().zip(centroids.coords) {
+        let list: Vec<Value> = geometry::centroids(xy, item.dim, codes, categories.len(), centroids.min_points, CENTROID_QUANTILE)
+            .into_iter()
+            .map(|c| json!({"category": categories[c.code].to_json(), "position": c.position, "n_points": c.n_points}))
+            .collect();
+        by_embedding.insert(item.id.clone(), Value::Array(list));
+    }
+    let labels: Vec<Value> = categories.iter().map(super::Label::to_json).collect();
+    json!([
+        index,
+        col,
+        labels,
+        width.dtype(),
+        width.missing(),
+        by_embedding
+    ])
+}
+
 /// Checks that every `--obs-key` names an obs column the viewer format can carry.
 fn check_obs_keys(adata: &AnnData, options: &AnnDataOptions) -> Result<(), AnnDataError> {
     for k in &options.obs_keys {
@@ -717,14 +883,14 @@ fn check_obs_keys(adata: &AnnData, options: &AnnDataOptions) -> Result<(), AnnDa
 
 /// Checks every launch option against the store without reading data, so a
 /// typo fails at startup with one line; returns the quick notes (latent
-/// space and graph) for the startup block.
+/// space, graph, genes) for the startup block and the choices resolved.
 ///
 /// # Errors
 /// The first option naming something absent or unusable.
 pub(crate) fn validate(
     adata: &AnnData,
     options: &AnnDataOptions,
-) -> Result<Vec<String>, AnnDataError> {
+) -> Result<(Vec<String>, Choices), AnnDataError> {
     check_claims(adata)?;
     let latent = resolve_latent(adata, options)?;
     let knn = resolve_knn(adata, options)?;
@@ -754,16 +920,16 @@ pub(crate) fn validate(
     } else {
         "default"
     };
-    Ok(vec![
-        match latent {
+    let notes = vec![
+        match &latent {
             Some(k) => format!("latent space  obsm['{k}'] ({latent_origin})"),
             None => "latent space  none: no outlier quantiles (pass --latent-key KEY)".into(),
         },
-        match knn {
+        match &knn {
             Some(m) => format!("graph         {} ({knn_origin})", m.path),
             None => "graph         none (pass --knn KEY)".into(),
         },
-        match expression {
+        match &expression {
             Some(m) => format!(
                 "genes         {} from {} ({})",
                 m.shape[1],
@@ -772,7 +938,14 @@ pub(crate) fn validate(
             ),
             None => "genes         none (no X, raw or layer)".into(),
         },
-    ])
+    ];
+    let choices = Choices {
+        latent_key: latent,
+        knn,
+        expression,
+        gene_frame: frame.cloned(),
+    };
+    Ok((notes, choices))
 }
 
 /// `n` with thousands separators (`1,000,000,000`), for messages.
@@ -844,17 +1017,6 @@ pub(crate) fn check_claims(adata: &AnnData) -> Result<(), AnnDataError> {
             need,
         )
         .map_err(|err| AnnDataError::over_budget("obs", err))
-}
-
-/// The narrowest codes dtype leaving room for the missing marker.
-fn codes_dtype(n_categories: usize) -> (&'static str, &'static str, u64) {
-    if n_categories < 255 {
-        ("uint8", "u8", 255)
-    } else if n_categories < 65535 {
-        ("uint16", "u16", 65535)
-    } else {
-        ("uint32", "u32", 4_294_967_295)
-    }
 }
 
 fn f32_bytes(values: impl Iterator<Item = f32>) -> Bytes {
@@ -1187,7 +1349,7 @@ fn vector_fields(
     adata: &AnnData,
     items: &[Item],
     default: Option<&str>,
-    payloads: &mut HashMap<String, Payload>,
+    payloads: &mut HashMap<SynthKey, Payload>,
 ) -> Option<Value> {
     let mut fields = Map::new();
     let mut f = 0;
@@ -1229,15 +1391,15 @@ fn vector_fields(
             if item.columns.iter().any(|&c| c >= width) {
                 continue;
             }
-            let path = format!("vectors/{f}_{e}.bin");
+            let path = SynthKey::Vectors { field: f, item: e };
             payloads.insert(
-                path.clone(),
+                path,
                 Payload::Vectors {
                     field: (*source).to_owned(),
                     item: e,
                 },
             );
-            files.insert(item.id.clone(), Value::String(path));
+            files.insert(item.id.clone(), Value::String(path.to_string()));
         }
         if !files.is_empty() {
             fields.insert(field_id.clone(), json!({"label": field_id, "files": files}));
@@ -1252,13 +1414,9 @@ fn vector_fields(
     Some(json!({"default_field": default, "fields": fields}))
 }
 
-/// The matrix genes are served from, when the options and store give one.
-pub(crate) fn resolve_expression(adata: &AnnData, options: &AnnDataOptions) -> Option<Matrix> {
-    expression_source(adata, options).ok().and_then(|(m, _)| m)
-}
-
-/// Which matrix feeds genes, and the dataframe naming its columns.
-fn expression_source<'a>(
+/// Which matrix feeds genes, and the dataframe naming its columns
+/// (docs/FORMATS.md, "Serving choices").
+pub(crate) fn expression_source<'a>(
     adata: &'a AnnData,
     options: &AnnDataOptions,
 ) -> Result<(Option<Matrix>, Option<&'a super::Frame>), AnnDataError> {
