@@ -52,9 +52,9 @@ mod content_coding;
 mod documents;
 mod error;
 pub mod forwarded;
-mod h2_stream;
 #[doc(hidden)]
 pub mod fuzz_api;
+mod h2_stream;
 mod hooked_io;
 mod mount;
 mod offload;
