@@ -23,11 +23,22 @@ fn a_request_finding_the_budget_held_is_busy_then_served() {
     let source =
         AnnDataSource::open(&testdata::path("anndata/pbmc68k_reduced.h5ad"), options).unwrap();
     let id = source.datasets()[0].id.clone();
-    source.plan_notes().unwrap();
-    let key = RelativeKey::parse("embeddings/0_2d.bin").unwrap();
-
     let global = budget::global();
     global.set_wait(Duration::from_millis(300));
+
+    // The plan itself finds the budget held: busy (503), and not kept as
+    // the store's verdict — once the budget is free the plan is built.
+    let manifest = RelativeKey::parse("obs_manifest.json").unwrap();
+    let held = global
+        .reserve(|| "other requests".into(), global.limit())
+        .unwrap();
+    let err = source.open(&id, &manifest).err().unwrap();
+    assert!(matches!(err, SourceError::Busy { .. }), "{err}");
+    drop(held);
+    source.plan_notes().unwrap();
+    source.open(&id, &manifest).unwrap();
+
+    let key = RelativeKey::parse("embeddings/0_2d.bin").unwrap();
     let held = global
         .reserve(|| "other requests".into(), global.limit())
         .unwrap();

@@ -54,13 +54,21 @@ struct Synth {
 
 impl Synth {
     fn plan(&self, id: &str, name: &str) -> Result<&Plan, PlanError> {
-        self.plan
-            .get_or_init(|| {
-                Plan::build_with(&self.adata, &self.options, &self.choices, id, name)
-                    .map_err(Arc::new)
-            })
-            .as_ref()
-            .map_err(|err| PlanError::Build(Arc::clone(err)))
+        if let Some(done) = self.plan.get() {
+            return done
+                .as_ref()
+                .map_err(|err| PlanError::Build(Arc::clone(err)));
+        }
+        match Plan::build_with(&self.adata, &self.options, &self.choices, id, name) {
+            // A busy memory budget is a moment's state, not a verdict on the
+            // store: not kept, so a later request builds the plan again.
+            Err(err) if err.is_busy() => Err(PlanError::Build(Arc::new(err))),
+            built => self
+                .plan
+                .get_or_init(|| built.map_err(Arc::new))
+                .as_ref()
+                .map_err(|err| PlanError::Build(Arc::clone(err))),
+        }
     }
 }
 
@@ -455,10 +463,16 @@ impl AnnDataSource {
             return Ok(file);
         }
         let plan = synth.plan(id, name).map_err(|why| {
-            if generation(&self.path) == version.generation {
-                unprocessable(why.to_string())
-            } else {
+            if generation(&self.path) != version.generation {
                 SourceError::Changed { key: key.clone() }
+            } else if matches!(&why, PlanError::Build(err) if err.is_busy()) {
+                // Other requests hold the memory budget: try again (503).
+                SourceError::Busy {
+                    key: key.clone(),
+                    reason: why.to_string(),
+                }
+            } else {
+                unprocessable(why.to_string())
             }
         })?;
         let file_key = SynthKey::parse(k);
