@@ -62,19 +62,22 @@ impl EmbeddingChoice {
     /// # Errors
     /// A message naming what is wrong.
     pub fn parse(text: &str) -> Result<Self, String> {
-        match text.rsplit_once(':') {
-            Some((key, cols)) if !key.is_empty() => {
-                let columns = cols
-                    .split(',')
-                    .map(|c| c.trim().parse::<u64>())
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|_| format!("{text:?}: columns must be integers, e.g. X_pca:0,1"))?;
-                Ok(Self {
-                    key: key.to_owned(),
-                    columns: Some(columns),
-                })
-            }
-            _ if !text.is_empty() => Ok(Self {
+        // `KEY:0,1` names columns; a suffix that is no list of integers is
+        // part of the key (an obsm key may hold a colon), as 0.9.5 reads it.
+        let columns = text.rsplit_once(':').and_then(|(key, cols)| {
+            let parsed = cols
+                .split(',')
+                .map(|c| c.trim().parse::<u64>())
+                .collect::<Result<Vec<_>, _>>()
+                .ok()?;
+            (!key.is_empty()).then(|| (key, parsed))
+        });
+        match columns {
+            Some((key, columns)) => Ok(Self {
+                key: key.to_owned(),
+                columns: Some(columns),
+            }),
+            None if !text.is_empty() => Ok(Self {
                 key: text.to_owned(),
                 columns: None,
             }),
@@ -195,5 +198,20 @@ mod tests {
             Value::Object(options.launch_defaults()).to_string(),
             r#"{"modality":"rna","embedding2d":{"key":"X_umap","columns":[1,0]},"knn":"connectivities","expression":"layers/log1p","geneIdColumn":"symbol","latentKey":"X_pca","vectorFieldDefault":"velocity","obsKeys":["cell_type"],"normalizeEmbeddings":false,"centroidMinPoints":5}"#
         );
+    }
+
+    #[test]
+    fn an_embedding_suffix_that_is_no_column_list_belongs_to_the_key() {
+        let cols = EmbeddingChoice::parse("X_pca:0, 1").unwrap();
+        assert_eq!(
+            (cols.key.as_str(), cols.columns),
+            ("X_pca", Some(vec![0, 1]))
+        );
+        // Refused before ("columns must be integers"); 0.9.5 reads a key.
+        let key = EmbeddingChoice::parse("X_umap:abc").unwrap();
+        assert_eq!((key.key.as_str(), key.columns), ("X_umap:abc", None));
+        let key = EmbeddingChoice::parse(":0").unwrap();
+        assert_eq!((key.key.as_str(), key.columns), (":0", None));
+        assert!(EmbeddingChoice::parse("").is_err());
     }
 }
