@@ -70,7 +70,7 @@ impl EmbeddingChoice {
                 .map(|c| c.trim().parse::<u64>())
                 .collect::<Result<Vec<_>, _>>()
                 .ok()?;
-            (!key.is_empty()).then(|| (key, parsed))
+            (!key.is_empty()).then_some((key, parsed))
         });
         match columns {
             Some((key, columns)) => Ok(Self {
