@@ -152,3 +152,23 @@ fn a_folder_of_h5ad_files_suggests_passing_them() {
         &format!("serve it with `cellucid serve {}`", a.display()),
     );
 }
+
+#[test]
+fn inspect_on_an_input_it_does_not_describe_says_what_serves_it() {
+    // Before: "cannot open as AnnData: it is a Loom file, not an AnnData store".
+    for name in [
+        "inputs-0.9.5/tiny.loom",
+        "inputs-0.9.5/tiny.rds",
+        "exports-0.9.4/pbmc68k-f32",
+    ] {
+        let path = fixture(name);
+        let path = path.to_str().unwrap();
+        let out = run(&["inspect", path]);
+        assert_one_line_error(&out, 2, &format!("`cellucid serve {path}` serves it"));
+        assert!(
+            stderr_of(&out).contains("not an AnnData store"),
+            "{}",
+            stderr_of(&out)
+        );
+    }
+}

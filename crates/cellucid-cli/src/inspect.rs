@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use cellucid_core::anndata::AnnDataSource;
-use cellucid_core::DatasetSource;
+use cellucid_core::{DatasetSource, InputKind};
 use serde::Serialize;
 
 use crate::args::InspectArgs;
@@ -14,6 +14,19 @@ use crate::inputs::anndata_error;
 /// Prints the description on stdout: text, or with `--json` one JSON object.
 pub(crate) fn run(args: &InspectArgs) -> Result<(), CliError> {
     args.anndata.apply_memory_budget();
+    // The other inputs `serve` takes: say so, and what serves them.
+    if let Ok(kind) = cellucid_core::detect_input(&args.path) {
+        if !matches!(
+            kind,
+            InputKind::H5ad | InputKind::ZarrFolder | InputKind::ZarrZip
+        ) {
+            let at = args.path.display();
+            return Err(CliError::usage(format!(
+                "{at} is not an AnnData store (found: {}): `cellucid inspect` describes .h5ad and Zarr AnnData stores; `cellucid serve {at}` serves it",
+                kind.describe()
+            )));
+        }
+    }
     let source = AnnDataSource::open(&args.path, args.anndata.options())
         .map_err(|err| anndata_error(&args.path, &err, &args.anndata))?;
     let report = Report::of(&source);
