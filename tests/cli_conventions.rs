@@ -317,6 +317,7 @@ fn an_error_under_json_logs_is_json_too() {
     let out = run(&[
         "serve",
         "--no-browser",
+        "--no-web-ui",
         "--log-format",
         "json",
         tmp.path().join("missing.h5ad").to_str().unwrap(),

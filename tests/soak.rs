@@ -35,7 +35,9 @@ const RSS_SLACK_KIB: u64 = 16 * 1024;
 /// A client rests up to this long between requests: 500 clients stay
 /// concurrent without starving the tests that run beside this one.
 const MAX_PAUSE_MS: u64 = 400;
-const ORIGIN: &str = "https://www.cellucid.com";
+/// A loopback page (a local viewer build) as the CORS origin: allowed, and
+/// nothing outside loopback is named or contacted.
+const ORIGIN: &str = "http://localhost:5173";
 const H5AD: &str = "anndata/pbmc68k_reduced.h5ad";
 const EXPORT: &str = "exports-0.9.4/pbmc68k-f32";
 /// The AnnData dataset's id and its number of genes (765 columns of X).
