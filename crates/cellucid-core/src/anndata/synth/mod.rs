@@ -1067,28 +1067,27 @@ fn check_finite_at(
 /// Rows of an embedding read per block while writing its file.
 const EMBEDDING_BLOCK_ROWS: usize = 1 << 16;
 
-/// The embedding file of `item`: its columns normalised, as float32, in
-/// row blocks, so a 1M-cell embedding never sits in memory as f64 copies
-/// (three of them, ~40 MB, which the allocator then kept).
-fn embedding_bytes(adata: &AnnData, item: &Item, n: usize) -> Result<Bytes, AnnDataError> {
+/// Hands each row of `item`'s chosen columns (`cols`, checked against the
+/// stored width) to `row`, reading `obsm` in blocks of
+/// [`EMBEDDING_BLOCK_ROWS`] so only one block is decoded at a time.
+fn each_embedding_row(
+    adata: &AnnData,
+    item: &Item,
+    n: usize,
+    mut row: impl FnMut(&[f64], &[usize]),
+) -> Result<(), AnnDataError> {
     let path = super::backend::join("obsm", &item.key);
     let width = adata
         .obsm_entry(&item.key)
         .map(|e| e.width as usize)
         .ok_or_else(|| AnnDataError::missing(&path))?;
     let cols: Vec<usize> = item.columns.iter().map(|&c| c as usize).collect();
-    if cols.len() != item.norm.center.len() || cols.iter().any(|&c| c >= width) {
+    if cols.iter().any(|&c| c >= width) {
         return Err(AnnDataError::invalid(
             &path,
             "columns do not match its width",
         ));
     }
-    let bytes = n.saturating_mul(cols.len()).saturating_mul(4);
-    let _lease = budget::global()
-        .reserve(|| format!("the embedding file of {path}"), bytes as u64)
-        .map_err(|err| AnnDataError::over_budget(&path, err))?;
-    let mut out: Vec<u8> =
-        budget::try_vec(bytes, &path).map_err(|why| AnnDataError::invalid(&path, why))?;
     for start in (0..n).step_by(EMBEDDING_BLOCK_ROWS) {
         let end = (start + EMBEDDING_BLOCK_ROWS).min(n);
         let block = adata
@@ -1101,13 +1100,36 @@ fn embedding_bytes(adata: &AnnData, item: &Item, n: usize) -> Result<Bytes, AnnD
                 "returned fewer values than its shape promises",
             ));
         }
-        for row in block.chunks_exact(width) {
-            for (&c, center) in cols.iter().zip(&item.norm.center) {
-                let v = (row[c] - center) * item.norm.scale;
-                out.extend_from_slice(&(v as f32).to_le_bytes());
-            }
+        for values in block.chunks_exact(width) {
+            row(values, &cols);
         }
     }
+    Ok(())
+}
+
+/// The embedding file of `item`: its columns normalised, as float32, in
+/// row blocks, so a 1M-cell embedding never sits in memory as f64 copies
+/// (three of them, ~40 MB, which the allocator then kept).
+fn embedding_bytes(adata: &AnnData, item: &Item, n: usize) -> Result<Bytes, AnnDataError> {
+    let path = super::backend::join("obsm", &item.key);
+    if item.columns.len() != item.norm.center.len() {
+        return Err(AnnDataError::invalid(
+            &path,
+            "columns do not match its width",
+        ));
+    }
+    let bytes = n.saturating_mul(item.columns.len()).saturating_mul(4);
+    let _lease = budget::global()
+        .reserve(|| format!("the embedding file of {path}"), bytes as u64)
+        .map_err(|err| AnnDataError::over_budget(&path, err))?;
+    let mut out: Vec<u8> =
+        budget::try_vec(bytes, &path).map_err(|why| AnnDataError::invalid(&path, why))?;
+    each_embedding_row(adata, item, n, |row, cols| {
+        for (&c, center) in cols.iter().zip(&item.norm.center) {
+            let v = (row[c] - center) * item.norm.scale;
+            out.extend_from_slice(&(v as f32).to_le_bytes());
+        }
+    })?;
     Ok(Bytes::from(out))
 }
 
@@ -1123,22 +1145,11 @@ struct Coords {
 /// from the memory budget first: the cell count is the file's claim.
 fn item_coords(adata: &AnnData, item: &Item) -> Result<Coords, AnnDataError> {
     let path = super::backend::join("obsm", &item.key);
-    let width = adata
-        .obsm_entry(&item.key)
-        .map(|e| e.width as usize)
-        .ok_or_else(|| AnnDataError::missing(&path))?;
-    let cols: Vec<usize> = item.columns.iter().map(|&c| c as usize).collect();
-    if cols.iter().any(|&c| c >= width) {
-        return Err(AnnDataError::invalid(
-            &path,
-            "columns do not match its width",
-        ));
-    }
     let n = adata.n_obs();
-    let len = n.saturating_mul(cols.len() as u64);
+    let len = n.saturating_mul(item.columns.len() as u64);
     let lease = budget::global()
         .reserve(
-            || format!("the {}-D embedding {path} of {n} cells", cols.len()),
+            || format!("the {}-D embedding {path} of {n} cells", item.columns.len()),
             len.saturating_mul(8),
         )
         .map_err(|err| AnnDataError::over_budget(&path, err))?;
@@ -1147,23 +1158,10 @@ fn item_coords(adata: &AnnData, item: &Item) -> Result<Coords, AnnDataError> {
         &path,
     )
     .map_err(|why| AnnDataError::invalid(&path, why))?;
-    let n = n as usize;
-    for start in (0..n).step_by(EMBEDDING_BLOCK_ROWS) {
-        let end = (start + EMBEDDING_BLOCK_ROWS).min(n);
-        let block = adata
-            .obsm_rows(&item.key, start as u64..end as u64)?
-            .to_f64()
-            .ok_or_else(|| AnnDataError::invalid(&path, "not numeric"))?;
-        if block.len() != (end - start) * width {
-            return Err(AnnDataError::invalid(
-                &path,
-                "returned fewer values than its shape promises",
-            ));
-        }
-        for row in block.chunks_exact(width) {
-            values.extend(cols.iter().map(|&c| row[c]));
-        }
-    }
+    let n = usize::try_from(n).map_err(|_| AnnDataError::invalid(&path, "too many cells"))?;
+    each_embedding_row(adata, item, n, |row, cols| {
+        values.extend(cols.iter().map(|&c| row[c]));
+    })?;
     Ok(Coords {
         values,
         _lease: lease,
