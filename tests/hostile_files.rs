@@ -102,23 +102,10 @@ fn refused(paths: &[&Path]) -> String {
     stderr
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
-
 /// A copy of `testdata/anndata/tiny.zarr` at `dir/name`.
 fn tiny_zarr(dir: &Path, name: &str) -> PathBuf {
     let store = dir.join(name);
-    copy_dir(&fixture("anndata/tiny.zarr"), &store);
+    copy_tree(&fixture("anndata/tiny.zarr"), &store);
     store
 }
 

@@ -362,7 +362,7 @@ fn unknown_encodings_and_bad_inputs_are_typed_errors() {
     // A Zarr store whose X has an encoding from the future.
     let root = dir.path().join("future.zarr");
     let src = fixture("anndata/tiny.zarr");
-    copy_dir(&src, &root);
+    testdata::copy_dir(&src, &root);
     std::fs::write(
         root.join("X/.zattrs"),
         r#"{"shape":[6,4],"encoding-type":"csr_matrix","encoding-version":"9.9.9"}"#,
@@ -438,19 +438,6 @@ fn unknown_encodings_and_bad_inputs_are_typed_errors() {
         AnnData::open(&empty),
         Err(AnnDataError::Open { .. })
     ));
-}
-
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let dest = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &dest);
-        } else {
-            std::fs::copy(entry.path(), &dest).unwrap();
-        }
-    }
 }
 
 #[test]

@@ -19,22 +19,9 @@ mod testdata;
 /// What the bombs inflate to.
 const BOMB: usize = 64 << 20;
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
-
 fn copy_fixture(dir: &Path, name: &str) -> PathBuf {
     let store = dir.join(name);
-    copy_dir(&testdata::path(&format!("anndata/{name}")), &store);
+    testdata::copy_dir(&testdata::path(&format!("anndata/{name}")), &store);
     store
 }
 
