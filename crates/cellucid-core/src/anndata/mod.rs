@@ -670,3 +670,54 @@ pub(crate) fn open_backend(path: &Path, container: Container) -> Result<Arc<dyn 
         }
     }
 }
+
+/// A build without a format feature refuses that format's stores, naming
+/// the feature (`.ci/run` runs these in the one-feature builds).
+#[cfg(all(test, not(all(feature = "hdf5", feature = "zarr"))))]
+mod without_a_format {
+    use super::*;
+
+    fn refusal(fixture: &str) -> AnnDataError {
+        let path = crate::testdata::path(&format!("anndata/{fixture}"));
+        match AnnData::open(&path) {
+            Ok(_) => panic!("{fixture} opened without its feature"),
+            Err(err) => err,
+        }
+    }
+
+    #[cfg(not(feature = "hdf5"))]
+    #[test]
+    fn without_hdf5_an_h5ad_is_refused_naming_the_feature() {
+        let err = refusal("tiny.h5ad");
+        assert!(
+            matches!(
+                err,
+                AnnDataError::Unsupported {
+                    feature: "hdf5",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("`hdf5` feature"), "{err}");
+    }
+
+    #[cfg(not(feature = "zarr"))]
+    #[test]
+    fn without_zarr_a_zarr_store_is_refused_naming_the_feature() {
+        for fixture in ["tiny.zarr", "tiny.v3.zarr"] {
+            let err = refusal(fixture);
+            assert!(
+                matches!(
+                    err,
+                    AnnDataError::Unsupported {
+                        feature: "zarr",
+                        ..
+                    }
+                ),
+                "{err}"
+            );
+            assert!(err.to_string().contains("`zarr` feature"), "{err}");
+        }
+    }
+}
